@@ -1,0 +1,15 @@
+"""What every channel is given and what it may raise."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from normalizer.envelope import Envelope
+
+Emit = Callable[[Envelope], Awaitable[str]]
+"""Hand an envelope to the pipeline; returns the case-open id once the message is safe
+(confirmed by the broker or fsynced to the spool). Raises `NotSafe` when neither is possible."""
+
+
+class NotSafe(Exception):
+    """The message could not be made safe; the source must be told to retry later."""

@@ -1,0 +1,1 @@
+"""The composition root: settings, CLI, daemon lifecycle, HTTP server, broker and spool."""

@@ -1,0 +1,115 @@
+"""One supervised connection to RabbitMQ: connect, declare, run sessions, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.exceptions import AMQPError
+from yarl import URL
+
+from ingest.settings import BrokerSettings, QueueSettings
+from ingest.topology import declare_topology
+
+log = structlog.get_logger("ingest.broker")
+
+Session = Callable[[AbstractConnection], Awaitable[None]]
+"""Runs while a connection is up (e.g. a consumer); returning or raising ends the connection."""
+
+FIRST_BACKOFF_S = 0.25
+
+
+class Broker:
+    """Keeps a connection and a confirming publish channel; reconnects with backoff."""
+
+    def __init__(
+        self, settings: BrokerSettings, names: QueueSettings, sessions: Sequence[Session] = ()
+    ) -> None:
+        self._settings = settings
+        self._names = names
+        self._sessions = list(sessions)
+        self._publish_channel: AbstractChannel | None = None
+        self.connected = asyncio.Event()
+        self.last_error: str | None = "not connected yet"
+
+    @property
+    def publish_channel(self) -> AbstractChannel | None:
+        """The confirming channel while connected, else None."""
+        channel = self._publish_channel
+        return channel if channel is not None and not channel.is_closed else None
+
+    def readiness(self) -> str | None:
+        """None when connected, else why not (for /readyz)."""
+        return None if self.publish_channel is not None else (self.last_error or "disconnected")
+
+    async def run(self) -> None:
+        """Connect and reconnect until cancelled."""
+        backoff = FIRST_BACKOFF_S
+        while True:
+            try:
+                connection = await aio_pika.connect(
+                    self._settings.url,
+                    timeout=self._settings.connect_timeout_s,
+                    heartbeat=self._settings.heartbeat_s,
+                    client_properties={"connection_name": "ingest"},
+                )
+            except (OSError, AMQPError, TimeoutError) as error:
+                self._note_down(error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.reconnect_max_s)
+                continue
+            backoff = FIRST_BACKOFF_S
+            try:
+                await self._serve(connection)
+            except Exception as error:
+                # A session or declaration failed: log it and start over on a new connection,
+                # so that one bad moment never takes the daemon down.
+                self._note_down(error, backoff)
+                await asyncio.sleep(backoff)
+            finally:
+                self._publish_channel = None
+                self.connected.clear()
+                if not connection.is_closed:
+                    await asyncio.shield(connection.close())
+
+    async def _serve(self, connection: AbstractConnection) -> None:
+        closed = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: closed.set())
+        channel = await connection.channel(publisher_confirms=True)
+        await declare_topology(channel, self._names)
+        self._publish_channel = channel
+        self.last_error = None
+        self.connected.set()
+        log.info("broker connected", url=_redacted(self._settings.url))
+        tasks = [asyncio.create_task(session(connection)) for session in self._sessions]
+        waiter = asyncio.create_task(closed.wait())
+        try:
+            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [waiter, *tasks]:
+                task.cancel()
+            results = await asyncio.gather(waiter, *tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        if closed.is_set():
+            raise ConnectionError("connection to the broker closed")
+
+    def _note_down(self, error: Exception, retry_in_s: float) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        expected = isinstance(error, OSError | AMQPError | TimeoutError)
+        log.warning(
+            "broker unavailable",
+            error=self.last_error,
+            retry_in_s=retry_in_s,
+            exc_info=None if expected else error,
+        )
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url

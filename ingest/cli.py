@@ -1,0 +1,109 @@
+"""The `ingest` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ingest.settings import DEFAULT_SETTINGS_FILE, Settings, SettingsError, load_settings
+
+settings_option = click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_SETTINGS_FILE,
+    show_default=True,
+    help="The settings file; INGEST_<SECTION>__<KEY> variables override it.",
+)
+
+
+def _load(settings_path: Path) -> Settings:
+    try:
+        return load_settings(settings_path)
+    except SettingsError as error:
+        click.echo(f"ingest: invalid settings: {error}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="omnichannel-ingest")
+def main() -> None:
+    """Omnichannel message ingestion for customer support."""
+
+
+@main.command()
+@settings_option
+@click.option(
+    "--role",
+    type=click.Choice(["all", "channels", "dispatcher"]),
+    default="all",
+    show_default=True,
+    help="Run every part, only the channels, or only the dispatcher.",
+)
+def run(settings_path: Path, role: str) -> None:
+    """Run the daemon in the foreground until SIGTERM or SIGINT."""
+    from ingest.daemon import serve
+    from ingest.logs import configure_logging
+
+    settings = _load(settings_path)
+    configure_logging(settings.log)
+    try:
+        asyncio.run(serve(settings, role))  # type: ignore[arg-type]
+    except OSError as error:
+        click.echo(f"ingest: cannot start: {error}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def settings() -> None:
+    """Inspect the settings."""
+
+
+@settings.command("check")
+@settings_option
+def settings_check(settings_path: Path) -> None:
+    """Validate the settings file and environment; print the result with secrets hidden."""
+    loaded = _load(settings_path)
+    shown = loaded.model_dump(mode="json")
+    shown["channels"]["web"]["api_keys"] = [
+        f"<{len(k)} chars>" for k in loaded.channels.web.api_keys
+    ]
+    click.echo(json.dumps(shown, indent=2))
+
+
+@main.group()
+def queue() -> None:
+    """Look at what is on the broker."""
+
+
+@queue.command("peek")
+@settings_option
+@click.argument("name")
+@click.option("-n", "--count", default=10, show_default=True, help="How many messages at most.")
+def queue_peek(settings_path: Path, name: str, count: int) -> None:
+    """Print up to COUNT messages of queue NAME without taking them off it.
+
+    The messages are returned to the queue; on a quorum queue each peek counts as a delivery
+    towards the queue's delivery limit.
+    """
+    from ingest.peek import peek
+
+    loaded = _load(settings_path)
+    for message in asyncio.run(peek(loaded.broker.url, name, count)):
+        click.echo(message)
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Rewrite the committed file instead of printing.")
+def schema(write: bool) -> None:
+    """Print (or rewrite) the JSON Schema of the case-open/1 message."""
+    from normalizer.schema import render_schema, write_schema
+
+    if write:
+        click.echo(f"wrote {write_schema()}")
+    else:
+        click.echo(render_schema(), nl=False)

@@ -1,0 +1,154 @@
+"""The daemon's lifecycle: start dependencies first and listeners last, stop in reverse.
+
+SIGTERM or SIGINT: stop accepting HTTP requests and finish those in flight, let the
+dispatcher finish its batch, then close the broker and the store; all within the grace time.
+A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
+
+import structlog
+import uvicorn
+
+from channels.web import api_router
+from dispatcher.consumer import Dispatcher, Routes
+from dispatcher.store import Store
+from ingest.broker import Broker, Session
+from ingest.http import ReadinessCheck, create_app
+from ingest.pipeline import Pipeline
+from ingest.publisher import Publisher, spool_directory
+from ingest.settings import Settings
+from ingest.spool import Spool
+
+log = structlog.get_logger("ingest.daemon")
+
+Role = Literal["all", "channels", "dispatcher"]
+STOP_BUDGET_S = 9.0
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def package_version() -> str:
+    """The installed version, or "dev" when running from a source tree."""
+    try:
+        return version("omnichannel-ingest")
+    except PackageNotFoundError:
+        return "dev"
+
+
+async def serve(settings: Settings, role: Role) -> None:
+    """Run until SIGTERM or SIGINT, then shut down in order."""
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    with_channels = role in ("all", "channels")
+    with_dispatcher = role in ("all", "dispatcher")
+
+    store = await Store.open(settings.store.url) if with_dispatcher else None
+    dispatcher = _dispatcher(settings, store) if store else None
+    sessions: list[Session] = [dispatcher.session] if dispatcher else []
+    broker = Broker(settings.broker, settings.queues, sessions)
+    checks: dict[str, ReadinessCheck] = {"broker": broker.readiness}
+    if dispatcher:
+        checks["store"] = dispatcher.readiness
+
+    app = create_app(checks, package_version())
+    background: set[asyncio.Task[None]] = {asyncio.create_task(broker.run(), name="broker")}
+    if with_channels:
+        spool = Spool(spool_directory(settings.paths.data_dir))
+        if len(spool):
+            log.info("spool holds messages from before", pending=len(spool))
+        publisher = Publisher(broker, spool, settings.broker.publish_timeout_s)
+        pipeline = Pipeline(publisher, settings.queues.case_open)
+        background.add(asyncio.create_task(publisher.drain_forever(), name="spool-drain"))
+        if settings.channels.web.enabled:
+            app.include_router(api_router(settings.channels.web, pipeline.emit))
+
+    server = EmbeddedServer(_uvicorn_config(app, settings))
+    http = asyncio.create_task(server.serve(), name="http")
+    log.info("daemon started", role=role, http=f"{settings.http.host}:{settings.http.port}")
+    await _wait_for_stop(stop, http)
+
+    log.info("shutting down")
+    server.should_exit = True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(settings.http.shutdown_grace_s):
+            await http
+    if dispatcher:
+        dispatcher.stop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_BUDGET_S - settings.http.shutdown_grace_s):
+                await dispatcher.idle.wait()
+    await _cancel(background)
+    if store:
+        await store.close()
+    log.info("stopped")
+
+
+def _dispatcher(settings: Settings, store: Store) -> Dispatcher:
+    names = settings.queues
+    routes = Routes(
+        inbound=names.case_open,
+        exchange=names.cases_exchange,
+        default_queue=names.default,
+        dead_letters=names.case_open_dead,
+        unroutable=names.team_dead,
+    )
+    return Dispatcher(store, settings.dispatcher, routes)
+
+
+def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.http.host,
+        port=settings.http.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=int(settings.http.shutdown_grace_s),
+        server_header=False,
+    )
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("second signal, exiting now", signal=signum.name)
+            os._exit(130)
+        log.info("signal received", signal=signum.name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def _wait_for_stop(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, http], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if http.done() and not stop.is_set():
+        # uvicorn gave up (e.g. the port is taken): that is fatal for the daemon.
+        raise SystemExit("HTTP server on the configured host and port did not start")
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,108 @@
+"""The daemon's HTTP application: health, readiness, problem+json errors, channel routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from channels.problems import PROBLEM_TYPE, Problem
+
+ReadinessCheck = Callable[[], str | None]
+"""Returns None when ready, else a short reason why not."""
+
+
+def create_app(checks: dict[str, ReadinessCheck], version: str) -> FastAPI:
+    """The bare application; channels add their routers to it."""
+    app = FastAPI(
+        title="omnichannel ingest",
+        version=version,
+        description="Every customer touchpoint becomes one clean case-open message.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_exception_handler(Problem, _problem_response)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["operations"], summary="The broker is connected and the store open.")
+    async def readyz() -> JSONResponse:
+        failing = {name: why for name, check in checks.items() if (why := check()) is not None}
+        if failing:
+            return JSONResponse({"status": "not ready", "checks": failing}, status_code=503)
+        return JSONResponse({"status": "ready", "checks": {name: "ok" for name in checks}})
+
+    app.openapi = lambda: _openapi_with_hoisted_defs(app)  # type: ignore[method-assign]
+    return app
+
+
+def problem_json(problem: Problem) -> JSONResponse:
+    """Render a Problem as an application/problem+json response."""
+    return JSONResponse(
+        problem.body(), status_code=problem.status, headers=problem.headers, media_type=PROBLEM_TYPE
+    )
+
+
+async def _problem_response(_: Request, problem: Problem) -> JSONResponse:
+    return problem_json(problem)
+
+
+async def _http_exception(_: Request, error: HTTPException) -> JSONResponse:
+    title = {404: "Not Found", 405: "Method Not Allowed"}.get(error.status_code, "HTTP Error")
+    return problem_json(
+        Problem(error.status_code, title, str(error.detail), headers=dict(error.headers or {}))
+    )
+
+
+async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"field": ".".join(str(p) for p in item["loc"]), "message": item["msg"]}
+        for item in error.errors()
+    ]
+    return problem_json(Problem(422, "Unprocessable Content", "invalid request", errors=errors))
+
+
+def _openapi_with_hoisted_defs(app: FastAPI) -> dict[str, Any]:
+    """Generate the OpenAPI document once, moving inline model `$defs` into components.
+
+    Routes that read their body themselves (to answer 401/413/415 before parsing) declare
+    the body schema by hand; pydantic puts nested models under `$defs`, which OpenAPI wants
+    under `components/schemas`.
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                schema = media.get("schema", {})
+                components.update(schema.pop("$defs", {}))
+    app.openapi_schema = _rewrite_refs(document)
+    return app.openapi_schema
+
+
+def _rewrite_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: (
+                value.replace("#/$defs/", "#/components/schemas/")
+                if key == "$ref" and isinstance(value, str)
+                else _rewrite_refs(value)
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(item) for item in node]
+    return node

@@ -1,0 +1,50 @@
+"""Structured log lines on standard error: one event a line, logfmt or JSON."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from ingest.settings import LogSettings
+
+
+def configure_logging(settings: LogSettings) -> None:
+    """Route structlog and the standard library (aio-pika, uvicorn) through one renderer."""
+    renderer: structlog.typing.Processor
+    if settings.format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.processors.LogfmtRenderer(
+            key_order=["ts", "level", "event", "logger"], drop_missing=True
+        )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level.upper())
+    # Library chatter stays at warning unless we are debugging.
+    quiet = logging.DEBUG if settings.level == "debug" else logging.WARNING
+    for name in ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy"):
+        logging.getLogger(name).setLevel(quiet)

@@ -1,0 +1,200 @@
+"""Typed, validated settings: `settings.toml` overlaid by `INGEST_<SECTION>__<KEY>` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from channels.settings import ChannelSettings
+from dispatcher.settings import DispatcherSettings
+
+ENV_PREFIX = "INGEST_"
+ENV_NESTING = "__"
+DEFAULT_SETTINGS_FILE = Path("settings.toml")
+
+
+class SettingsError(Exception):
+    """The settings cannot be used; the message names the source, the key and the reason."""
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerSettings(Section):
+    """Where RabbitMQ is and how hard to lean on it."""
+
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    heartbeat_s: int = Field(default=15, ge=1, le=600)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+
+class StoreSettings(Section):
+    """The SQL store: a plain database URL; the async driver is chosen from the scheme."""
+
+    url: str = "sqlite:///var/ingest.db"
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as error:
+            raise ValueError(f"not a database URL ({error})") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
+        return value
+
+
+class PathSettings(Section):
+    """Where the daemon keeps its local files (spool, blobs, the SQLite store)."""
+
+    data_dir: Path = Path("./var")
+
+
+class HttpSettings(Section):
+    """The HTTP server shared by the web channel, later Twilio, and health endpoints."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    shutdown_grace_s: float = Field(default=5.0, ge=0)
+
+
+class QueueSettings(Section):
+    """Names on the broker; every name can be changed, e.g. to share one vhost."""
+
+    case_open: str = "case-open"
+    case_open_dead: str = "case-open.dead"
+    cases_exchange: str = "cases"
+    case_update: str = "case-update"
+    default: str = "support.general"
+    teams: list[str] = Field(default_factory=lambda: ["support.general"])
+    team_dead: str = "cases.dead"
+    delivery_limit: int = Field(default=5, ge=1, le=1000)
+    team_delivery_limit: int = Field(default=20, ge=1, le=1000)
+
+    def declared_teams(self) -> list[str]:
+        """The team queues to declare: the configured ones plus the default, once each."""
+        return list(dict.fromkeys([*self.teams, self.default]))
+
+
+class LogSettings(Section):
+    """Log lines go to standard error, one event a line."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["logfmt", "json"] = "logfmt"
+
+
+_file_values: ContextVar[dict[str, Any] | None] = ContextVar("_file_values", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything the daemon reads at start-up. Passed explicitly, never a global."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTING, extra="forbid"
+    )
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    queues: QueueSettings = Field(default_factory=QueueSettings)
+    dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, so that secrets never need to be in it.
+        return env_settings, InitSettingsSource(settings_cls, _file_values.get() or {})
+
+    def resolved(self, base: Path) -> Settings:
+        """Relative paths in the file are taken relative to the file's own folder."""
+        data_dir = self.paths.data_dir
+        if not data_dir.is_absolute():
+            data_dir = (base / data_dir).resolve()
+        url = make_url(self.store.url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            database = Path(url.database)
+            if not database.is_absolute():
+                url = url.set(database=str((base / database).resolve()))
+        return self.model_copy(
+            update={
+                "paths": self.paths.model_copy(update={"data_dir": data_dir}),
+                "store": self.store.model_copy(update={"url": url.render_as_string(False)}),
+            }
+        )
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read the settings file and the environment; raise SettingsError with one readable line."""
+    path = path or DEFAULT_SETTINGS_FILE
+    values = _read_toml(path)
+    token = _file_values.set(values)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise SettingsError(_describe(error, path)) from None
+    finally:
+        _file_values.reset(token)
+    return settings.resolved(path.resolve().parent)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: settings file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML: {error}") from None
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        problems.append(f"{_source_of(item['loc'], path)}: {key}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def _source_of(loc: tuple[int | str, ...], path: Path) -> str:
+    """Name the environment variable that set this key, if one did, else the file."""
+    for end in range(len(loc), 0, -1):
+        name = ENV_PREFIX + ENV_NESTING.join(str(part) for part in loc[:end]).upper()
+        if name in os.environ:
+            return f"environment {name}"
+    return str(path)

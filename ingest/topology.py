@@ -1,0 +1,46 @@
+"""The broker topology, declared idempotently on every connect."""
+
+from __future__ import annotations
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel
+
+from ingest.settings import QueueSettings
+
+
+def quorum_arguments(dead_letter_queue: str, delivery_limit: int) -> dict[str, object]:
+    """A quorum queue that dead-letters, at least once, after `delivery_limit` deliveries.
+
+    RabbitMQ 3.10 sets no delivery limit by default and drops dead letters unless told to
+    keep them: `at-least-once` needs `reject-publish` overflow.
+    """
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letter_queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> None:
+    """Declare queues, the `cases` exchange and its bindings; a no-op when they exist."""
+    quorum = {"x-queue-type": "quorum"}
+    await channel.declare_queue(names.case_open_dead, durable=True, arguments=quorum)
+    await channel.declare_queue(names.team_dead, durable=True, arguments=quorum)
+    await channel.declare_queue(
+        names.case_open,
+        durable=True,
+        arguments=quorum_arguments(names.case_open_dead, names.delivery_limit),
+    )
+    exchange = await channel.declare_exchange(
+        names.cases_exchange, ExchangeType.TOPIC, durable=True
+    )
+    for name in [*names.declared_teams(), names.case_update]:
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments=quorum_arguments(names.team_dead, names.team_delivery_limit),
+        )
+        await queue.bind(exchange, routing_key=name)

@@ -1,0 +1,1 @@
+"""Pure functions from raw input to the canonical case-open message; no I/O, no other imports."""

@@ -1,0 +1,128 @@
+"""The canonical case-open message, schema "case-open/1", as DESIGN.md defines it.
+
+Channels hand raw envelopes to the pipeline, the normalizer turns them into a `CaseOpen`, and
+the dispatcher forwards the same message enriched with `dedup` and `triage`. A change that
+alters the meaning of a field needs a new schema version, never a silent edit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+SCHEMA = "case-open/1"
+
+Channel = Literal["email", "sms", "whatsapp", "voice", "chat", "web", "logged"]
+IdentityKind = Literal["email", "phone", "telegram", "web"]
+
+
+class Part(BaseModel):
+    """Base of every part of the message: unknown fields are refused, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Identity(Part):
+    """One way to reach a person: a normalised address of a kind."""
+
+    kind: IdentityKind
+    address: str = Field(description="Lower-cased email, E.164 phone, Telegram user id, ...")
+
+
+class Sender(Identity):
+    """Who wrote: the address the message came from, a display name, other known addresses."""
+
+    name: str | None = None
+    alternates: list[Identity] = Field(
+        default_factory=list, description="Further ways to reach the sender given by the source."
+    )
+
+
+class Touchpoint(Part):
+    """Where a message arrived: a mailbox address, a Twilio number, a bot, a form or API."""
+
+    kind: Literal["mailbox", "number", "bot", "form", "api", "agent"]
+    address: str
+
+
+class Thread(Part):
+    """What ties the message to an earlier conversation."""
+
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+    case_ref: str | None = Field(default=None, description="A case reference found in the text.")
+    conversation_key: str | None = None
+
+
+class Attachment(Part):
+    """A file that came with the message; the bytes live in the blob store, never in here."""
+
+    name: str
+    media_type: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ref: str = Field(description="Reference into the blob store.")
+
+
+class Flags(Part):
+    """Facts that keep routing out of mail loops and noise."""
+
+    auto_reply: bool = False
+    bounce: bool = False
+    mailing_list: bool = False
+    spam: Literal["ham", "spam", "unknown"] = "unknown"
+    edited: bool = False
+
+
+class Dedup(Part):
+    """The dispatcher's deduplication decision, with its reason."""
+
+    verdict: Literal["new", "duplicate", "follow-up"]
+    reason: str
+    case_id: str | None = None
+
+
+class Triage(Part):
+    """The dispatcher's routing decision; `rules` lists the rules that matched, in order."""
+
+    queue: str
+    bucket: str | None = None
+    category: str | None = None
+    priority: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    reason: str
+
+
+class CaseOpen(Part):
+    """One customer request, from any channel, ready to become (or join) a case."""
+
+    id: str = Field(description="Unique and time-sortable (a ULID).", min_length=26, max_length=26)
+    schema_: Literal["case-open/1"] = Field(default=SCHEMA, alias="schema")
+    received_at: AwareDatetime
+    sent_at: AwareDatetime | None = None
+    channel: Channel
+    adapter: str = Field(description="The adapter that took it in: smtp, imap, web-api, ...")
+    source_id: str = Field(
+        min_length=1, max_length=998, description="The source's own id; with channel, unique."
+    )
+    touchpoints: list[Touchpoint] = Field(
+        min_length=1, description="Every touchpoint the message reached; the first is primary."
+    )
+    sender: Sender
+    subject: str | None = None
+    text: str = ""
+    language: str | None = None
+    thread: Thread = Field(default_factory=Thread)
+    attachments: list[Attachment] = Field(default_factory=list)
+    flags: Flags = Field(default_factory=Flags)
+    raw_ref: str | None = Field(default=None, description="Reference to the stored original.")
+    dedup: Dedup | None = Field(default=None, description="Set by the dispatcher.")
+    triage: Triage | None = Field(default=None, description="Set by the dispatcher.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        """The wire form: UTF-8 JSON with the public field names."""
+        return self.model_dump_json(by_alias=True, exclude_none=False).encode()

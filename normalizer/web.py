@@ -1,0 +1,109 @@
+"""The web JSON API's submission, validated, and its normalisation into a case-open."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from normalizer.model import CaseOpen, Identity, Sender, Touchpoint
+from normalizer.phone import to_e164
+from normalizer.text import clean_line, clean_text
+
+
+class WebSender(BaseModel):
+    """Who the message is from: at least an email address or a phone number."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = Field(default=None, max_length=320)
+    phone: str | None = Field(
+        default=None,
+        max_length=40,
+        description="International format (+country code), or national if a region is set.",
+    )
+    name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone_to_e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        region = (info.context or {}).get("default_phone_region")
+        return to_e164(value, region)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> WebSender:
+        if not (self.email or self.phone):
+            raise ValueError("give at least one way to reach the sender: email or phone")
+        return self
+
+
+class WebMessage(BaseModel):
+    """A message submitted to `POST /api/v1/messages`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sender: WebSender
+    subject: str | None = Field(default=None, max_length=998)
+    text: str = Field(min_length=1, max_length=100_000)
+    external_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Your id for this message; repeats of it open no second case.",
+    )
+    language: str | None = Field(
+        default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", description="BCP 47 tag."
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _has_text(cls, value: str) -> str:
+        if not clean_text(value):
+            raise ValueError("the text is empty")
+        return value
+
+
+def normalize_web(
+    message: WebMessage,
+    *,
+    case_id: str,
+    source_id: str,
+    received_at: datetime,
+    touchpoint: str,
+) -> CaseOpen:
+    """Turn a validated web submission into a case-open; pure, so the caller gives id and time."""
+    return CaseOpen(
+        id=case_id,
+        received_at=received_at,
+        channel="web",
+        adapter="web-api",
+        source_id=source_id,
+        touchpoints=[Touchpoint(kind="api", address=touchpoint)],
+        sender=_sender(message.sender),
+        subject=clean_line(message.subject) if message.subject else None,
+        text=clean_text(message.text),
+        language=message.language,
+    )
+
+
+def _sender(sender: WebSender) -> Sender:
+    identities = []
+    if sender.email:
+        identities.append(Identity(kind="email", address=sender.email.lower()))
+    if sender.phone:
+        identities.append(Identity(kind="phone", address=sender.phone))
+    primary, *alternates = identities
+    name = clean_line(sender.name) if sender.name else None
+    return Sender(
+        kind=primary.kind, address=primary.address, name=name or None, alternates=alternates
+    )
