@@ -14,8 +14,9 @@ def to_e164(raw: str, default_region: str | None = None) -> str:
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as error:
-        hint = "" if default_region else " (give it with its +country code)"
-        raise InvalidPhoneNumber(f"not a phone number{hint}: {error}") from None
+        if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise InvalidPhoneNumber("write the number with + and its country code") from None
+        raise InvalidPhoneNumber("not a phone number") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhoneNumber("not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

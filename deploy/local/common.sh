@@ -1,0 +1,65 @@
+# Shared by run.sh and test.sh: install what a fresh Debian machine lacks, start RabbitMQ.
+# Sourced, not run. Needs root or sudo only when something must be installed or started.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$ROOT/.venv"
+APT_UPDATED=""
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ -z "$APT_UPDATED" ]; then
+    say "apt-get update"
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  say "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_venv() {  # ensure_venv EXTRAS  (e.g. "" or "[test]")
+  local extras="${1:-}"
+  if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "Python 3.11 or newer is needed as python3" >&2
+    exit 1
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+    say "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed"
+  local want
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)$extras"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the project into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extras"
+    echo "$want" >"$stamp"
+  fi
+}
+
+port_open() {  # port_open HOST PORT
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+ensure_rabbitmq() {
+  if port_open 127.0.0.1 5672; then return 0; fi
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  say "starting RabbitMQ"
+  as_root rabbitmq-server -detached
+  for _ in $(seq 1 120); do
+    port_open 127.0.0.1 5672 && return 0
+    sleep 1
+  done
+  echo "RabbitMQ did not start listening on 127.0.0.1:5672 within 120 s" >&2
+  exit 1
+}

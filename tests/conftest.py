@@ -1,0 +1,94 @@
+"""Fixtures: per-test queue names cleaned up afterwards, daemons, and a broker connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from tests.daemon import BROKER_URL, Daemon, Names
+
+
+@pytest.fixture
+async def amqp() -> AsyncIterator[AbstractChannel]:
+    """A channel on the real broker, for the test to look at queues directly."""
+    # Not a robust connection: that one answers passive declares from a cache.
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        yield await connection.channel()
+
+
+@pytest.fixture
+async def names() -> AsyncIterator[Names]:
+    """Fresh broker names; every queue and the exchange are deleted after the test."""
+    names = Names()
+    yield names
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        for queue in names.queues():
+            channel = await connection.channel()
+            await channel.queue_delete(queue)
+        channel = await connection.channel()
+        await channel.exchange_delete(names.exchange)
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]:
+    """Build daemons sharing one working folder (so a restart finds the same spool and store)."""
+    started: list[Daemon] = []
+
+    def make(broker_url: str = BROKER_URL, extra: str = "") -> Daemon:
+        daemon = Daemon(tmp_path, names, broker_url, extra)
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.kill()
+
+
+@pytest.fixture
+async def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
+    """One ready daemon running every role."""
+    running = make_daemon().start()
+    await running.wait_ready()
+    return running
+
+
+async def collect(
+    channel: AbstractChannel,
+    queue_name: str,
+    expected: int,
+    timeout_s: float = 30.0,
+    quiet_s: float = 1.0,
+) -> list[AbstractIncomingMessage]:
+    """Take messages off a queue until `expected` arrived, then wait `quiet_s` for extras."""
+    queue = await channel.get_queue(queue_name)
+    taken: list[AbstractIncomingMessage] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    quiet_until: float | None = None
+    while True:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is not None:
+            taken.append(message)
+            continue
+        now = loop.time()
+        if len(taken) >= expected:
+            quiet_until = quiet_until or now + quiet_s
+            if now >= quiet_until:
+                return taken
+        elif now >= deadline:
+            return taken
+        await asyncio.sleep(0.05)
+
+
+def bodies(messages: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
+    """The JSON bodies of messages."""
+    return [json.loads(message.body) for message in messages]

@@ -1,0 +1,181 @@
+"""Run the real daemon as a subprocess for a test, on its own ports, files and queue names."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+API_KEY = "test-key-0123456789"
+READY_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Queue and exchange names with a per-test prefix, so tests never share a queue."""
+
+    prefix: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:10]}")
+
+    @property
+    def case_open(self) -> str:
+        return f"{self.prefix}.case-open"
+
+    @property
+    def case_open_dead(self) -> str:
+        return f"{self.prefix}.case-open.dead"
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}.cases"
+
+    @property
+    def case_update(self) -> str:
+        return f"{self.prefix}.case-update"
+
+    @property
+    def default(self) -> str:
+        return f"{self.prefix}.support.general"
+
+    @property
+    def team_dead(self) -> str:
+        return f"{self.prefix}.cases.dead"
+
+    def queues(self) -> list[str]:
+        return [
+            self.case_open,
+            self.case_open_dead,
+            self.case_update,
+            self.default,
+            self.team_dead,
+        ]
+
+
+def settings_text(
+    workdir: Path, names: Names, http_port: int, broker_url: str = BROKER_URL, extra: str = ""
+) -> str:
+    """A complete settings file for one test daemon."""
+    return f"""
+[broker]
+url = "{broker_url}"
+heartbeat_s = 5
+reconnect_max_s = 1.0
+publish_timeout_s = 5.0
+
+[store]
+url = "sqlite:///{workdir}/ingest.db"
+
+[paths]
+data_dir = "{workdir}/var"
+
+[http]
+host = "127.0.0.1"
+port = {http_port}
+max_body_bytes = 65536
+shutdown_grace_s = 3.0
+
+[channels.web]
+api_keys = ["{API_KEY}"]
+max_body_bytes = 4096
+
+[queues]
+case_open = "{names.case_open}"
+case_open_dead = "{names.case_open_dead}"
+cases_exchange = "{names.exchange}"
+case_update = "{names.case_update}"
+default = "{names.default}"
+teams = ["{names.default}"]
+team_dead = "{names.team_dead}"
+delivery_limit = 5
+
+[log]
+level = "info"
+{extra}
+"""
+
+
+def clean_environment() -> dict[str, str]:
+    """The test's environment without INGEST_ overrides from the person running it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+
+
+class Daemon:
+    """One `ingest run` process; start(), wait_ready(), stop() or kill(), log_text()."""
+
+    def __init__(
+        self, workdir: Path, names: Names, broker_url: str = BROKER_URL, extra: str = ""
+    ) -> None:
+        self.workdir = workdir
+        self.names = names
+        self.port = free_port()
+        self.settings_path = workdir / "settings.toml"
+        self.settings_path.write_text(settings_text(workdir, names, self.port, broker_url, extra))
+        self.log_path = workdir / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, role: str = "all") -> Daemon:
+        command = [sys.executable, "-m", "ingest", "run", "--settings", str(self.settings_path)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "--role", role],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_environment(),
+            )
+        return self
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait for /readyz to answer 200."""
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                assert self.process is not None and self.process.poll() is None, self.log_text()
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"daemon not ready in {timeout_s} s:\n{self.log_text()}")
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def wait_exit(self, timeout_s: float) -> int:
+        """Wait for the process to exit; return its exit code."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"daemon still running after {timeout_s} s")
+            await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,126 @@
+"""The dispatcher on the real broker: exactly-once forwarding across SIGKILL, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+from ulid import ULID
+
+from ingest.settings import QueueSettings
+from ingest.topology import declare_topology
+from normalizer.model import CaseOpen, Sender, Touchpoint
+from tests.conftest import bodies, collect
+from tests.daemon import BROKER_URL, Daemon, Names
+
+SLOW_BATCHES = "[dispatcher]\nbatch_size = 5\nbatch_wait_ms = 0\n"
+
+
+def queue_settings(names: Names) -> QueueSettings:
+    return QueueSettings(
+        case_open=names.case_open,
+        case_open_dead=names.case_open_dead,
+        cases_exchange=names.exchange,
+        case_update=names.case_update,
+        default=names.default,
+        teams=[names.default],
+        team_dead=names.team_dead,
+    )
+
+
+def case_open(number: int) -> CaseOpen:
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=datetime.now(UTC),
+        channel="web",
+        adapter="web-api",
+        source_id=f"stream-{number:04d}",
+        touchpoints=[Touchpoint(kind="api", address="api")],
+        sender=Sender(kind="email", address=f"c{number}@example.com"),
+        text=f"message {number}",
+    )
+
+
+async def publish(names: Names, bodies_: list[bytes]) -> None:
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await declare_topology(channel, queue_settings(names))
+        await asyncio.gather(
+            *(
+                channel.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=names.case_open,
+                )
+                for body in bodies_
+            )
+        )
+
+
+async def message_count(channel: AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    return declared.declaration_result.message_count or 0
+
+
+async def test_sigkill_mid_stream_forwards_every_message_exactly_once(
+    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+) -> None:
+    cases = [case_open(n) for n in range(1000)]
+    await publish(names, [case.to_json() for case in cases])
+
+    first = make_daemon(extra=SLOW_BATCHES).start(role="dispatcher")
+    await first.wait_ready()
+    forwarded_before_kill = 0
+    while forwarded_before_kill < 150:
+        forwarded_before_kill = await message_count(amqp, names.default)
+        await asyncio.sleep(0.005)
+    first.kill()
+    forwarded_at_kill = await message_count(amqp, names.default)
+    assert forwarded_at_kill < 1000, "the stream ended before the kill; make batches slower"
+
+    second = make_daemon(extra=SLOW_BATCHES).start(role="dispatcher")
+    await second.wait_ready()
+    forwarded = bodies(await collect(amqp, names.default, 1000, timeout_s=60, quiet_s=2.0))
+    ids = [case["id"] for case in forwarded]
+    assert len(ids) == 1000
+    assert set(ids) == {case.id for case in cases}
+    assert await message_count(amqp, names.case_open) == 0
+
+
+async def test_invalid_messages_go_to_the_dead_letter_queue_with_a_reason(
+    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+) -> None:
+    good = case_open(1)
+    wrong_schema = json.loads(good.to_json()) | {"schema": "case-open/9", "id": str(ULID())}
+    await publish(
+        names,
+        [b"not json at all", json.dumps(wrong_schema).encode(), good.to_json()],
+    )
+    daemon = make_daemon().start(role="dispatcher")
+    await daemon.wait_ready()
+
+    forwarded = bodies(await collect(amqp, names.default, 1))
+    assert [case["id"] for case in forwarded] == [good.id]
+    dead = await collect(amqp, names.case_open_dead, 2)
+    reasons = [message.headers["x-ingest-reason"] for message in dead]
+    assert dead[0].body == b"not json at all"
+    assert "not a valid case-open/1 message: (body): Invalid JSON" in str(reasons[0])
+    assert "schema: Input should be 'case-open/1'" in str(reasons[1])
+    assert daemon.process is not None and daemon.process.poll() is None
+
+
+async def test_repeats_of_a_source_id_are_dropped_even_from_separate_batches(
+    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+) -> None:
+    first = case_open(7)
+    later = first.model_copy(update={"id": str(ULID()), "text": "sent again"})
+    await publish(names, [first.to_json(), first.to_json(), later.to_json()])
+    daemon = make_daemon(extra=SLOW_BATCHES.replace("5", "1")).start(role="dispatcher")
+    await daemon.wait_ready()
+    forwarded = bodies(await collect(amqp, names.default, 1, quiet_s=2.0))
+    assert [case["id"] for case in forwarded] == [first.id]
+    assert daemon.log_text().count("dropped repeat") == 2
