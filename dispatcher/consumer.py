@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import Arrival, Store
+from dispatcher.store import Arrival, Key, Owner, Store
 from normalizer.model import SCHEMA, CaseOpen, Dedup, Triage
 
 log = structlog.get_logger("dispatcher")
@@ -66,6 +66,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.store_error: str | None = None
+        self._unmarked: list[Key] = []
 
     def readiness(self) -> str | None:
         """None when the store answers, else the last store error (for /readyz)."""
@@ -94,6 +95,8 @@ class Dispatcher:
                 batch = await self._collect(inbox)
                 if batch:
                     await self._handle(batch, channel, transaction, exchange, returned)
+                elif self._unmarked:
+                    await self._record([])
             await queue.cancel(tag)
         finally:
             self.idle.set()
@@ -103,18 +106,26 @@ class Dispatcher:
     async def _collect(
         self, inbox: asyncio.Queue[AbstractIncomingMessage]
     ) -> list[AbstractIncomingMessage]:
+        """Wait for one delivery, then take what has piled up meanwhile (up to a batch).
+
+        Under load the next batch fills while this one is handled, so batches grow with the
+        load without waiting; `batch_wait_ms` can add a wait for fuller batches.
+        """
         try:
-            first = await asyncio.wait_for(inbox.get(), IDLE_POLL_S)
+            batch = [await asyncio.wait_for(inbox.get(), IDLE_POLL_S)]
         except TimeoutError:
             return []
-        batch = [first]
-        deadline = asyncio.get_running_loop().time() + self._settings.batch_wait_ms / 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.batch_wait_ms / 1000
         while len(batch) < self._settings.batch_size:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if inbox.empty() and remaining <= 0:
+            if not inbox.empty():
+                batch.append(inbox.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(inbox.get(), max(remaining, 0)))
+                batch.append(await asyncio.wait_for(inbox.get(), remaining))
             except TimeoutError:
                 break
         return batch
@@ -129,8 +140,7 @@ class Dispatcher:
     ) -> None:
         verdicts = await self._decide(batch)
         if verdicts is None:  # the store kept failing: hand the batch back, counted by the broker
-            for message in batch:
-                await message.nack(requeue=True)
+            await batch[-1].nack(multiple=True, requeue=True)
             await transaction.commit()
             return
         for case in verdicts.forward:
@@ -142,8 +152,7 @@ class Dispatcher:
                 _dead_letter(message, reason, self._routes.inbound),
                 routing_key=self._routes.dead_letters,
             )
-        for message in batch:
-            await message.ack()
+        await batch[-1].ack(multiple=True)  # the batch is every delivery not yet settled
         await transaction.commit()
         await self._after_commit(verdicts, channel, transaction, returned)
 
@@ -189,12 +198,8 @@ class Dispatcher:
                 )
             returned.clear()
             await transaction.commit()
-        keys = [(case.channel, case.source_id) for case in verdicts.forward]
-        try:
-            await self._store.mark_forwarded(keys)
-        except SQLAlchemyError as error:
-            # Only a later second copy of the same message would notice; the forward stands.
-            log.warning("could not mark forwards done", error=repr(error), count=len(keys))
+        # Marked done with the next batch's store transaction (or when idle), saving a commit.
+        self._unmarked.extend((case.channel, case.source_id) for case in verdicts.forward)
 
     async def _decide(self, batch: Sequence[AbstractIncomingMessage]) -> Verdicts | None:
         cases: list[CaseOpen] = []
@@ -207,27 +212,28 @@ class Dispatcher:
         owners = await self._record(cases)
         if owners is None:
             return None
-        forward: list[CaseOpen] = []
+        forward: dict[str, CaseOpen] = {}
         repeats: list[tuple[CaseOpen, str]] = []
         for case in cases:
             owner = owners[(case.channel, case.source_id)]
-            if owner.case_open_id == case.id and not owner.forwarded and case not in forward:
-                forward.append(case)
+            if owner.case_open_id == case.id and not owner.forwarded and case.id not in forward:
+                forward[case.id] = case
             else:
                 repeats.append((case, owner.case_open_id))
-        return Verdicts(forward, repeats, rejects)
+        return Verdicts(list(forward.values()), repeats, rejects)
 
-    async def _record(self, cases: Sequence[CaseOpen]):
+    async def _record(self, cases: Sequence[CaseOpen]) -> dict[Key, Owner] | None:
         arrivals = [Arrival(c.channel, c.source_id, c.id) for c in cases]
         for attempt in range(1, self._settings.attempts + 1):
             try:
-                owners = await self._store.record(arrivals)
+                owners = await self._store.record(arrivals, self._unmarked)
             except SQLAlchemyError as error:
                 self.store_error = f"{type(error).__name__}: {error}"
                 log.warning("store error, retrying", attempt=attempt, error=self.store_error)
                 await asyncio.sleep(0.5 * attempt)
                 continue
             self.store_error = None
+            self._unmarked.clear()
             return owners
         return None
 

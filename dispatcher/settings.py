@@ -12,5 +12,5 @@ class DispatcherSettings(BaseModel):
 
     prefetch: int = Field(default=200, ge=1, le=5000)
     batch_size: int = Field(default=100, ge=1, le=1000)
-    batch_wait_ms: int = Field(default=10, ge=0, le=5000)
+    batch_wait_ms: int = Field(default=0, ge=0, le=5000)
     attempts: int = Field(default=3, ge=1, le=20)

@@ -6,7 +6,7 @@ such as `sqlite:///var/ingest.db` or `postgresql://user@host/db` gets its async 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Update
 
 metadata = MetaData()
 
@@ -47,6 +48,10 @@ def async_url(url: str) -> URL:
     """Pick the async driver for a plain database URL."""
     parsed = make_url(url)
     return parsed.set(drivername=ASYNC_DRIVERS[parsed.get_backend_name()])
+
+
+Key = tuple[str, str]
+"""(channel, source_id): the idempotency key of a message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +94,17 @@ class Store:
         """Release every connection."""
         await self._engine.dispose()
 
-    async def record(self, arrivals: Sequence[Arrival]) -> dict[tuple[str, str], Owner]:
+    async def record(
+        self, arrivals: Sequence[Arrival], forwarded: Sequence[Key] = ()
+    ) -> dict[Key, Owner]:
         """Record the arrivals that are new; return, for every key, the message that owns it.
 
         An arrival must be forwarded when it owns its key and the forward is not yet done: it
         is new, or a redelivery of a message whose forward never completed. Else it is a repeat.
+        `forwarded` marks earlier forwards done in the same transaction (saving a commit).
         """
         if not arrivals:
+            await self.mark_forwarded(forwarded)
             return {}
         now = datetime.now(UTC)
         rows = [
@@ -110,6 +119,8 @@ class Store:
         ]
         keys = list(dict.fromkeys((a.channel, a.source_id) for a in arrivals))
         async with self._engine.begin() as connection:
+            if forwarded:
+                await connection.execute(_mark_done(forwarded))
             insert = _insert_ignoring_conflicts(self._engine.dialect.name)
             await connection.execute(insert, rows)
             owners = await connection.execute(
@@ -127,22 +138,24 @@ class Store:
                 for row in owners
             }
 
-    async def mark_forwarded(self, keys: Iterable[tuple[str, str]]) -> None:
+    async def mark_forwarded(self, keys: Sequence[Key]) -> None:
         """Note that these keys' forwards are confirmed, so a later copy is only a repeat."""
-        keys = list(keys)
-        if not keys:
-            return
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                update(seen_messages)
-                .where(tuple_(seen_messages.c.channel, seen_messages.c.source_id).in_(keys))
-                .values(forwarded=True)
-            )
+        if keys:
+            async with self._engine.begin() as connection:
+                await connection.execute(_mark_done(keys))
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
         async with self._engine.connect() as connection:
             await connection.exec_driver_sql("SELECT 1")
+
+
+def _mark_done(keys: Sequence[Key]) -> Update:
+    return (
+        update(seen_messages)
+        .where(tuple_(seen_messages.c.channel, seen_messages.c.source_id).in_(list(keys)))
+        .values(forwarded=True)
+    )
 
 
 def _insert_ignoring_conflicts(dialect: str):
