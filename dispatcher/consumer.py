@@ -83,8 +83,6 @@ class Dispatcher:
         await channel.set_qos(prefetch_count=self._settings.prefetch)
         transaction = channel.transaction()
         await transaction.select()
-        returned: list[aio_pika.abc.AbstractIncomingMessage] = []
-        channel.return_callbacks.add(lambda _channel, message: returned.append(message))
         queue = await channel.get_queue(self._routes.inbound, ensure=False)
         exchange = await channel.get_exchange(self._routes.exchange, ensure=False)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -94,7 +92,7 @@ class Dispatcher:
             while not self._stopping.is_set():
                 batch = await self._collect(inbox)
                 if batch:
-                    await self._handle(batch, channel, transaction, exchange, returned)
+                    await self._handle(batch, channel, transaction, exchange)
                 elif self._unmarked:
                     await self._record([])
             await queue.cancel(tag)
@@ -136,7 +134,6 @@ class Dispatcher:
         channel: AbstractChannel,
         transaction: AbstractTransaction,
         exchange: AbstractExchange,
-        returned: list[AbstractIncomingMessage],
     ) -> None:
         verdicts = await self._decide(batch)
         if verdicts is None:  # the store kept failing: hand the batch back, counted by the broker
@@ -145,7 +142,7 @@ class Dispatcher:
             return
         for case in verdicts.forward:
             await exchange.publish(
-                _forward(case, self._routes), routing_key=self._routes.default_queue, mandatory=True
+                _forward(case, self._routes), routing_key=self._routes.default_queue
             )
         for message, reason in verdicts.rejects:
             await channel.default_exchange.publish(
@@ -154,15 +151,9 @@ class Dispatcher:
             )
         await batch[-1].ack(multiple=True)  # the batch is every delivery not yet settled
         await transaction.commit()
-        await self._after_commit(verdicts, channel, transaction, returned)
+        self._after_commit(verdicts)
 
-    async def _after_commit(
-        self,
-        verdicts: Verdicts,
-        channel: AbstractChannel,
-        transaction: AbstractTransaction,
-        returned: list[AbstractIncomingMessage],
-    ) -> None:
+    def _after_commit(self, verdicts: Verdicts) -> None:
         for case in verdicts.forward:
             log.info(
                 "forwarded",
@@ -181,23 +172,6 @@ class Dispatcher:
             )
         for message, reason in verdicts.rejects:
             log.warning("dead-lettered", message_id=message.message_id, reason=reason)
-        if returned:  # a target queue vanished: keep the message, never lose it
-            for message in returned:
-                await channel.default_exchange.publish(
-                    _dead_letter(
-                        message,
-                        "unroutable: no queue bound for its routing key",
-                        self._routes.exchange,
-                    ),
-                    routing_key=self._routes.unroutable,
-                )
-                log.error(
-                    "forward unroutable, kept in dead letters",
-                    message_id=message.message_id,
-                    routing_key=message.routing_key,
-                )
-            returned.clear()
-            await transaction.commit()
         # Marked done with the next batch's store transaction (or when idle), saving a commit.
         self._unmarked.extend((case.channel, case.source_id) for case in verdicts.forward)
 

@@ -24,18 +24,32 @@ def quorum_arguments(dead_letter_queue: str, delivery_limit: int) -> dict[str, o
     }
 
 
+def unroutable_exchange(names: QueueSettings) -> str:
+    """The alternate exchange of `cases`."""
+    return f"{names.cases_exchange}.unroutable"
+
+
 async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> None:
     """Declare queues, the `cases` exchange and its bindings; a no-op when they exist."""
     quorum = {"x-queue-type": "quorum"}
     await channel.declare_queue(names.case_open_dead, durable=True, arguments=quorum)
-    await channel.declare_queue(names.team_dead, durable=True, arguments=quorum)
     await channel.declare_queue(
         names.case_open,
         durable=True,
         arguments=quorum_arguments(names.case_open_dead, names.delivery_limit),
     )
+    # What the `cases` exchange cannot route (a team queue removed by hand) is kept in the
+    # team dead letters by the broker itself, through an alternate exchange.
+    unroutable = await channel.declare_exchange(
+        unroutable_exchange(names), ExchangeType.FANOUT, durable=True
+    )
+    team_dead = await channel.declare_queue(names.team_dead, durable=True, arguments=quorum)
+    await team_dead.bind(unroutable)
     exchange = await channel.declare_exchange(
-        names.cases_exchange, ExchangeType.TOPIC, durable=True
+        names.cases_exchange,
+        ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": unroutable_exchange(names)},
     )
     for name in [*names.declared_teams(), names.case_update]:
         queue = await channel.declare_queue(

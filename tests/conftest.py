@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from tests.daemon import BROKER_URL, Daemon, Names
+from tests.daemon import BROKER_URL, Daemon, Names, delete_names
 
 
 @pytest.fixture
@@ -29,13 +29,7 @@ async def names() -> AsyncIterator[Names]:
     """Fresh broker names; every queue and the exchange are deleted after the test."""
     names = Names()
     yield names
-    connection = await aio_pika.connect(BROKER_URL)
-    async with connection:
-        for queue in names.queues():
-            channel = await connection.channel()
-            await channel.queue_delete(queue)
-        channel = await connection.channel()
-        await channel.exchange_delete(names.exchange)
+    await delete_names(names)
 
 
 @pytest.fixture

@@ -13,11 +13,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aio_pika
 import httpx
+
+from ingest.settings import QueueSettings
 
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 API_KEY = "test-key-0123456789"
 READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
 
 
 def free_port() -> int:
@@ -66,9 +70,41 @@ class Names:
             self.team_dead,
         ]
 
+    def exchanges(self) -> list[str]:
+        return [self.exchange, f"{self.exchange}.unroutable"]
+
+    def queue_settings(self) -> QueueSettings:
+        """The same names as the daemon's settings, for declaring the topology from a test."""
+        return QueueSettings(
+            case_open=self.case_open,
+            case_open_dead=self.case_open_dead,
+            cases_exchange=self.exchange,
+            case_update=self.case_update,
+            default=self.default,
+            teams=[self.default],
+            team_dead=self.team_dead,
+        )
+
+
+async def delete_names(names: Names, *extra_queues: str) -> None:
+    """Delete every queue and exchange a daemon with these names declared."""
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel()
+        for queue in [*names.queues(), *extra_queues]:
+            await channel.queue_delete(queue)
+        for exchange in names.exchanges():
+            await channel.exchange_delete(exchange)
+
 
 def settings_text(
-    workdir: Path, names: Names, http_port: int, broker_url: str = BROKER_URL, extra: str = ""
+    workdir: Path,
+    names: Names,
+    http_port: int,
+    broker_url: str = BROKER_URL,
+    extra: str = "",
+    *,
+    log_level: str = "info",
 ) -> str:
     """A complete settings file for one test daemon."""
     return f"""
@@ -105,7 +141,7 @@ team_dead = "{names.team_dead}"
 delivery_limit = 5
 
 [log]
-level = "info"
+level = "{log_level}"
 {extra}
 """
 
@@ -119,13 +155,20 @@ class Daemon:
     """One `ingest run` process; start(), wait_ready(), stop() or kill(), log_text()."""
 
     def __init__(
-        self, workdir: Path, names: Names, broker_url: str = BROKER_URL, extra: str = ""
+        self,
+        workdir: Path,
+        names: Names,
+        broker_url: str = BROKER_URL,
+        extra: str = "",
+        *,
+        log_level: str = "info",
     ) -> None:
         self.workdir = workdir
         self.names = names
         self.port = free_port()
         self.settings_path = workdir / "settings.toml"
-        self.settings_path.write_text(settings_text(workdir, names, self.port, broker_url, extra))
+        text = settings_text(workdir, names, self.port, broker_url, extra, log_level=log_level)
+        self.settings_path.write_text(text)
         self.log_path = workdir / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -170,6 +213,18 @@ class Daemon:
             if time.monotonic() > deadline:
                 raise AssertionError(f"daemon still running after {timeout_s} s")
             await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM, then kill after `timeout_s`; the exit code (None if never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
         return self.process.returncode
 
     def kill(self) -> None:

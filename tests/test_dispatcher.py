@@ -11,25 +11,12 @@ import aio_pika
 from aio_pika.abc import AbstractChannel
 from ulid import ULID
 
-from ingest.settings import QueueSettings
 from ingest.topology import declare_topology
 from normalizer.model import CaseOpen, Sender, Touchpoint
 from tests.conftest import bodies, collect
 from tests.daemon import BROKER_URL, Daemon, Names
 
 SLOW_BATCHES = "[dispatcher]\nbatch_size = 5\nbatch_wait_ms = 0\n"
-
-
-def queue_settings(names: Names) -> QueueSettings:
-    return QueueSettings(
-        case_open=names.case_open,
-        case_open_dead=names.case_open_dead,
-        cases_exchange=names.exchange,
-        case_update=names.case_update,
-        default=names.default,
-        teams=[names.default],
-        team_dead=names.team_dead,
-    )
 
 
 def case_open(number: int) -> CaseOpen:
@@ -49,7 +36,7 @@ async def publish(names: Names, bodies_: list[bytes]) -> None:
     connection = await aio_pika.connect(BROKER_URL)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        await declare_topology(channel, queue_settings(names))
+        await declare_topology(channel, names.queue_settings())
         await asyncio.gather(
             *(
                 channel.default_exchange.publish(
@@ -124,3 +111,19 @@ async def test_repeats_of_a_source_id_are_dropped_even_from_separate_batches(
     forwarded = bodies(await collect(amqp, names.default, 1, quiet_s=2.0))
     assert [case["id"] for case in forwarded] == [first.id]
     assert daemon.log_text().count("dropped repeat") == 2
+
+
+async def test_a_forward_with_no_queue_to_go_to_is_kept_in_dead_letters(
+    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+) -> None:
+    daemon = make_daemon().start(role="dispatcher")
+    await daemon.wait_ready()
+    await amqp.queue_delete(names.default)  # an operator removed the team queue
+    stray = case_open(3)
+    await amqp.default_exchange.publish(
+        aio_pika.Message(stray.to_json()), routing_key=names.case_open
+    )
+
+    [kept] = await collect(amqp, names.team_dead, 1)
+    assert json.loads(kept.body)["id"] == stray.id
+    assert kept.routing_key == names.default

@@ -8,14 +8,13 @@ from aio_pika.abc import AbstractChannel
 from ingest.topology import declare_topology
 from tests.conftest import collect
 from tests.daemon import Names
-from tests.test_dispatcher import queue_settings
 
 
 async def test_declaring_twice_is_a_no_op_and_routes_by_team_name(
     amqp: AbstractChannel, names: Names
 ) -> None:
-    await declare_topology(amqp, queue_settings(names))
-    await declare_topology(amqp, queue_settings(names))
+    await declare_topology(amqp, names.queue_settings())
+    await declare_topology(amqp, names.queue_settings())
     exchange = await amqp.get_exchange(names.exchange)
     await exchange.publish(aio_pika.Message(b"to the team"), routing_key=names.default)
     await exchange.publish(aio_pika.Message(b"an update"), routing_key=names.case_update)
@@ -26,7 +25,7 @@ async def test_declaring_twice_is_a_no_op_and_routes_by_team_name(
 async def test_a_message_over_the_delivery_limit_is_dead_lettered_not_lost(
     amqp: AbstractChannel, names: Names
 ) -> None:
-    settings = queue_settings(names).model_copy(update={"delivery_limit": 2})
+    settings = names.queue_settings().model_copy(update={"delivery_limit": 2})
     await declare_topology(amqp, settings)
     await amqp.default_exchange.publish(
         aio_pika.Message(b"poison", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
