@@ -7,17 +7,27 @@ What it measures:
    are POSTed to `/api/v1/messages` by aiohttp with bounded concurrency; a consumer on the
    team queue `<prefix>.support.general` records, per message, the time from the start of
    its HTTP request to its arrival as a forwarded case.
+   With `--split` the daemon runs as two processes on the same queue names, each with its
+   own folder and port: `--role channels` (which receives the POSTs) and `--role dispatcher`,
+   so that the two roles can use two CPU cores.
 2. Baseline: the same broker with plain aio-pika: N messages of about 1 KB published with
    publisher confirms (same concurrency) to a quorum queue and consumed with manual acks;
    per-message time from the start of the publish to its arrival.
 
+By default both runs send as fast as the concurrency allows, so the latency includes the
+backlog at saturation. With `--rate R`, message i of each run is sent no earlier than
+start + i / R (still at most `--concurrency` in flight), to measure latency below saturation;
+the largest delay of a send behind that schedule is printed.
+
 For both it prints throughput (delivered / (last arrival - first send)), p50 and p99
 end-to-end latency, the count of failed sends, the ratio pipeline/baseline, and the CPU
-used by this process and by the daemon (to show whether the load generator is the limit).
+used by this process and by each daemon process (to show whether the load generator is the
+limit).
 
 Run it as a module from the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest):
 
     .venv/bin/python -m tests.benchmarks.web_pipeline [-n 5000] [--concurrency 64]
+        [--rate 300] [--split]
 
 It is not a test (no `test_` prefix): pytest does not collect it.
 """
@@ -118,9 +128,10 @@ class Result:
     p50_ms: float
     p99_ms: float
     mean_body_bytes: float
+    late_ms: float  # the largest delay of a send behind its --rate slot; 0 without a rate
 
 
-def summarise(name: str, tracker: Tracker) -> Result:
+def summarise(name: str, tracker: Tracker, late_s: float) -> Result:
     latencies = [(t - tracker.started[sid]) * 1000 for sid, t in tracker.arrived.items()]
     n = len(latencies)
     p50 = p99 = throughput = float("nan")
@@ -132,21 +143,22 @@ def summarise(name: str, tracker: Tracker) -> Result:
     if n:
         throughput = n / (max(tracker.arrived.values()) - min(tracker.started.values()))
     body = tracker.body_bytes / n if n else 0.0
-    return Result(name, len(tracker.started), n, tracker.failed, throughput, p50, p99, body)
+    sent = len(tracker.started)
+    return Result(name, sent, n, tracker.failed, throughput, p50, p99, body, late_s * 1000)
 
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Wall clock and CPU seconds used so far by this process and by the daemon."""
+    """Wall clock and CPU seconds used so far by this process and by each daemon (by role)."""
 
     wall: float
     own: float
-    daemon: float | None
+    daemons: dict[str, float | None]
 
     @classmethod
-    def take(cls, daemon: Daemon) -> CpuSample:
-        pid = daemon.process.pid if daemon.process else None
-        return cls(time.perf_counter(), time.process_time(), process_cpu_s(pid))
+    def take(cls, deployment: Deployment) -> CpuSample:
+        daemons = {role: process_cpu_s(pid) for role, pid in deployment.pids().items()}
+        return cls(time.perf_counter(), time.process_time(), daemons)
 
 
 def process_cpu_s(pid: int | None) -> float | None:
@@ -163,8 +175,14 @@ def cpu_line(phase: str, before: CpuSample, after: CpuSample) -> str:
     wall = after.wall - before.wall
     own = 100 * (after.own - before.own) / wall
     line = f"CPU during {phase:<8} ({wall:5.1f} s): benchmark process {own:3.0f}%"
-    if before.daemon is not None and after.daemon is not None:
-        line += f", daemon {100 * (after.daemon - before.daemon) / wall:3.0f}%"
+    used: list[float] = []
+    for role, start in before.daemons.items():
+        end = after.daemons.get(role)
+        if start is not None and end is not None:
+            used.append(100 * (end - start) / wall)
+            line += f", daemon {role} {used[-1]:3.0f}%"
+    if len(used) > 1:
+        line += f", daemons together {sum(used):3.0f}%"
     return line
 
 
@@ -200,16 +218,34 @@ async def start_consumer(
 
 
 async def run_bounded(
-    count: int, concurrency: int, send_one: Callable[[int], Awaitable[None]]
-) -> None:
-    """Run send_one(0..count-1) on `concurrency` workers sharing one index iterator."""
+    count: int,
+    concurrency: int,
+    send_one: Callable[[int], Awaitable[None]],
+    rate: float | None = None,
+) -> float:
+    """Run send_one(0..count-1) on `concurrency` workers sharing one index iterator.
+
+    With a `rate` (per second), send i starts no earlier than start + i / rate. Returns the
+    largest delay, in seconds, of a send behind that slot (0.0 without a rate): a large one
+    means the concurrency cap, not the rate, set the pace.
+    """
     indices = iter(range(count))
+    start = time.perf_counter()
+    late_s = 0.0
 
     async def worker() -> None:
+        nonlocal late_s
         for i in indices:
+            if rate is not None:
+                wait_s = start + i / rate - time.perf_counter()
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)
+                else:
+                    late_s = max(late_s, -wait_s)
             await send_one(i)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return late_s
 
 
 def baseline_queue(names: Names) -> str:
@@ -229,8 +265,13 @@ def web_message(i: int) -> bytes:
     ).encode()
 
 
-async def submit_all(url: str, count: int, concurrency: int, tracker: Tracker) -> None:
-    """POST `count` messages with aiohttp; print the answers other than 202."""
+async def submit_all(
+    url: str, count: int, concurrency: int, rate: float | None, tracker: Tracker
+) -> float:
+    """POST `count` messages with aiohttp, paced by `rate`; print the answers other than 202.
+
+    Returns the largest delay of a send behind its slot (see run_bounded).
+    """
     other: dict[str, int] = {}
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -254,18 +295,23 @@ async def submit_all(url: str, count: int, concurrency: int, tracker: Tracker) -
                 other[status] = other.get(status, 0) + 1
                 tracker.fail(source_id)
 
-        await run_bounded(count, concurrency, send_one)
+        late_s = await run_bounded(count, concurrency, send_one, rate)
     if other:
         print(f"pipeline: non-202 answers: {other}")
+    return late_s
 
 
-async def run_pipeline(daemon: Daemon, count: int, concurrency: int) -> tuple[Result, bool]:
+async def run_pipeline(
+    daemon: Daemon, count: int, concurrency: int, rate: float | None
+) -> tuple[Result, bool]:
+    """Submit to `daemon` (the one with the web API) and wait for the forwarded cases."""
     tracker = Tracker(pending={f"bench-{i}" for i in range(count)})
+    url = f"{daemon.url}/api/v1/messages"
     async with await connect("bench-pipeline-consume") as connection:
         await start_consumer(connection, daemon.names.default, tracker, passive=True)
-        await submit_all(f"{daemon.url}/api/v1/messages", count, concurrency, tracker)
+        late_s = await submit_all(url, count, concurrency, rate, tracker)
         complete = await tracker.wait("pipeline")
-    return summarise("pipeline", tracker), complete
+    return summarise("pipeline", tracker, late_s), complete
 
 
 def baseline_body(i: int) -> bytes:
@@ -285,9 +331,15 @@ def baseline_body(i: int) -> bytes:
 
 
 async def publish_all(
-    connection: AbstractRobustConnection, queue: str, count: int, conc: int, tracker: Tracker
-) -> None:
-    """Publish `count` persistent messages with confirms, `conc` confirms in flight."""
+    connection: AbstractRobustConnection,
+    queue: str,
+    count: int,
+    conc: int,
+    rate: float | None,
+    tracker: Tracker,
+) -> float:
+    """Publish `count` persistent messages with confirms, `conc` confirms in flight, paced
+    by `rate`; return the largest delay of a publish behind its slot (see run_bounded)."""
     channel = await connection.channel(publisher_confirms=True)
 
     async def send_one(i: int) -> None:
@@ -304,19 +356,72 @@ async def publish_all(
             print(f"baseline: publish {source_id} failed: {type(error).__name__}: {error}")
             tracker.fail(source_id)
 
-    await run_bounded(count, conc, send_one)
+    late_s = await run_bounded(count, conc, send_one, rate)
     await channel.close()
+    return late_s
 
 
-async def run_baseline(names: Names, count: int, concurrency: int) -> tuple[Result, bool]:
+async def run_baseline(
+    names: Names, count: int, concurrency: int, rate: float | None
+) -> tuple[Result, bool]:
     tracker = Tracker(pending={f"base-{i}" for i in range(count)})
+    queue = baseline_queue(names)
     consumer = await connect("bench-baseline-consume")
     publisher = await connect("bench-baseline-publish")
     async with consumer, publisher:
-        await start_consumer(consumer, baseline_queue(names), tracker, passive=False)
-        await publish_all(publisher, baseline_queue(names), count, concurrency, tracker)
+        await start_consumer(consumer, queue, tracker, passive=False)
+        late_s = await publish_all(publisher, queue, count, concurrency, rate, tracker)
         complete = await tracker.wait("baseline")
-    return summarise("baseline", tracker), complete
+    return summarise("baseline", tracker, late_s), complete
+
+
+# --- the daemon processes ----------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    """The daemon processes of one run, by role: {"all"}, or {"channels", "dispatcher"}.
+
+    Each process has its own folder (settings, spool, SQLite file) and HTTP port; they share
+    the queue names. The POSTs go to `entry`, the one that runs the channels.
+    """
+
+    daemons: dict[str, Daemon]
+
+    @classmethod
+    def create(cls, tmp: Path, names: Names, split: bool) -> Deployment:
+        roles = ["channels", "dispatcher"] if split else ["all"]
+        daemons: dict[str, Daemon] = {}
+        for role in roles:
+            workdir = tmp / role
+            workdir.mkdir()
+            daemons[role] = Daemon(workdir, names, log_level="warning")
+        return cls(daemons)
+
+    @property
+    def entry(self) -> Daemon:
+        return self.daemons["channels" if "channels" in self.daemons else "all"]
+
+    def describe(self) -> str:
+        if len(self.daemons) == 1:
+            return "one process (--role all)"
+        return "split (--role " + " + --role ".join(self.daemons) + ")"
+
+    def pids(self) -> dict[str, int | None]:
+        return {
+            role: daemon.process.pid if daemon.process else None
+            for role, daemon in self.daemons.items()
+        }
+
+    async def start(self) -> None:
+        """Start every process, then wait until each answers /readyz."""
+        for role, daemon in self.daemons.items():
+            daemon.start(role=role)
+        await asyncio.gather(*(daemon.wait_ready() for daemon in self.daemons.values()))
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM each process in turn (channels before dispatcher); their exit codes."""
+        return {role: daemon.stop() for role, daemon in self.daemons.items()}
 
 
 # --- report and main ---------------------------------------------------------------------
@@ -345,31 +450,43 @@ def print_table(pipeline: Result, baseline: Result) -> None:
     print("(ratio = pipeline / baseline)")
 
 
-def report_log(daemon: Daemon, failed: bool) -> None:
+def print_lateness(pipeline: Result, baseline: Result) -> None:
+    """How far the sends fell behind the --rate schedule, at worst."""
+    print(
+        f"sends behind the rate schedule, at most: pipeline {pipeline.late_ms:.1f} ms, "
+        f"baseline {baseline.late_ms:.1f} ms"
+    )
+
+
+def report_log(role: str, daemon: Daemon, failed: bool) -> None:
     """Show how much the daemon logged; keep a copy outside the temp dir if it matters."""
     text = daemon.log_text()
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines and not failed:
-        print("daemon log: empty (level warning)")
+        print(f"daemon {role} log: empty (level warning)")
         return
-    kept = Path(tempfile.gettempdir()) / f"web_pipeline-{daemon.names.prefix}.log"
+    kept = Path(tempfile.gettempdir()) / f"web_pipeline-{daemon.names.prefix}-{role}.log"
     kept.write_text(text)
-    print(f"daemon log: {len(lines)} lines, kept at {kept}")
+    print(f"daemon {role} log: {len(lines)} lines, kept at {kept}")
     for line in lines[:20]:
         print(f"  | {line[:300]}")
 
 
-async def measure(daemon: Daemon, count: int, concurrency: int) -> bool:
-    """Start the daemon, run both measurements, print the figures; True if all arrived."""
+async def measure(deployment: Deployment, count: int, concurrency: int, rate: float | None) -> bool:
+    """Start the daemons, run both measurements, print the figures; True if all arrived."""
     started = time.perf_counter()
-    await daemon.start().wait_ready()
-    print(f"daemon ready in {time.perf_counter() - started:.1f} s on {daemon.url}")
-    before = CpuSample.take(daemon)
-    pipeline, ok_pipeline = await run_pipeline(daemon, count, concurrency)
-    middle = CpuSample.take(daemon)
-    baseline, ok_baseline = await run_baseline(daemon.names, count, concurrency)
-    after = CpuSample.take(daemon)
+    await deployment.start()
+    ports = ", ".join(f"{role} on {d.url}" for role, d in deployment.daemons.items())
+    print(f"daemon ready in {time.perf_counter() - started:.1f} s: {ports}")
+    entry = deployment.entry
+    before = CpuSample.take(deployment)
+    pipeline, ok_pipeline = await run_pipeline(entry, count, concurrency, rate)
+    middle = CpuSample.take(deployment)
+    baseline, ok_baseline = await run_baseline(entry.names, count, concurrency, rate)
+    after = CpuSample.take(deployment)
     print_table(pipeline, baseline)
+    if rate is not None:
+        print_lateness(pipeline, baseline)
     print()
     print(cpu_line("pipeline", before, middle))
     print(cpu_line("baseline", middle, after))
@@ -377,21 +494,32 @@ async def measure(daemon: Daemon, count: int, concurrency: int) -> bool:
     return ok_pipeline and ok_baseline
 
 
-async def benchmark(count: int, concurrency: int) -> int:
+def stop_and_report(deployment: Deployment, ok: bool) -> bool:
+    """Stop every daemon, print the exit codes and logs; False if any exit was unclean."""
+    codes = deployment.stop()
+    print("daemon exit codes: " + ", ".join(f"{role} {code}" for role, code in codes.items()))
+    ok = ok and all(code in (0, None) for code in codes.values())
+    for role, daemon in deployment.daemons.items():
+        report_log(role, daemon, failed=not ok)
+    return ok
+
+
+async def benchmark(count: int, concurrency: int, rate: float | None, split: bool) -> int:
     names = Names(prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    print(f"prefix {names.prefix}, n={count}, concurrency={concurrency}")
     with tempfile.TemporaryDirectory(prefix="web_pipeline-") as tmp:
-        daemon = Daemon(Path(tmp), names, log_level="warning")
+        deployment = Deployment.create(Path(tmp), names, split)
+        offered = "unlimited" if rate is None else f"{rate:g} msg/s"
+        print(
+            f"prefix {names.prefix}, n={count}, concurrency={concurrency}, "
+            f"offered rate={offered}, daemon={deployment.describe()}"
+        )
         ok = False
         try:
-            ok = await measure(daemon, count, concurrency)
+            ok = await measure(deployment, count, concurrency, rate)
         except Exception as error:
             print(f"benchmark failed: {type(error).__name__}: {str(error)[:500]}")
         finally:
-            code = daemon.stop()
-            print(f"daemon exit code: {code}")
-            ok = ok and code in (0, None)
-            report_log(daemon, failed=not ok)
+            ok = stop_and_report(deployment, ok)
             try:
                 await delete_names(names, baseline_queue(names))
             except Exception as error:
@@ -404,8 +532,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5000, help="messages per run (default 5000)")
     parser.add_argument("--concurrency", type=int, default=64, help="sends in flight (64)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="messages offered per second (default: no limit)"
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run the daemon as two processes, --role channels and --role dispatcher",
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(benchmark(args.n, args.concurrency)))
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
+    sys.exit(asyncio.run(benchmark(args.n, args.concurrency, args.rate, args.split)))
 
 
 if __name__ == "__main__":
