@@ -46,14 +46,14 @@ def main() -> None:
 )
 def run(settings_path: Path, role: str) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT."""
-    from ingest.daemon import serve
+    from ingest.daemon import StartupError, serve
     from ingest.logs import configure_logging
 
     settings = _load(settings_path)
     configure_logging(settings.log)
     try:
         asyncio.run(serve(settings, role))  # type: ignore[arg-type]
-    except OSError as error:
+    except (OSError, StartupError) as error:
         click.echo(f"ingest: cannot start: {error}", err=True)
         sys.exit(1)
 

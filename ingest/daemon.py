@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import structlog
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
@@ -52,12 +55,13 @@ def package_version() -> str:
 
 async def serve(settings: Settings, role: Role) -> None:
     """Run until SIGTERM or SIGINT, then shut down in order."""
+    listener = _listen(settings.http.host, settings.http.port)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     with_channels = role in ("all", "channels")
     with_dispatcher = role in ("all", "dispatcher")
 
-    store = await Store.open(settings.store.url) if with_dispatcher else None
+    store = await _open_store(settings.store.url) if with_dispatcher else None
     dispatcher = _dispatcher(settings, store) if store else None
     sessions: list[Session] = [dispatcher.session] if dispatcher else []
     broker = Broker(settings.broker, settings.queues, sessions)
@@ -78,7 +82,7 @@ async def serve(settings: Settings, role: Role) -> None:
             app.include_router(api_router(settings.channels.web, pipeline.emit))
 
     server = EmbeddedServer(_uvicorn_config(app, settings))
-    http = asyncio.create_task(server.serve(), name="http")
+    http = asyncio.create_task(server.serve(sockets=[listener]), name="http")
     log.info("daemon started", role=role, http=f"{settings.http.host}:{settings.http.port}")
     await _wait_for_stop(stop, http)
 
@@ -96,6 +100,18 @@ async def serve(settings: Settings, role: Role) -> None:
     if store:
         await store.close()
     log.info("stopped")
+
+
+class StartupError(Exception):
+    """A dependency the daemon cannot run without is not there; the message says which."""
+
+
+async def _open_store(url: str) -> Store:
+    try:
+        return await Store.open(url)
+    except (OSError, SQLAlchemyError) as error:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StartupError(f"the store at {shown} cannot be opened: {error}") from None
 
 
 def _dispatcher(settings: Settings, store: Store) -> Dispatcher:
@@ -137,13 +153,26 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the HTTP port first, so that a taken port stops start-up with one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    listener.set_inheritable(True)
+    return listener
+
+
 async def _wait_for_stop(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, http], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     if http.done() and not stop.is_set():
-        # uvicorn gave up (e.g. the port is taken): that is fatal for the daemon.
-        raise SystemExit("HTTP server on the configured host and port did not start")
+        raise StartupError("the HTTP server stopped unexpectedly")
 
 
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import API_KEY, Daemon
+from tests.daemon import API_KEY, Daemon, Names, clean_environment, settings_text
 
 
 async def submit_until_refused(daemon: Daemon, key: str) -> str | None:
@@ -60,3 +64,24 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(
     ]
     assert len(forwarded) == len(set(forwarded)), "a message was forwarded twice"
     assert accepted <= set(forwarded), "an accepted message was lost"
+
+
+def test_a_taken_http_port_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    names = Names()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = tmp_path / "settings.toml"
+        settings.write_text(settings_text(tmp_path, names, port))
+        result = subprocess.run(
+            [sys.executable, "-m", "ingest", "run", "--settings", str(settings)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_environment(),
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"ingest: cannot start: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
