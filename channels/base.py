@@ -13,3 +13,15 @@ Emit = Callable[[Envelope], Awaitable[str]]
 
 class NotSafe(Exception):
     """The message could not be made safe; the source must be told to retry later."""
+
+
+class Rejected(Exception):
+    """The input can never become a case-open; the original is kept in quarantine.
+
+    `reason` says why, in words fit for the sender; `quarantine_id` finds the kept original.
+    """
+
+    def __init__(self, reason: str, quarantine_id: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.quarantine_id = quarantine_id

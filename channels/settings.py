@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ChannelSection(BaseModel):
@@ -26,11 +28,50 @@ class WebChannelSettings(ChannelSection):
 
 
 class SmtpChannelSettings(ChannelSection):
-    """Inbound SMTP; the listener itself arrives with the email channel."""
+    """Inbound SMTP from a site's MTA (or as the MX behind a firewall)."""
 
-    enabled: bool = False
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)
+    hostname: str = Field(default="localhost", description="The name in the SMTP greeting.")
+    addresses: list[str] = Field(
+        default_factory=lambda: ["support@localhost"],
+        description="Touchpoint addresses accepted as recipients.",
+    )
+    domains: list[str] = Field(
+        default_factory=list, description="Domains whose every address is accepted."
+    )
+    max_message_bytes: int = Field(default=26_214_400, ge=1024)
+
+    @field_validator("addresses", "domains")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [value.strip().lower() for value in values]
+
+    def accepts(self, address: str) -> bool:
+        """Whether mail to this address is ours; anything else is refused (no open relay)."""
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+        return address in self.addresses or (bool(domain) and domain in self.domains)
+
+
+class MailSettings(ChannelSection):
+    """What the email normaliser needs, shared by SMTP and IMAP."""
+
+    case_ref_pattern: str | None = Field(
+        default=r"\[#(C-\d+)\]",
+        description="Regular expression of a case reference in subjects; group 1 is the id.",
+    )
+
+    @field_validator("case_ref_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {error}") from None
+        return value
 
 
 class ChannelSettings(ChannelSection):
@@ -38,3 +79,4 @@ class ChannelSettings(ChannelSection):
 
     web: WebChannelSettings = Field(default_factory=WebChannelSettings)
     smtp: SmtpChannelSettings = Field(default_factory=SmtpChannelSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)

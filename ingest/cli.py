@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -95,6 +96,70 @@ def queue_peek(settings_path: Path, name: str, count: int) -> None:
     loaded = _load(settings_path)
     for message in asyncio.run(peek(loaded.broker.url, name, count)):
         click.echo(message)
+
+
+@main.group()
+def quarantine() -> None:
+    """Originals that could not become a case-open, kept with their reason."""
+
+
+def _quarantine(settings: Settings):
+    from ingest.blobstore import BlobStore
+    from ingest.quarantine import Quarantine
+
+    data_dir = settings.paths.data_dir
+    return Quarantine(data_dir / "quarantine", BlobStore(data_dir / "blobs")), data_dir
+
+
+@quarantine.command("list")
+@settings_option
+def quarantine_list(settings_path: Path) -> None:
+    """One line per kept original: id, when, channel, reason."""
+    kept, _ = _quarantine(_load(settings_path))
+    entries = kept.entries()
+    for entry in entries:
+        source = f"{entry.channel}/{entry.adapter}"
+        click.echo(f"{entry.id}  {entry.received_at}  {source}  {entry.reason}")
+    click.echo(f"{len(entries)} kept", err=True)
+
+
+@quarantine.command("show")
+@settings_option
+@click.argument("entry_id")
+@click.option("--raw", is_flag=True, help="Print the original bytes instead of the entry.")
+def quarantine_show(settings_path: Path, entry_id: str, raw: bool) -> None:
+    """Show one kept original's entry (or its bytes with --raw)."""
+    from ingest.blobstore import BlobStore
+
+    kept, data_dir = _quarantine(_load(settings_path))
+    try:
+        entry = kept.get(entry_id)
+    except FileNotFoundError:
+        raise click.ClickException(f"no quarantined message {entry_id}") from None
+    if raw:
+        sys.stdout.buffer.write(BlobStore(data_dir / "blobs").get(entry.raw_ref))
+    else:
+        click.echo(json.dumps(asdict(entry), indent=2, ensure_ascii=False))
+
+
+@quarantine.command("replay")
+@settings_option
+@click.argument("entry_id")
+def quarantine_replay(settings_path: Path, entry_id: str) -> None:
+    """Run a kept original through the pipeline again (after the cause is fixed)."""
+    from ingest.replay import ReplayError, replay
+    from normalizer.envelope import Unprocessable
+
+    settings = _load(settings_path)
+    try:
+        case_id = asyncio.run(replay(settings, entry_id))
+    except FileNotFoundError:
+        raise click.ClickException(f"no quarantined message {entry_id}") from None
+    except (ReplayError, Unprocessable) as error:
+        raise click.ClickException(f"still cannot be used: {error}") from None
+    except OSError as error:
+        raise click.ClickException(f"broker unreachable, try again later: {error}") from None
+    click.echo(f"replayed {entry_id} as case-open {case_id}")
 
 
 @main.command()

@@ -18,18 +18,23 @@ from typing import Literal
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from channels.smtp import SmtpChannel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.store import Store
+from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
 from ingest.http import ReadinessCheck, create_app
 from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
+from ingest.quarantine import Quarantine
 from ingest.settings import Settings
 from ingest.spool import Spool
+from normalizer.envelope import Options
 
 log = structlog.get_logger("ingest.daemon")
 
@@ -71,15 +76,9 @@ async def serve(settings: Settings, role: Role) -> None:
 
     app = create_app(checks, package_version())
     background: set[asyncio.Task[None]] = {asyncio.create_task(broker.run(), name="broker")}
-    if with_channels:
-        spool = Spool(spool_directory(settings.paths.data_dir))
-        if len(spool):
-            log.info("spool holds messages from before", pending=len(spool))
-        publisher = Publisher(broker, spool, settings.broker.publish_timeout_s)
-        pipeline = Pipeline(publisher, settings.queues.case_open)
-        background.add(asyncio.create_task(publisher.drain_forever(), name="spool-drain"))
-        if settings.channels.web.enabled:
-            app.include_router(api_router(settings.channels.web, pipeline.emit))
+    listeners = _channels(settings, broker, app, background) if with_channels else []
+    for channel in listeners:
+        await channel.start()
 
     server = EmbeddedServer(_uvicorn_config(app, settings))
     http = asyncio.create_task(server.serve(sockets=[listener]), name="http")
@@ -88,6 +87,8 @@ async def serve(settings: Settings, role: Role) -> None:
 
     log.info("shutting down")
     server.should_exit = True
+    for channel in listeners:
+        await channel.stop()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.http.shutdown_grace_s):
             await http
@@ -100,6 +101,33 @@ async def serve(settings: Settings, role: Role) -> None:
     if store:
         await store.close()
     log.info("stopped")
+
+
+def _channels(
+    settings: Settings, broker: Broker, app: FastAPI, background: set[asyncio.Task[None]]
+) -> list[SmtpChannel]:
+    """Build the pipeline, mount the HTTP channels; return the channels with listeners."""
+    data_dir = settings.paths.data_dir
+    spool = Spool(spool_directory(data_dir))
+    if len(spool):
+        log.info("spool holds messages from before", pending=len(spool))
+    publisher = Publisher(broker, spool, settings.broker.publish_timeout_s)
+    background.add(asyncio.create_task(publisher.drain_forever(), name="spool-drain"))
+    blobs = BlobStore(data_dir / "blobs")
+    options = Options(case_ref_pattern=settings.channels.mail.case_ref_pattern)
+    pipeline = Pipeline(
+        publisher,
+        settings.queues.case_open,
+        blobs,
+        Quarantine(data_dir / "quarantine", blobs),
+        options,
+    )
+    if settings.channels.web.enabled:
+        app.include_router(api_router(settings.channels.web, pipeline.emit))
+    listeners = []
+    if settings.channels.smtp.enabled:
+        listeners.append(SmtpChannel(settings.channels.smtp, pipeline.emit))
+    return listeners
 
 
 class StartupError(Exception):

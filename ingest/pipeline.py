@@ -1,13 +1,19 @@
-"""The `emit` that channels call: normalise the envelope, make the case-open safe."""
+"""The `emit` that channels call: normalise the envelope, store its bytes, make it safe."""
 
 from __future__ import annotations
+
+import asyncio
 
 import structlog
 from ulid import ULID
 
+from channels.base import Rejected
+from ingest.blobstore import BlobStore
 from ingest.publisher import Publisher
+from ingest.quarantine import Quarantine
 from ingest.spool import Outgoing
-from normalizer.envelope import Envelope, normalize
+from normalizer.blobs import Blob
+from normalizer.envelope import Envelope, Normalized, Options, RawMail, Unprocessable, normalize
 from normalizer.model import SCHEMA
 
 log = structlog.get_logger("ingest.pipeline")
@@ -16,13 +22,35 @@ log = structlog.get_logger("ingest.pipeline")
 class Pipeline:
     """From a channel's envelope to a case-open that is safe on the broker or in the spool."""
 
-    def __init__(self, publisher: Publisher, case_open_queue: str) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        case_open_queue: str,
+        blobs: BlobStore,
+        quarantine: Quarantine,
+        options: Options,
+    ) -> None:
         self._publisher = publisher
         self._queue = case_open_queue
+        self._blobs = blobs
+        self._quarantine = quarantine
+        self._options = options
 
     async def emit(self, envelope: Envelope) -> str:
-        """Normalise and publish; return the case-open id once it is safe."""
-        case = normalize(envelope, str(ULID()))
+        """Normalise, store, publish; return the case-open id once it is safe.
+
+        Raises `Rejected` (original quarantined) for input that can never become a case-open
+        and `NotSafe` when neither the broker nor the spool can take it.
+        """
+        case_id = str(ULID())
+        try:
+            normalized = await self._normalize(envelope, case_id)
+        except Unprocessable as error:
+            await self._keep(envelope, case_id, str(error))
+            raise Rejected(str(error), case_id) from None
+        if normalized.blobs:
+            await asyncio.to_thread(self._store, normalized.blobs)
+        case = normalized.case
         outgoing = Outgoing(
             body=case.to_json(),
             message_id=case.id,
@@ -39,3 +67,36 @@ class Pipeline:
             where=where,
         )
         return case.id
+
+    async def _normalize(self, envelope: Envelope, case_id: str) -> Normalized:
+        if isinstance(envelope.payload, RawMail):
+            # MIME parsing can take milliseconds: keep it off the event loop.
+            return await asyncio.to_thread(normalize, envelope, case_id, self._options)
+        return normalize(envelope, case_id, self._options)
+
+    def _store(self, blobs: list[Blob]) -> None:
+        for blob in blobs:
+            self._blobs.put(blob)
+
+    async def _keep(self, envelope: Envelope, case_id: str, reason: str) -> None:
+        payload = envelope.payload
+        raw = payload.data if isinstance(payload, RawMail) else payload.model_dump_json().encode()
+        touchpoints = list(payload.recipients) if isinstance(payload, RawMail) else []
+        entry = await asyncio.to_thread(
+            self._quarantine.keep,
+            case_id,
+            raw,
+            channel=envelope.channel,
+            adapter=envelope.adapter,
+            touchpoints=touchpoints or [envelope.touchpoint],
+            received_at=envelope.received_at,
+            reason=reason,
+        )
+        log.warning(
+            "quarantined",
+            id=entry.id,
+            channel=entry.channel,
+            adapter=entry.adapter,
+            reason=reason,
+            raw_ref=entry.raw_ref,
+        )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ingest.durable import fsync_directory, write_durably
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,9 @@ class Spool:
         with self._lock:
             self._last_sequence = max(self._last_sequence + 1, time.time_ns())
             name = f"{self._last_sequence:020d}.json"
-        temporary = self._incoming / name
         record = asdict(message) | {"body": base64.b64encode(message.body).decode()}
-        with temporary.open("wb") as file:
-            file.write(json.dumps(record).encode())
-            file.flush()
-            os.fsync(file.fileno())
         final = self._directory / name
-        os.rename(temporary, final)
-        _fsync_directory(self._directory)
+        write_durably(final, json.dumps(record).encode(), temporary=self._incoming / name)
         with self._lock:
             self._count += 1
         return final
@@ -74,14 +69,6 @@ class Spool:
     def remove(self, path: Path) -> None:
         """Forget a message the broker has confirmed."""
         path.unlink()
-        _fsync_directory(self._directory)
+        fsync_directory(self._directory)
         with self._lock:
             self._count -= 1
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

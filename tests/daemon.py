@@ -20,6 +20,8 @@ from ingest.settings import QueueSettings
 
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 API_KEY = "test-key-0123456789"
+SUPPORT_ADDRESS = "support@example.com"
+BILLING_ADDRESS = "billing@example.com"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
@@ -105,8 +107,9 @@ def settings_text(
     extra: str = "",
     *,
     log_level: str = "info",
+    smtp_port: int = 0,
 ) -> str:
-    """A complete settings file for one test daemon."""
+    """A complete settings file for one test daemon (smtp_port 0: a free port is picked)."""
     return f"""
 [broker]
 url = "{broker_url}"
@@ -129,6 +132,12 @@ shutdown_grace_s = 3.0
 [channels.web]
 api_keys = ["{API_KEY}"]
 max_body_bytes = 4096
+
+[channels.smtp]
+port = {smtp_port or free_port()}
+addresses = ["{SUPPORT_ADDRESS}", "{BILLING_ADDRESS}"]
+domains = ["help.example"]
+max_message_bytes = 65536
 
 [queues]
 case_open = "{names.case_open}"
@@ -167,7 +176,16 @@ class Daemon:
         self.names = names
         self.port = free_port()
         self.settings_path = workdir / "settings.toml"
-        text = settings_text(workdir, names, self.port, broker_url, extra, log_level=log_level)
+        self.smtp_port = free_port()
+        text = settings_text(
+            workdir,
+            names,
+            self.port,
+            broker_url,
+            extra,
+            log_level=log_level,
+            smtp_port=self.smtp_port,
+        )
         self.settings_path.write_text(text)
         self.log_path = workdir / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None

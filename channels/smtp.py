@@ -1,0 +1,105 @@
+"""The SMTP channel (aiosmtpd): mail a site's MTA relays to us becomes one case-open.
+
+The 250 after DATA is only sent once the case-open is safe (broker confirm or spool), so an MTA
+that sees 250 may forget the mail; anything else is a 4xx (retry) or a 5xx with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from channels.base import Emit, NotSafe, Rejected
+from channels.settings import SmtpChannelSettings
+from normalizer.envelope import Envelope as RawEnvelope
+from normalizer.envelope import RawMail
+
+log = structlog.get_logger("channels.smtp")
+
+
+class SmtpHandler:
+    """aiosmtpd handler: RCPT only for our addresses, DATA answered once the mail is safe."""
+
+    def __init__(self, settings: SmtpChannelSettings, emit: Emit) -> None:
+        self._settings = settings
+        self._emit = emit
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if not self._settings.accepts(address):
+            log.info("recipient refused", recipient=address, peer=_peer(session))
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        if address.lower() not in (r.lower() for r in envelope.rcpt_tos):
+            envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        recipients = tuple(address.lower() for address in envelope.rcpt_tos)
+        mail = RawEnvelope(
+            channel="email",
+            adapter="smtp",
+            touchpoint=recipients[0],
+            received_at=datetime.now(UTC),
+            payload=RawMail(raw, recipients),
+        )
+        try:
+            case_id = await self._emit(mail)
+        except Rejected as error:
+            return f"554 5.6.0 {_one_line(error.reason)}; kept as {error.quarantine_id}"
+        except NotSafe:
+            return "451 4.3.0 cannot store the message right now, try again later"
+        except Exception:
+            log.exception("mail not taken", peer=_peer(session), size=len(raw))
+            return "451 4.3.0 local error, try again later"
+        return f"250 2.0.0 OK queued as {case_id}"
+
+
+class SmtpChannel:
+    """The listener: `start()` binds the port, `stop()` closes it and waits for sessions."""
+
+    name = "smtp"
+
+    def __init__(self, settings: SmtpChannelSettings, emit: Emit) -> None:
+        self._settings = settings
+        self._handler = SmtpHandler(settings, emit)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol, self._settings.host, self._settings.port
+        )
+        log.info("smtp listening", host=self._settings.host, port=self._settings.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _protocol(self) -> SMTP:
+        return SMTP(
+            self._handler,
+            data_size_limit=self._settings.max_message_bytes,
+            hostname=self._settings.hostname,
+            ident="ingest",
+            enable_SMTPUTF8=True,
+        )
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]

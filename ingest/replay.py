@@ -1,0 +1,65 @@
+"""Feed a quarantined original back through the pipeline once its cause is fixed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import aio_pika
+
+from ingest.blobstore import BlobStore
+from ingest.quarantine import Quarantine
+from ingest.settings import Settings
+from normalizer.envelope import Envelope, Options, RawMail, normalize
+from normalizer.model import SCHEMA
+
+
+class ReplayError(Exception):
+    """The entry cannot be replayed (yet); the message says why."""
+
+
+async def replay(settings: Settings, entry_id: str) -> str:
+    """Normalise the kept original again and publish it with a confirm; return the case-open id.
+
+    The entry is marked replayed only after the broker confirmed the message.
+    """
+    data_dir = settings.paths.data_dir
+    blobs = BlobStore(data_dir / "blobs")
+    quarantine = Quarantine(data_dir / "quarantine", blobs)
+    entry = quarantine.get(entry_id)
+    if entry.channel != "email":
+        raise ReplayError(f"replay of {entry.channel} messages is not supported yet")
+    raw = blobs.get(entry.raw_ref)
+    envelope = Envelope(
+        channel=entry.channel,
+        adapter=entry.adapter,
+        touchpoint=entry.touchpoints[0],
+        received_at=datetime.fromisoformat(entry.received_at),
+        payload=RawMail(raw, tuple(entry.touchpoints)),
+    )
+    options = Options(case_ref_pattern=settings.channels.mail.case_ref_pattern)
+    normalized = await asyncio.to_thread(normalize, envelope, entry.id, options)
+    for blob in normalized.blobs:
+        blobs.put(blob)
+    await _publish(settings, normalized.case.to_json(), normalized.case.id)
+    quarantine.mark_replayed(entry.id)
+    return normalized.case.id
+
+
+async def _publish(settings: Settings, body: bytes, message_id: str) -> None:
+    connection = await aio_pika.connect(
+        settings.broker.url, timeout=settings.broker.connect_timeout_s
+    )
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={"x-schema": SCHEMA, "x-channel": "email", "x-replayed": "true"},
+            ),
+            routing_key=settings.queues.case_open,
+            mandatory=True,
+        )

@@ -1,0 +1,58 @@
+"""HTML bodies to readable text with inscriptis, the start of quoted history marked on the way."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from html import unescape
+
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
+
+# Put on a line of its own where a mail client's quote container starts; quotes.py cuts there.
+QUOTE_MARK = "\ue000quoted\ue000"
+# Containers mail clients wrap quoted history in: Gmail, Thunderbird, Apple Mail, Outlook,
+# Yahoo. Bounded scans only: mail HTML can be large and badly formed.
+_QUOTE_START = re.compile(
+    r"<(?:div|blockquote)\b[^>]{0,2000}?(?:"
+    r"class\s*=\s*[\"']?[^\"'>]{0,200}?\b(?:gmail_quote|moz-cite-prefix|yahoo_quoted)\b"
+    r"|type\s*=\s*[\"']?cite\b"
+    r"|id\s*=\s*[\"']?(?:divRplyFwdMsg|appendonsend)\b)",
+    re.IGNORECASE,
+)
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]{0,200}\?>", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_INVISIBLE = re.compile(
+    r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
+)
+_TAG = re.compile(r"<[^>]{0,4000}>")
+_BLOCK_TAG = re.compile(r"<(?:br|/?p|/?div|/?tr|/?li|/?h\d|/?blockquote)\b[^>]{0,4000}>", re.I)
+_CONFIG = ParserConfig(display_links=False, display_anchors=False, display_images=False)
+
+
+def html_to_text(html: str) -> str:
+    """Readable text of an HTML body; a crude tag stripper if inscriptis gives up."""
+    html = _XML_DECLARATION.sub("", _CONTROL.sub("", html))
+    html = _mark_quote(html)
+    try:
+        text = get_text(html, _CONFIG)
+    except Exception:  # lxml refuses some inputs, inscriptis recurses on deep trees
+        text = ""
+    if not text.strip():  # lxml silently drops what lies below its depth limit
+        text = strip_tags(html)
+    return textwrap.dedent(text.replace("\u00a0", " "))
+
+
+def strip_tags(html: str) -> str:
+    """Text of HTML without a parser: invisible parts dropped, block tags as line breaks."""
+    html = _INVISIBLE.sub("", html)
+    html = _BLOCK_TAG.sub("\n", html)
+    return unescape(_TAG.sub("", html))
+
+
+def _mark_quote(html: str) -> str:
+    match = _QUOTE_START.search(html)
+    if match is None:
+        return html
+    start = match.start()
+    return f"{html[:start]}<div>{QUOTE_MARK}</div>{html[start:]}"

@@ -1,0 +1,180 @@
+"""The SMTP channel with a real SMTP client (smtplib) against the daemon, on RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import json
+import smtplib
+import subprocess
+import sys
+from collections.abc import Callable
+from email.message import EmailMessage
+
+import pytest
+from aio_pika.abc import AbstractChannel
+
+from ingest.blobstore import BlobStore
+from tests.conftest import bodies, collect
+from tests.daemon import BILLING_ADDRESS, SUPPORT_ADDRESS, Daemon, clean_environment
+from tests.proxy import TcpProxy
+
+
+def mail(subject: str = "Printer on fire", **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Ann Lee <Ann.Lee@Customer.example>"
+    message["To"] = SUPPORT_ADDRESS
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{subject.replace(' ', '-').lower()}@customer.example>"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("Hello,\nthe printer on floor 3 is on fire.\nAnn\n")
+    return message
+
+
+def wire(message: EmailMessage) -> bytes:
+    """The message as an MTA sends it: CRLF line ends."""
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+def send(daemon: Daemon, message: EmailMessage | bytes, recipients: list[str]) -> str:
+    """Send over a real SMTP session; return the server's answer to DATA."""
+    raw = message if isinstance(message, bytes) else wire(message)
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.ehlo("mta.customer.example")
+        client.mail("bounces@customer.example")
+        for recipient in recipients:
+            code, answer = client.rcpt(recipient)
+            if code != 250:
+                raise smtplib.SMTPRecipientsRefused({recipient: (code, answer)})
+        code, answer = client.data(raw)
+    return f"{code} {answer.decode()}"
+
+
+async def test_a_mail_to_two_touchpoints_opens_one_case_listing_both(
+    daemon: Daemon, amqp: AbstractChannel
+) -> None:
+    message = mail(Cc=BILLING_ADDRESS)
+    answer = await asyncio.to_thread(send, daemon, message, [SUPPORT_ADDRESS, BILLING_ADDRESS])
+    assert answer.startswith("250 2.0.0 OK queued as ")
+
+    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.5))
+    assert answer.endswith(case["id"])
+    assert (case["channel"], case["adapter"]) == ("email", "smtp")
+    assert case["source_id"] == "printer-on-fire@customer.example"
+    assert [t["address"] for t in case["touchpoints"]] == [SUPPORT_ADDRESS, BILLING_ADDRESS]
+    assert (case["sender"]["address"], case["sender"]["name"]) == (
+        "ann.lee@customer.example",
+        "Ann Lee",
+    )
+    assert case["subject"] == "Printer on fire"
+    assert case["text"] == "Hello,\nthe printer on floor 3 is on fire.\nAnn"
+    stored = BlobStore(daemon.workdir / "var" / "blobs").get(case["raw_ref"])
+    assert stored == wire(message)
+
+
+async def test_a_whole_domain_can_be_ours(daemon: Daemon, amqp: AbstractChannel) -> None:
+    answer = await asyncio.to_thread(send, daemon, mail(), ["Anyone@Help.Example"])
+    assert answer.startswith("250 ")
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    assert case["touchpoints"] == [{"kind": "mailbox", "address": "anyone@help.example"}]
+
+
+async def test_other_recipients_are_refused_it_is_no_open_relay(daemon: Daemon) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        await asyncio.to_thread(send, daemon, mail(), ["victim@elsewhere.example"])
+    code, answer = refused.value.recipients["victim@elsewhere.example"]
+    assert code == 550
+    assert answer.startswith(b"5.1.1")
+
+
+async def test_an_oversize_mail_is_refused_with_552(daemon: Daemon) -> None:
+    big = mail()
+    big.set_content("x" * 70_000)
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.ehlo("mta.customer.example")
+        assert client.has_extn("size")
+        assert int(client.esmtp_features["size"]) == 65536
+        client.mail("bounces@customer.example")
+        client.rcpt(SUPPORT_ADDRESS)
+        code, answer = client.data(wire(big))
+    assert code == 552, answer
+
+
+async def test_a_mail_without_sender_gets_554_is_kept_and_the_session_goes_on(
+    daemon: Daemon, amqp: AbstractChannel
+) -> None:
+    broken = b"Subject: no sender here\r\nTo: support@example.com\r\n\r\nwho am I?\r\n"
+
+    def two_mails_one_session() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+            client.ehlo("mta.customer.example")
+            answers = []
+            for raw in (broken, wire(mail())):
+                client.mail("bounces@customer.example")
+                client.rcpt(SUPPORT_ADDRESS)
+                answers.append(client.data(raw))
+        return answers[0], answers[1]
+
+    refused, accepted = await asyncio.to_thread(two_mails_one_session)
+    assert refused[0] == 554
+    assert refused[1].startswith(b"5.6.0 no sender address")
+    assert accepted[0] == 250
+    assert len(bodies(await collect(amqp, daemon.names.default, 1))) == 1
+
+    kept = list((daemon.workdir / "var" / "quarantine").glob("*.json"))
+    assert len(kept) == 1
+    entry = json.loads(kept[0].read_text())
+    assert entry["reason"].startswith("no sender address")
+    assert BlobStore(daemon.workdir / "var" / "blobs").get(entry["raw_ref"]) == broken
+    assert refused[1].decode().endswith(f"kept as {entry['id']}")
+
+
+async def test_broker_outage_still_answers_250_then_delivers_once(
+    make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+) -> None:
+    proxy = TcpProxy()
+    await proxy.start()
+    daemon = make_daemon(proxy.amqp_url).start()
+    await daemon.wait_ready()
+    try:
+        await proxy.cut()
+        subjects = [f"Outage {n}" for n in range(5)]
+        for subject in subjects:
+            answer = await asyncio.to_thread(send, daemon, mail(subject), [SUPPORT_ADDRESS])
+            assert answer.startswith("250 ")
+        await proxy.start()
+        forwarded = bodies(await collect(amqp, daemon.names.default, 5, quiet_s=2.0))
+    finally:
+        await proxy.cut()
+    assert [case["subject"] for case in forwarded] == subjects
+
+
+def ingest_cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run an `ingest` command against the daemon's settings; output as bytes."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args, "--settings", str(daemon.settings_path)],
+        capture_output=True,
+        timeout=60,
+        env=clean_environment(),
+    )
+
+
+async def test_quarantine_is_listed_shown_and_replay_says_why_not(daemon: Daemon) -> None:
+    broken = b"Subject: still no sender\r\n\r\nbody\r\n"
+    answer = await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS])
+    assert answer.startswith("554 5.6.0 no sender address")
+
+    listed = ingest_cli(daemon, "quarantine", "list")
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.decode().splitlines()
+    entry_id = line.split()[0]
+    assert "email/smtp" in line and "no sender address" in line
+
+    shown = ingest_cli(daemon, "quarantine", "show", entry_id, "--raw")
+    assert shown.stdout == broken
+
+    replayed = ingest_cli(daemon, "quarantine", "replay", entry_id)
+    assert replayed.returncode == 1
+    assert "still cannot be used: no sender address" in replayed.stderr.decode()
+    assert ingest_cli(daemon, "quarantine", "list").stdout.decode().splitlines() == [line]
