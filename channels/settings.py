@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class ChannelSection(BaseModel):
@@ -42,6 +43,27 @@ class SmtpChannelSettings(ChannelSection):
         default_factory=list, description="Domains whose every address is accepted."
     )
     max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain); when set, STARTTLS is offered."
+    )
+    tls_key_file: Path | None = None
+    require_starttls: bool = False
+    auth_user: str | None = Field(
+        default=None, description="When set, clients must AUTH (over TLS) as this user."
+    )
+    auth_password: SecretStr | None = Field(
+        default=None, description="Set it in the environment: INGEST_CHANNELS__SMTP__AUTH_PASSWORD."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> SmtpChannelSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if (self.auth_user is None) != (self.auth_password is None):
+            raise ValueError("auth_user and auth_password go together")
+        if self.auth_user and self.tls_cert_file is None:
+            raise ValueError("AUTH needs TLS: set tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("addresses", "domains")
     @classmethod

@@ -7,10 +7,12 @@ that sees 250 may forget the mail; anything else is a 4xx (retry) or a 5xx with 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ssl
 from datetime import UTC, datetime
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from channels.base import Emit, NotSafe, Rejected
 from channels.settings import SmtpChannelSettings
@@ -73,6 +75,7 @@ class SmtpChannel:
         self._settings = settings
         self._handler = SmtpHandler(settings, emit)
         self._server: asyncio.Server | None = None
+        self._tls = _tls_context(settings)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,13 +90,45 @@ class SmtpChannel:
             await self._server.wait_closed()
 
     def _protocol(self) -> SMTP:
+        settings = self._settings
         return SMTP(
             self._handler,
-            data_size_limit=self._settings.max_message_bytes,
-            hostname=self._settings.hostname,
+            data_size_limit=settings.max_message_bytes,
+            hostname=settings.hostname,
             ident="ingest",
             enable_SMTPUTF8=True,
+            tls_context=self._tls,
+            require_starttls=settings.require_starttls,
+            auth_required=settings.auth_user is not None,
+            authenticator=self._authenticate if settings.auth_user else None,
         )
+
+    def _authenticate(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: object,
+    ) -> AuthResult:
+        settings = self._settings
+        if not isinstance(auth_data, LoginPassword) or settings.auth_password is None:
+            return AuthResult(success=False, handled=False)
+        expected = (settings.auth_user or "").encode(), settings.auth_password.get_secret_value()
+        user_ok = hmac.compare_digest(auth_data.login, expected[0])
+        password_ok = hmac.compare_digest(auth_data.password, expected[1].encode())
+        if not (user_ok and password_ok):
+            log.warning("smtp auth failed", peer=_peer(session), mechanism=mechanism)
+        return AuthResult(success=user_ok and password_ok, handled=False)
+
+
+def _tls_context(settings: SmtpChannelSettings) -> ssl.SSLContext | None:
+    """The server side of STARTTLS, when a certificate is configured."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 def _peer(session: Session) -> str:

@@ -46,5 +46,5 @@ def configure_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level.upper())
     # Library chatter stays at warning unless we are debugging.
     quiet = logging.DEBUG if settings.level == "debug" else logging.WARNING
-    for name in ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy"):
+    for name in ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy", "mail.log"):
         logging.getLogger(name).setLevel(quiet)

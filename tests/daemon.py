@@ -194,14 +194,15 @@ class Daemon:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, role: str = "all") -> Daemon:
+    def start(self, role: str = "all", env: dict[str, str] | None = None) -> Daemon:
+        """Start `ingest run`; `env` adds INGEST_ overrides for this process."""
         command = [sys.executable, "-m", "ingest", "run", "--settings", str(self.settings_path)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*command, "--role", role],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=clean_environment(),
+                env=clean_environment() | (env or {}),
             )
         return self
 

@@ -1,0 +1,553 @@
+"""Benchmark of the email channel: the mail normaliser alone, then SMTP ingest to the queue.
+
+What it measures:
+
+1. Normaliser: `normalizer.mail.normalize_mail` over every `.eml` in `tests/fixtures/mail/`,
+   pass after pass, in this process's one thread (one core) for about `--seconds` seconds,
+   after one untimed warm-up pass. The blob reference of each fixture is computed once,
+   before timing, so only the normaliser is timed. Prints messages/s and MB/s (1 MB = 10^6
+   bytes, of raw mail) over the wall time of the timed passes, the mean, p50, p99 and largest
+   time per message, the slowest fixtures, and how many mails raised `UnprocessableMail`
+   (they are part of the corpus and are counted like the others).
+2. SMTP ingest: a real `ingest run --role all` daemon (SMTP listener, publisher, dispatcher,
+   SQLite store), started through `tests.daemon` with its own ports, files and queue names.
+   A consumer on the team queue `<prefix>.support.general` (aio-pika, manual ack, prefetch
+   300) is started first. N mails of about 2 KB (multipart/alternative, text and HTML, each
+   with its own Message-ID), built before timing, are sent by `--connections` threads, each
+   with one persistent smtplib connection carrying several mails (MAIL, RCPT, DATA). The
+   latency of a mail runs from the start of its DATA to its arrival in the team queue,
+   matched by the forwarded case's `source_id` (the Message-ID without angle brackets).
+   Prints accepted mails/s at the SMTP side (250 answers / (last 250 - first DATA)),
+   end-to-end mails/s (arrivals / (last arrival - first DATA)), p50/p99 latency, the failures
+   (any answer other than 250, or a broken connection) by reason, and the CPU used by the
+   daemon and by this process (near 100% for this process means the load generator, not the
+   daemon, sets the pace).
+
+Afterwards the daemon is stopped, its queues and exchanges deleted and its folder removed.
+
+Run it as a module from the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest):
+
+    .venv/bin/python -m tests.benchmarks.mail [--seconds 5] [-n 2000] [--connections 8]
+
+It is not a test (no `test_` prefix): pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.policy
+import email.utils
+import json
+import os
+import queue
+import smtplib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from ulid import ULID
+
+from normalizer.blobs import Blob
+from normalizer.mail import UnprocessableMail, normalize_mail
+from tests.daemon import BROKER_URL, SUPPORT_ADDRESS, Daemon, Names, delete_names
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
+TOUCHPOINTS = ["support@example.com"]
+PREFETCH = 300
+ARRIVAL_TIMEOUT_S = 120.0
+SMTP_TIMEOUT_S = 60.0
+SLOWEST_SHOWN = 3
+LOG_LINES_SHOWN = 20
+
+
+# --- figures -----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: int) -> float:
+    """The p-th percentile (inclusive method); nan for no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("nan")
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of `pid` from /proc (Linux); None where that is missing.
+
+    Copied from tests/benchmarks/web_pipeline.py.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Wall clock and CPU seconds used so far by this process and by the daemon."""
+
+    wall: float
+    own: float
+    daemon: float | None
+
+    @classmethod
+    def take(cls, daemon_pid: int | None) -> CpuSample:
+        return cls(time.perf_counter(), time.process_time(), process_cpu_s(daemon_pid))
+
+
+def cpu_line(before: CpuSample, after: CpuSample) -> str:
+    """CPU use between two samples, as a percentage of one core."""
+    wall = after.wall - before.wall
+    line = f"CPU ({wall:.1f} s): benchmark process {100 * (after.own - before.own) / wall:.0f}%"
+    if before.daemon is not None and after.daemon is not None:
+        line += f", daemon {100 * (after.daemon - before.daemon) / wall:.0f}%"
+    return line
+
+
+# --- 1. the normaliser -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fixture:
+    name: str
+    raw: bytes
+    raw_ref: str
+
+
+@dataclass
+class NormaliserRun:
+    """Per-message times (seconds) and counts of the timed passes."""
+
+    corpus: list[Fixture]
+    passes: int = 0
+    wall_s: float = 0.0
+    times_s: list[float] = field(default_factory=list)
+    by_file_s: dict[str, float] = field(default_factory=dict)
+    unprocessable: set[str] = field(default_factory=set)
+    unprocessable_calls: int = 0
+
+    @property
+    def messages(self) -> int:
+        return len(self.times_s)
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.passes * sum(len(f.raw) for f in self.corpus)
+
+
+def load_corpus(folder: Path = FIXTURES) -> list[Fixture]:
+    """Every .eml in the folder, by name, with its blob reference computed once."""
+    corpus = []
+    for path in sorted(folder.glob("*.eml")):
+        raw = path.read_bytes()
+        corpus.append(Fixture(path.name, raw, Blob.of(raw).ref))
+    return corpus
+
+
+def normalise(fixture: Fixture, case_id: str) -> bool:
+    """Normalise one mail; False if it raised UnprocessableMail."""
+    try:
+        normalize_mail(
+            fixture.raw,
+            case_id=case_id,
+            received_at=datetime.now(UTC),
+            adapter="smtp",
+            touchpoints=TOUCHPOINTS,
+            raw_ref=fixture.raw_ref,
+        )
+    except UnprocessableMail:
+        return False
+    return True
+
+
+def normalise_pass(run: NormaliserRun, case_id: str) -> None:
+    """One timed pass over the corpus, recorded in `run`."""
+    for fixture in run.corpus:
+        started = time.perf_counter()
+        processed = normalise(fixture, case_id)
+        elapsed = time.perf_counter() - started
+        run.times_s.append(elapsed)
+        run.by_file_s[fixture.name] = run.by_file_s.get(fixture.name, 0.0) + elapsed
+        if not processed:
+            run.unprocessable.add(fixture.name)
+            run.unprocessable_calls += 1
+    run.passes += 1
+
+
+def run_normaliser(corpus: list[Fixture], seconds: float) -> NormaliserRun:
+    """Whole passes over the corpus until `seconds` have gone by (at least one)."""
+    case_id = str(ULID())  # the normaliser is pure: one id serves every call
+    for fixture in corpus:  # warm-up: imports, caches, compiled patterns
+        normalise(fixture, case_id)
+    run = NormaliserRun(corpus)
+    started = time.perf_counter()
+    while run.passes == 0 or time.perf_counter() - started < seconds:
+        normalise_pass(run, case_id)
+    run.wall_s = time.perf_counter() - started
+    return run
+
+
+def print_normaliser(run: NormaliserRun) -> None:
+    corpus_bytes = sum(len(f.raw) for f in run.corpus)
+    times_ms = [t * 1000 for t in run.times_s]
+    print(
+        f"corpus: {len(run.corpus)} mails, {corpus_bytes / 1000:.1f} kB; "
+        f"{run.passes} timed passes in {run.wall_s:.2f} s (after 1 warm-up pass)"
+    )
+    print(
+        f"throughput: {rate(run.messages, run.wall_s):.0f} messages/s, "
+        f"{rate(run.raw_bytes, run.wall_s) / 1e6:.2f} MB/s"
+    )
+    print(
+        f"per message: mean {statistics.fmean(times_ms):.3f} ms, "
+        f"p50 {percentile(times_ms, 50):.3f} ms, p99 {percentile(times_ms, 99):.3f} ms, "
+        f"max {max(times_ms):.3f} ms"
+    )
+    slowest = sorted(run.by_file_s.items(), key=lambda item: item[1], reverse=True)
+    shown = ", ".join(
+        f"{name} {1000 * s / run.passes:.2f} ms" for name, s in slowest[:SLOWEST_SHOWN]
+    )
+    print(f"slowest (mean): {shown}")
+    print(
+        f"UnprocessableMail: {len(run.unprocessable)} of {len(run.corpus)} mails "
+        f"({run.unprocessable_calls} calls): {', '.join(sorted(run.unprocessable)) or '-'}"
+    )
+
+
+# --- 2. SMTP ingest ----------------------------------------------------------------------
+
+
+TEXT_BODY = """Hello,
+
+my order {order} was delivered this morning, but the box was crushed and the
+glass front of the cabinet inside is cracked in two places. The courier left
+before I could open it, so I could not refuse the delivery.
+
+I have kept all the packaging and took photos of the box and of the damage.
+Could you send a replacement, or tell me how to return the cabinet? I would
+prefer a replacement, as I need it for a room we are finishing next week.
+
+The delivery address is still the one on the order. I am at home on weekdays
+after 4 pm if someone needs to pick it up.
+
+Thank you,
+Customer {i}
+"""
+
+HTML_BODY = """<html><body>
+<p>Hello,</p>
+<p>my order <b>{order}</b> was delivered this morning, but the box was crushed and
+the glass front of the cabinet inside is cracked in two places.</p>
+<p>I have kept all the packaging and took photos. Could you send a replacement,
+or tell me how to return the cabinet?</p>
+<p>Thank you,<br>Customer {i}</p>
+</body></html>
+"""
+
+
+@dataclass(frozen=True)
+class Mail:
+    source_id: str  # the Message-ID without angle brackets
+    sender: str
+    wire: bytes
+
+
+def build_mail(i: int, run_id: str) -> Mail:
+    """A realistic ~2 KB customer mail (text and HTML alternatives) with its own Message-ID."""
+    domain = f"customer{i % 50}.example"
+    sender = f"customer{i}@{domain}"
+    source_id = f"bench-{run_id}-{i}@{domain}"
+    order = 100000 + i
+    message = EmailMessage()
+    message["From"] = f"Customer {i} <{sender}>"
+    message["To"] = f"Support <{SUPPORT_ADDRESS}>"
+    message["Subject"] = f"Order {order}: delivery arrived damaged"
+    message["Date"] = email.utils.format_datetime(datetime.now(UTC))
+    message["Message-ID"] = f"<{source_id}>"
+    message["User-Agent"] = "Benchmark Mail 1.0"
+    message.set_content(TEXT_BODY.format(order=order, i=i))
+    message.add_alternative(HTML_BODY.format(order=order, i=i), subtype="html")
+    return Mail(source_id, sender, message.as_bytes(policy=email.policy.SMTP))
+
+
+@dataclass
+class SmtpTracker:
+    """Per mail: start of DATA, the 250 answer, arrival in the team queue (perf_counter)."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    accepted: dict[str, float] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
+    failures: Counter[str] = field(default_factory=Counter)
+    unexpected: int = 0
+    duplicates: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, reason: str) -> None:
+        with self._lock:  # called from the sending threads
+            self.failures[reason] += 1
+
+    def arrive(self, source_id: str | None) -> None:
+        """Called on the event loop for each delivery from the team queue."""
+        now = time.perf_counter()
+        if source_id not in self.started:
+            self.unexpected += 1
+        elif source_id in self.arrived:
+            self.duplicates += 1
+        else:
+            self.arrived[source_id] = now
+
+    def missing(self) -> set[str]:
+        return self.accepted.keys() - self.arrived.keys()
+
+
+class Refused(Exception):
+    """An SMTP answer other than the one expected."""
+
+    def __init__(self, step: str, code: int) -> None:
+        super().__init__(f"{step} {code}")
+
+
+def expect(step: str, answer: tuple[int, bytes], code: int = 250) -> None:
+    if answer[0] != code:
+        raise Refused(step, answer[0])
+
+
+def send_one(client: smtplib.SMTP, mail: Mail, tracker: SmtpTracker) -> None:
+    """MAIL, RCPT, DATA on an open connection; a refusal raises Refused."""
+    expect("MAIL", client.mail(mail.sender))
+    expect("RCPT", client.rcpt(SUPPORT_ADDRESS))
+    tracker.started[mail.source_id] = time.perf_counter()
+    expect("DATA", client.data(mail.wire))
+    tracker.accepted[mail.source_id] = time.perf_counter()
+
+
+def open_client(port: int) -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", port, timeout=SMTP_TIMEOUT_S)
+    client.ehlo("mta.customer.example")
+    return client
+
+
+def close_client(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+
+
+def reset(client: smtplib.SMTP | None) -> smtplib.SMTP | None:
+    """RSET after a refusal: the connection if it is still usable, else None."""
+    if client is None:
+        return None
+    try:
+        client.rset()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+        return None
+    return client
+
+
+def send_from_queue(port: int, mails: queue.SimpleQueue[Mail], tracker: SmtpTracker) -> None:
+    """One sending thread: take mails until none are left, over one persistent connection
+    (opened again after an error)."""
+    client: smtplib.SMTP | None = None
+    try:
+        while True:
+            try:
+                mail = mails.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                client = client or open_client(port)
+                send_one(client, mail, tracker)
+            except Refused as refusal:
+                tracker.fail(str(refusal))
+                client = reset(client)
+            except (smtplib.SMTPException, OSError) as error:
+                tracker.fail(type(error).__name__)
+                if client is not None:
+                    client.close()
+                client = None
+    finally:
+        if client is not None:
+            close_client(client)
+
+
+async def send_all(port: int, mails: list[Mail], connections: int, tracker: SmtpTracker) -> None:
+    """Send every mail over `connections` threads, each with its own connection."""
+    work: queue.SimpleQueue[Mail] = queue.SimpleQueue()
+    for mail in mails:
+        work.put(mail)
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp") as pool:
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, send_from_queue, port, work, tracker)
+                for _ in range(connections)
+            )
+        )
+
+
+async def start_consumer(
+    connection: AbstractRobustConnection, queue_name: str, tracker: SmtpTracker
+) -> None:
+    """Consume the team queue (declared by the daemon) into `tracker`, with manual acks."""
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=PREFETCH)
+    team_queue = await channel.declare_queue(queue_name, passive=True)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            source_id = json.loads(message.body).get("source_id")
+        except (ValueError, AttributeError):
+            source_id = None
+        tracker.arrive(source_id)
+        await message.ack()
+
+    await team_queue.consume(on_message)
+
+
+async def wait_arrivals(tracker: SmtpTracker, timeout_s: float = ARRIVAL_TIMEOUT_S) -> bool:
+    """Wait until every accepted mail has arrived; False (after saying so) on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while tracker.missing():
+        if time.monotonic() > deadline:
+            print(f"timed out after {timeout_s:.0f} s: {len(tracker.missing())} accepted missing")
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def print_smtp(tracker: SmtpTracker, mails: list[Mail]) -> None:
+    sizes = [len(mail.wire) for mail in mails]
+    latencies = [(t - tracker.started[sid]) * 1000 for sid, t in tracker.arrived.items()]
+    first = min(tracker.started.values(), default=0.0)
+    smtp_s = max(tracker.accepted.values(), default=first) - first
+    end_s = max(tracker.arrived.values(), default=first) - first
+    print(
+        f"sent {len(mails)} mails (mean {statistics.fmean(sizes):.0f} B), "
+        f"accepted (250) {len(tracker.accepted)}, arrived {len(tracker.arrived)}, "
+        f"failed {sum(tracker.failures.values())}"
+    )
+    print(f"accepted at SMTP: {rate(len(tracker.accepted), smtp_s):.1f} mails/s ({smtp_s:.2f} s)")
+    print(f"end to end:       {rate(len(tracker.arrived), end_s):.1f} mails/s ({end_s:.2f} s)")
+    print(
+        f"latency DATA -> team queue: p50 {percentile(latencies, 50):.1f} ms, "
+        f"p99 {percentile(latencies, 99):.1f} ms"
+    )
+    if tracker.failures:
+        print(f"failures by reason: {dict(tracker.failures)}")
+    if tracker.unexpected or tracker.duplicates:
+        print(f"arrivals: {tracker.unexpected} unexpected, {tracker.duplicates} duplicates")
+
+
+async def run_smtp(daemon: Daemon, count: int, connections: int) -> bool:
+    """Send `count` mails to the running daemon, wait for them, print the figures."""
+    run_id = uuid.uuid4().hex[:8]
+    mails = [build_mail(i, run_id) for i in range(count)]
+    tracker = SmtpTracker()
+    pid = daemon.process.pid if daemon.process else None
+    connection = await aio_pika.connect_robust(
+        BROKER_URL, client_properties={"connection_name": "bench-mail-consume"}
+    )
+    async with connection:
+        await start_consumer(connection, daemon.names.default, tracker)
+        before = CpuSample.take(pid)
+        await send_all(daemon.smtp_port, mails, connections, tracker)
+        complete = await wait_arrivals(tracker)
+        after = CpuSample.take(pid)
+    print_smtp(tracker, mails)
+    print(cpu_line(before, after))
+    print("(a benchmark process near 100% means the load generator limits the figures)")
+    return complete and not tracker.failures
+
+
+# --- daemon, report and main -------------------------------------------------------------
+
+
+def report_log(daemon: Daemon) -> None:
+    """How much the daemon logged (level warning); a copy is kept outside the temp dir."""
+    text = daemon.log_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        print("daemon log: empty (level warning)")
+        return
+    kept = Path(tempfile.gettempdir()) / f"mail-{daemon.names.prefix}.log"
+    kept.write_text(text)
+    print(f"daemon log: {len(lines)} lines, kept at {kept}")
+    for line in lines[:LOG_LINES_SHOWN]:
+        print(f"  | {line[:300]}")
+
+
+async def measure_smtp(workdir: Path, names: Names, count: int, connections: int) -> bool:
+    """Start the daemon, run the SMTP measurement, stop it; True if all went well."""
+    daemon = Daemon(workdir, names, log_level="warning")
+    ok = False
+    try:
+        started = time.perf_counter()
+        daemon.start()
+        await daemon.wait_ready()
+        print(
+            f"daemon ready in {time.perf_counter() - started:.1f} s "
+            f"(SMTP port {daemon.smtp_port}, prefix {names.prefix}); "
+            f"n={count}, connections={connections}"
+        )
+        ok = await run_smtp(daemon, count, connections)
+    except Exception as error:
+        print(f"SMTP benchmark failed: {type(error).__name__}: {str(error)[:500]}")
+    finally:
+        code = daemon.stop()
+        print(f"daemon exit code: {code}")
+        report_log(daemon)
+    return ok and code in (0, None)
+
+
+async def benchmark(seconds: float, count: int, connections: int) -> int:
+    print("== normaliser (normalize_mail, one core) ==")
+    print_normaliser(run_normaliser(load_corpus(), seconds))
+    print("\n== SMTP ingest to the team queue ==")
+    names = Names(prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    with tempfile.TemporaryDirectory(prefix="mail-bench-") as tmp:
+        ok = await measure_smtp(Path(tmp), names, count, connections)
+        try:
+            await delete_names(names)
+        except Exception as error:
+            print(f"could not delete the {names.prefix}.* queues: {error!r}")
+            ok = False
+    return 0 if ok else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="normaliser run time (default 5)"
+    )
+    parser.add_argument("-n", type=int, default=2000, help="mails sent over SMTP (default 2000)")
+    parser.add_argument(
+        "--connections", type=int, default=8, help="concurrent SMTP connections (default 8)"
+    )
+    args = parser.parse_args()
+    if args.seconds <= 0 or args.n <= 0 or args.connections <= 0:
+        parser.error("--seconds, -n and --connections must be positive")
+    sys.exit(asyncio.run(benchmark(args.seconds, args.n, args.connections)))
+
+
+if __name__ == "__main__":
+    main()

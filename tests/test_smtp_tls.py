@@ -1,0 +1,83 @@
+"""STARTTLS and AUTH on the SMTP channel, with a certificate made for the test."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractChannel
+
+from tests.conftest import bodies, collect
+from tests.daemon import SUPPORT_ADDRESS, Daemon
+from tests.test_smtp import mail, wire
+
+PASSWORD = "relay-secret-42"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with openssl."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        ["openssl", *request, *subject, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+async def tls_daemon(make_daemon: Callable[..., Daemon], certificate: tuple[Path, Path]) -> Daemon:
+    cert, key = certificate
+    daemon = make_daemon().start(
+        env={
+            "INGEST_CHANNELS__SMTP__TLS_CERT_FILE": str(cert),
+            "INGEST_CHANNELS__SMTP__TLS_KEY_FILE": str(key),
+            "INGEST_CHANNELS__SMTP__AUTH_USER": "relay",
+            "INGEST_CHANNELS__SMTP__AUTH_PASSWORD": PASSWORD,
+        }
+    )
+    await daemon.wait_ready()
+    return daemon
+
+
+def session(daemon: Daemon, cert: Path, password: str | None) -> tuple[int, bytes]:
+    """STARTTLS, AUTH, then one mail; the answer to DATA (or to MAIL when refused)."""
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.starttls(context=ssl.create_default_context(cafile=str(cert)))
+        assert isinstance(client.sock, ssl.SSLSocket)
+        client.ehlo("mta.customer.example")
+        if password is not None:
+            client.login("relay", password)
+        code, answer = client.mail("bounces@customer.example")
+        if code != 250:
+            return code, answer
+        client.rcpt(SUPPORT_ADDRESS)
+        return client.data(wire(mail("Over TLS")))
+
+
+async def test_a_relay_authenticated_over_starttls_is_accepted(
+    tls_daemon: Daemon, certificate: tuple[Path, Path], amqp: AbstractChannel
+) -> None:
+    code, _ = await asyncio.to_thread(session, tls_daemon, certificate[0], PASSWORD)
+    assert code == 250
+    [case] = bodies(await collect(amqp, tls_daemon.names.default, 1))
+    assert case["subject"] == "Over TLS"
+
+
+async def test_without_auth_or_with_a_wrong_password_nothing_is_accepted(
+    tls_daemon: Daemon, certificate: tuple[Path, Path]
+) -> None:
+    code, answer = await asyncio.to_thread(session, tls_daemon, certificate[0], None)
+    assert code == 530, answer
+    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        await asyncio.to_thread(session, tls_daemon, certificate[0], "wrong")
+    assert refused.value.smtp_code == 535
+    assert PASSWORD not in tls_daemon.log_text()
