@@ -35,6 +35,7 @@ class SmtpChannelSettings(ChannelSection):
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)
     hostname: str = Field(default="localhost", description="The name in the SMTP greeting.")
+    lmtp: bool = Field(default=False, description="Speak LMTP instead, for MTAs that deliver so.")
     addresses: list[str] = Field(
         default_factory=lambda: ["support@localhost"],
         description="Touchpoint addresses accepted as recipients.",

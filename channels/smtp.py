@@ -12,6 +12,7 @@ import ssl
 from datetime import UTC, datetime
 
 import structlog
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from channels.base import Emit, NotSafe, Rejected
@@ -45,6 +46,13 @@ class SmtpHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        answer = await self._take(session, envelope)
+        if isinstance(server, LMTP):
+            # LMTP answers once per recipient; all of them share the one case.
+            return "\r\n".join([answer] * len(envelope.rcpt_tos))
+        return answer
+
+    async def _take(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         recipients = tuple(address.lower() for address in envelope.rcpt_tos)
         mail = RawEnvelope(
@@ -91,7 +99,8 @@ class SmtpChannel:
 
     def _protocol(self) -> SMTP:
         settings = self._settings
-        return SMTP(
+        protocol = LMTP if settings.lmtp else SMTP
+        return protocol(
             self._handler,
             data_size_limit=settings.max_message_bytes,
             hostname=settings.hostname,

@@ -178,3 +178,24 @@ async def test_quarantine_is_listed_shown_and_replay_says_why_not(daemon: Daemon
     assert replayed.returncode == 1
     assert "still cannot be used: no sender address" in replayed.stderr.decode()
     assert ingest_cli(daemon, "quarantine", "list").stdout.decode().splitlines() == [line]
+
+
+async def test_lmtp_answers_each_recipient_and_opens_one_case(
+    make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+) -> None:
+    daemon = make_daemon().start(env={"INGEST_CHANNELS__SMTP__LMTP": "true"})
+    await daemon.wait_ready()
+
+    def deliver() -> list[int]:
+        with smtplib.LMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+            client.ehlo_or_helo_if_needed()
+            client.mail("bounces@customer.example")
+            client.rcpt(SUPPORT_ADDRESS)
+            client.rcpt(BILLING_ADDRESS)
+            first, _ = client.data(wire(mail("Delivered by LMTP", Cc=BILLING_ADDRESS)))
+            second, _ = client.getreply()  # LMTP: one reply per recipient
+            return [first, second]
+
+    assert await asyncio.to_thread(deliver) == [250, 250]
+    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.5))
+    assert [t["address"] for t in case["touchpoints"]] == [SUPPORT_ADDRESS, BILLING_ADDRESS]
