@@ -44,7 +44,6 @@ class Routes:
     exchange: str
     default_queue: str
     dead_letters: str
-    unroutable: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,6 @@ def _dispatcher(settings: Settings, store: Store) -> Dispatcher:
         exchange=names.cases_exchange,
         default_queue=names.default,
         dead_letters=names.case_open_dead,
-        unroutable=names.team_dead,
     )
     return Dispatcher(store, settings.dispatcher, routes)
 
