@@ -55,6 +55,19 @@ class Forwarded:
     content: Content
 
 
+def _plain_found(options: list[tuple[str, Content]]) -> bool:
+    return any(media_type == "text/plain" and c.has_text() for media_type, c in options)
+
+
+def _bare_html(part: Message) -> bool:
+    """An HTML body without a file name (a named one would be kept as a file)."""
+    return (
+        content_type(part) == "text/html"
+        and param(part, "content-disposition", "filename") is None
+        and param(part, "content-type", "name") is None
+    )
+
+
 def read(message: Message, hints: tuple[str, ...] = ()) -> Content:
     """Walk a parsed message into its content; never raises for odd structure."""
     content = Content()
@@ -135,6 +148,8 @@ class _Walk:
         of every rendering are kept (an inline screenshot lives only in the HTML one)."""
         options: list[tuple[str, Content]] = []
         for child in subparts:
+            if _plain_found(options) and _bare_html(child):
+                continue  # plain text wins, and a bare HTML part has no files: skip rendering
             content = Content(files=out.files)
             self.part(child, content, depth + 1, alt=True)
             options.append((content_type(child), content))
