@@ -13,6 +13,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from tests.daemon import BROKER_URL, Daemon, Names, delete_names
+from tests.proxy import TcpProxy
 
 
 @pytest.fixture
@@ -30,6 +31,15 @@ async def names() -> AsyncIterator[Names]:
     names = Names()
     yield names
     await delete_names(names)
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[TcpProxy]:
+    """A TCP proxy to RabbitMQ, started; the test cuts and restores it at will."""
+    started = TcpProxy()
+    await started.start()
+    yield started
+    await started.cut()
 
 
 @pytest.fixture

@@ -131,22 +131,17 @@ async def test_a_mail_without_sender_gets_554_is_kept_and_the_session_goes_on(
 
 
 async def test_broker_outage_still_answers_250_then_delivers_once(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
-    proxy = TcpProxy()
-    await proxy.start()
     daemon = make_daemon(proxy.amqp_url).start()
     await daemon.wait_ready()
-    try:
-        await proxy.cut()
-        subjects = [f"Outage {n}" for n in range(5)]
-        for subject in subjects:
-            answer = await asyncio.to_thread(send, daemon, mail(subject), [SUPPORT_ADDRESS])
-            assert answer.startswith("250 ")
-        await proxy.start()
-        forwarded = bodies(await collect(amqp, daemon.names.default, 5, quiet_s=2.0))
-    finally:
-        await proxy.cut()
+    await proxy.cut()
+    subjects = [f"Outage {n}" for n in range(5)]
+    for subject in subjects:
+        answer = await asyncio.to_thread(send, daemon, mail(subject), [SUPPORT_ADDRESS])
+        assert answer.startswith("250 ")
+    await proxy.start()
+    forwarded = bodies(await collect(amqp, daemon.names.default, 5, quiet_s=2.0))
     assert [case["subject"] for case in forwarded] == subjects
 
 

@@ -66,35 +66,28 @@ async def wait_not_ready(daemon: Daemon) -> dict[str, object]:
 
 
 async def test_broker_outage_spools_then_delivers_each_message_once_in_order(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
-    proxy = TcpProxy()
-    await proxy.start()
     daemon = make_daemon(proxy.amqp_url).start()
     await daemon.wait_ready()
-    try:
-        await proxy.cut()
-        readiness = await wait_not_ready(daemon)
-        assert "broker" in readiness["checks"]  # type: ignore[operator]
+    await proxy.cut()
+    readiness = await wait_not_ready(daemon)
+    assert "broker" in readiness["checks"]  # type: ignore[operator]
 
-        keys = [f"outage-{n:03d}" for n in range(40)]
-        assert await submit_many(daemon, keys) == [202] * len(keys)
-        assert len(list(spool_directory(daemon.workdir / "var").glob("*.json"))) == len(keys)
+    keys = [f"outage-{n:03d}" for n in range(40)]
+    assert await submit_many(daemon, keys) == [202] * len(keys)
+    assert len(list(spool_directory(daemon.workdir / "var").glob("*.json"))) == len(keys)
 
-        await proxy.start()
-        forwarded = bodies(await collect(amqp, daemon.names.default, len(keys), quiet_s=2.0))
-    finally:
-        await proxy.cut()
+    await proxy.start()
+    forwarded = bodies(await collect(amqp, daemon.names.default, len(keys), quiet_s=2.0))
     assert [case["source_id"] for case in forwarded] == keys
     assert not list(spool_directory(daemon.workdir / "var").glob("*.json"))
     assert "spool drained" in daemon.log_text()
 
 
 async def test_a_restart_with_a_full_spool_loses_nothing(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
-    proxy = TcpProxy()
-    await proxy.start()
     first = make_daemon(proxy.amqp_url).start()
     await first.wait_ready()
     await proxy.cut()

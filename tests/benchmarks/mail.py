@@ -39,7 +39,6 @@ import asyncio
 import email.policy
 import email.utils
 import json
-import os
 import queue
 import smtplib
 import statistics
@@ -61,6 +60,7 @@ from ulid import ULID
 
 from normalizer.blobs import Blob
 from normalizer.mail import UnprocessableMail, normalize_mail
+from tests.benchmarks.web_pipeline import process_cpu_s
 from tests.daemon import BROKER_URL, SUPPORT_ADDRESS, Daemon, Names, delete_names
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
@@ -86,18 +86,6 @@ def percentile(values: list[float], p: int) -> float:
 
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("nan")
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of `pid` from /proc (Linux); None where that is missing.
-
-    Copied from tests/benchmarks/web_pipeline.py.
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
