@@ -160,6 +160,16 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
 
 
+def run_ingest(settings_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run one `ingest` command (not the daemon in the background) to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args, "--settings", str(settings_path)],
+        capture_output=True,
+        timeout=60,
+        env=clean_environment(),
+    )
+
+
 class Daemon:
     """One `ingest run` process; start(), wait_ready(), stop() or kill(), log_text()."""
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ import httpx
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import API_KEY, Daemon, Names, clean_environment, settings_text
+from tests.daemon import API_KEY, Daemon, Names, run_ingest, settings_text
 
 
 async def submit_until_refused(daemon: Daemon, key: str) -> str | None:
@@ -74,14 +72,8 @@ def test_a_taken_http_port_stops_start_up_with_one_line(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         settings = tmp_path / "settings.toml"
         settings.write_text(settings_text(tmp_path, names, port))
-        result = subprocess.run(
-            [sys.executable, "-m", "ingest", "run", "--settings", str(settings)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=clean_environment(),
-        )
+        result = run_ingest(settings, "run")
     assert result.returncode == 1
-    assert result.stderr == (
+    assert result.stderr.decode() == (
         f"ingest: cannot start: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     )

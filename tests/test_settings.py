@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dispatcher.store import async_url
 from ingest.settings import SettingsError, load_settings
-from tests.daemon import clean_environment
+from tests.daemon import run_ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,13 +89,8 @@ def test_toml_syntax_errors_give_the_line(tmp_path: Path) -> None:
 
 def test_run_refuses_invalid_settings_with_one_line_and_nonzero_exit(tmp_path: Path) -> None:
     path = write(tmp_path, "[http]\nport = -1\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "ingest", "run", "--settings", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_environment(),
-    )
+    result = run_ingest(path, "run")
+    stderr = result.stderr.decode()
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1
-    assert f"{path}: http.port: Input should be greater than or equal to 0" in result.stderr
+    assert stderr.count("\n") == 1
+    assert f"{path}: http.port: Input should be greater than or equal to 0" in stderr

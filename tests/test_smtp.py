@@ -6,8 +6,6 @@ import asyncio
 import email.policy
 import json
 import smtplib
-import subprocess
-import sys
 from collections.abc import Callable
 from email.message import EmailMessage
 
@@ -16,7 +14,7 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect
-from tests.daemon import BILLING_ADDRESS, SUPPORT_ADDRESS, Daemon, clean_environment
+from tests.daemon import BILLING_ADDRESS, SUPPORT_ADDRESS, Daemon, run_ingest
 from tests.proxy import TcpProxy
 
 
@@ -145,34 +143,26 @@ async def test_broker_outage_still_answers_250_then_delivers_once(
     assert [case["subject"] for case in forwarded] == subjects
 
 
-def ingest_cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """Run an `ingest` command against the daemon's settings; output as bytes."""
-    return subprocess.run(
-        [sys.executable, "-m", "ingest", *args, "--settings", str(daemon.settings_path)],
-        capture_output=True,
-        timeout=60,
-        env=clean_environment(),
-    )
-
-
 async def test_quarantine_is_listed_shown_and_replay_says_why_not(daemon: Daemon) -> None:
     broken = b"Subject: still no sender\r\n\r\nbody\r\n"
     answer = await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS])
     assert answer.startswith("554 5.6.0 no sender address")
 
-    listed = ingest_cli(daemon, "quarantine", "list")
+    listed = run_ingest(daemon.settings_path, "quarantine", "list")
     assert listed.returncode == 0, listed.stderr
     [line] = listed.stdout.decode().splitlines()
     entry_id = line.split()[0]
     assert "email/smtp" in line and "no sender address" in line
 
-    shown = ingest_cli(daemon, "quarantine", "show", entry_id, "--raw")
+    shown = run_ingest(daemon.settings_path, "quarantine", "show", entry_id, "--raw")
     assert shown.stdout == broken
 
-    replayed = ingest_cli(daemon, "quarantine", "replay", entry_id)
+    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
     assert replayed.returncode == 1
     assert "still cannot be used: no sender address" in replayed.stderr.decode()
-    assert ingest_cli(daemon, "quarantine", "list").stdout.decode().splitlines() == [line]
+    assert run_ingest(daemon.settings_path, "quarantine", "list").stdout.decode().splitlines() == [
+        line
+    ]
 
 
 async def test_lmtp_answers_each_recipient_and_opens_one_case(
