@@ -13,7 +13,15 @@ from ingest.publisher import Publisher
 from ingest.quarantine import Quarantine
 from ingest.spool import Outgoing
 from normalizer.blobs import Blob
-from normalizer.envelope import Envelope, Normalized, Options, RawMail, Unprocessable, normalize
+from normalizer.envelope import (
+    Envelope,
+    Normalized,
+    Options,
+    RawMail,
+    Unprocessable,
+    kind_of,
+    normalize,
+)
 from normalizer.model import SCHEMA
 
 log = structlog.get_logger("ingest.pipeline")
@@ -69,7 +77,7 @@ class Pipeline:
         return case.id
 
     async def _normalize(self, envelope: Envelope, case_id: str) -> Normalized:
-        if isinstance(envelope.payload, RawMail):
+        if kind_of(envelope.payload).slow:
             # MIME parsing can take milliseconds: keep it off the event loop.
             return await asyncio.to_thread(normalize, envelope, case_id, self._options)
         return normalize(envelope, case_id, self._options)
@@ -80,17 +88,19 @@ class Pipeline:
 
     async def _keep(self, envelope: Envelope, case_id: str, reason: str) -> None:
         payload = envelope.payload
-        raw = payload.data if isinstance(payload, RawMail) else payload.model_dump_json().encode()
+        kind = kind_of(payload)
         touchpoints = list(payload.recipients) if isinstance(payload, RawMail) else []
         entry = await asyncio.to_thread(
             self._quarantine.keep,
             case_id,
-            raw,
+            kind.encode(payload),
             channel=envelope.channel,
             adapter=envelope.adapter,
             touchpoints=touchpoints or [envelope.touchpoint],
             received_at=envelope.received_at,
             reason=reason,
+            payload=kind.name,
+            source_id=envelope.source_id,
         )
         log.warning(
             "quarantined",

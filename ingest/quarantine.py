@@ -24,6 +24,9 @@ class QuarantineEntry:
     received_at: str
     reason: str
     raw_ref: str
+    payload: str = "mail"
+    """The payload kind (`normalizer.envelope.PAYLOAD_KINDS`) the kept bytes decode as."""
+    source_id: str | None = None
 
 
 class Quarantine:
@@ -44,11 +47,21 @@ class Quarantine:
         touchpoints: list[str],
         received_at: datetime,
         reason: str,
+        payload: str = "mail",
+        source_id: str | None = None,
     ) -> QuarantineEntry:
         """Store the original and its reason durably; return the entry."""
         ref = self._blobs.put(Blob.of(raw))
         entry = QuarantineEntry(
-            entry_id, channel, adapter, touchpoints, received_at.isoformat(), reason, ref
+            entry_id,
+            channel,
+            adapter,
+            touchpoints,
+            received_at.isoformat(),
+            reason,
+            ref,
+            payload,
+            source_id,
         )
         text = json.dumps(asdict(entry), ensure_ascii=False, indent=2)
         write_durably(self._directory / f"{entry_id}.json", text.encode())

@@ -10,8 +10,8 @@ import aio_pika
 from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
 from ingest.settings import Settings
-from normalizer.envelope import Envelope, Options, RawMail, normalize
-from normalizer.model import SCHEMA
+from normalizer.envelope import PAYLOAD_KINDS, Envelope, Options, normalize
+from normalizer.model import SCHEMA, CaseOpen
 
 
 class ReplayError(Exception):
@@ -27,26 +27,31 @@ async def replay(settings: Settings, entry_id: str) -> str:
     blobs = BlobStore(data_dir / "blobs")
     quarantine = Quarantine(data_dir / "quarantine", blobs)
     entry = quarantine.get(entry_id)
-    if entry.channel != "email":
-        raise ReplayError(f"replay of {entry.channel} messages is not supported yet")
-    raw = blobs.get(entry.raw_ref)
+    kind = PAYLOAD_KINDS.get(entry.payload)
+    if kind is None:
+        raise ReplayError(f"this version cannot read {entry.payload!r} payloads")
+    try:
+        payload = kind.decode(blobs.get(entry.raw_ref), tuple(entry.touchpoints))
+    except ValueError as error:
+        raise ReplayError(f"the kept original does not decode: {error}") from None
     envelope = Envelope(
         channel=entry.channel,
         adapter=entry.adapter,
         touchpoint=entry.touchpoints[0],
         received_at=datetime.fromisoformat(entry.received_at),
-        payload=RawMail(raw, tuple(entry.touchpoints)),
+        payload=payload,
+        source_id=entry.source_id,
     )
     options = Options(case_ref_pattern=settings.channels.mail.case_ref_pattern)
     normalized = await asyncio.to_thread(normalize, envelope, entry.id, options)
     for blob in normalized.blobs:
         blobs.put(blob)
-    await _publish(settings, normalized.case.to_json(), normalized.case.id)
+    await _publish(settings, normalized.case)
     quarantine.mark_replayed(entry.id)
     return normalized.case.id
 
 
-async def _publish(settings: Settings, body: bytes, message_id: str) -> None:
+async def _publish(settings: Settings, case: CaseOpen) -> None:
     connection = await aio_pika.connect(
         settings.broker.url, timeout=settings.broker.connect_timeout_s
     )
@@ -54,11 +59,11 @@ async def _publish(settings: Settings, body: bytes, message_id: str) -> None:
         channel = await connection.channel(publisher_confirms=True)
         await channel.default_exchange.publish(
             aio_pika.Message(
-                body,
-                message_id=message_id,
+                case.to_json(),
+                message_id=case.id,
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"x-schema": SCHEMA, "x-channel": "email", "x-replayed": "true"},
+                headers={"x-schema": SCHEMA, "x-channel": case.channel, "x-replayed": "true"},
             ),
             routing_key=settings.queues.case_open,
             mandatory=True,

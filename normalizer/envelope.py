@@ -1,9 +1,16 @@
-"""The raw envelope a channel hands to the pipeline, and the one entry point that normalises it."""
+"""The raw envelope a channel hands to the pipeline, and the one entry point that normalises it.
+
+Every kind of payload is listed once in `PAYLOAD_KINDS`: how to normalise it, and how to turn
+it into bytes and back, so that quarantine can keep it and `ingest quarantine replay` can feed
+it through again. A new channel adds its payload type and one entry there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from normalizer.blobs import Blob
 from normalizer.mail import UnprocessableMail, normalize_mail
@@ -53,19 +60,31 @@ class Unprocessable(ValueError):
     """The input cannot become a case-open; str() is the reason. The original must be kept."""
 
 
+@dataclass(frozen=True, slots=True)
+class PayloadKind:
+    """How one payload type is normalised, kept as bytes, and read back for a replay."""
+
+    name: str
+    type: type
+    normalize: Callable[[Envelope, Any, str, Options], Normalized]
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes, tuple[str, ...]], Any]
+    """Read the kept bytes back, given the touchpoints the message reached."""
+    slow: bool = False
+    """Parsing may take milliseconds: the pipeline runs it off the event loop."""
+
+
 def normalize(envelope: Envelope, case_id: str, options: Options = Options()) -> Normalized:
     """Turn an envelope into a case-open. A source without an id gets the case id as its id."""
-    payload = envelope.payload
-    if isinstance(payload, RawMail):
-        return _normalize_mail(envelope, payload, case_id, options)
-    case = normalize_web(
-        payload,
-        case_id=case_id,
-        source_id=envelope.source_id or case_id,
-        received_at=envelope.received_at,
-        touchpoint=envelope.touchpoint,
-    )
-    return Normalized(case)
+    return kind_of(envelope.payload).normalize(envelope, envelope.payload, case_id, options)
+
+
+def kind_of(payload: object) -> PayloadKind:
+    """The entry of this payload's type; TypeError for a type no one registered."""
+    for kind in PAYLOAD_KINDS.values():
+        if isinstance(payload, kind.type):
+            return kind
+    raise TypeError(f"no payload kind for {type(payload).__name__}")
 
 
 def _normalize_mail(
@@ -85,3 +104,38 @@ def _normalize_mail(
     except UnprocessableMail as error:
         raise Unprocessable(str(error)) from None
     return Normalized(result.case, [original, *result.blobs])
+
+
+def _normalize_web(
+    envelope: Envelope, message: WebMessage, case_id: str, options: Options
+) -> Normalized:
+    case = normalize_web(
+        message,
+        case_id=case_id,
+        source_id=envelope.source_id or case_id,
+        received_at=envelope.received_at,
+        touchpoint=envelope.touchpoint,
+    )
+    return Normalized(case)
+
+
+PAYLOAD_KINDS: dict[str, PayloadKind] = {
+    kind.name: kind
+    for kind in [
+        PayloadKind(
+            "mail",
+            RawMail,
+            _normalize_mail,
+            encode=lambda mail: mail.data,
+            decode=lambda data, touchpoints: RawMail(data, touchpoints),
+            slow=True,
+        ),
+        PayloadKind(
+            "web",
+            WebMessage,
+            _normalize_web,
+            encode=lambda message: message.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: WebMessage.model_validate_json(data),
+        ),
+    ]
+}

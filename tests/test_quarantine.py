@@ -1,0 +1,69 @@
+"""Quarantine entries of any payload kind replay through `ingest quarantine replay`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aio_pika.abc import AbstractChannel
+
+from ingest.blobstore import BlobStore
+from ingest.quarantine import Quarantine
+from normalizer.envelope import PAYLOAD_KINDS
+from tests.conftest import bodies, collect
+from tests.daemon import Daemon, run_ingest
+
+WEB_MESSAGE = b'{"sender": {"email": "kept@customer.example"}, "text": "Kept, then replayed."}'
+
+
+def keep(daemon: Daemon, raw: bytes, payload: str, source_id: str | None = None) -> str:
+    """Put an entry into the daemon's quarantine as the pipeline would."""
+    var = daemon.workdir / "var"
+    quarantine = Quarantine(var / "quarantine", BlobStore(var / "blobs"))
+    entry = quarantine.keep(
+        "01JCKEPT0000000000000000WB",
+        raw,
+        channel="web",
+        adapter="web-api",
+        touchpoints=["api"],
+        received_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
+        reason="kept by the test",
+        payload=payload,
+        source_id=source_id,
+    )
+    return entry.id
+
+
+async def test_a_kept_web_message_replays_with_its_source_id(
+    daemon: Daemon, amqp: AbstractChannel
+) -> None:
+    entry_id = keep(daemon, WEB_MESSAGE, "web", source_id="form-4711")
+
+    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {entry_id} as case-open {entry_id}" in replayed.stdout.decode()
+    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.0))
+    assert case["channel"] == "web"
+    assert case["source_id"] == "form-4711"
+    assert case["sender"]["address"] == "kept@customer.example"
+    assert run_ingest(daemon.settings_path, "quarantine", "list").stdout == b""
+
+
+async def test_a_payload_that_no_longer_decodes_stays_with_a_reason(daemon: Daemon) -> None:
+    entry_id = keep(daemon, b'{"sender": {}, "text": ""}', "web")
+
+    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+
+    assert replayed.returncode == 1
+    assert "does not decode" in replayed.stderr.decode()
+    assert entry_id in run_ingest(daemon.settings_path, "quarantine", "list").stdout.decode()
+
+
+async def test_an_unknown_payload_kind_is_named(daemon: Daemon) -> None:
+    assert "carrier-pigeon" not in PAYLOAD_KINDS
+    entry_id = keep(daemon, b"coo", "carrier-pigeon")
+
+    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+
+    assert replayed.returncode == 1
+    assert "cannot read 'carrier-pigeon' payloads" in replayed.stderr.decode()
