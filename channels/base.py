@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from normalizer.envelope import Envelope
 
@@ -25,3 +26,14 @@ class Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.quarantine_id = quarantine_id
+
+
+class Listener(Protocol):
+    """A channel with its own connections or threads: started after the pipeline is ready,
+    stopped before it closes."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -97,9 +99,73 @@ class MailSettings(ChannelSection):
         return value
 
 
+class ImapAccount(ChannelSection):
+    """One mailbox the IMAP adapter watches."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Names the account in logs and state."
+    )
+    host: str
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = Field(
+        default="tls", description="tls (port 993), starttls, or none (loopback only)."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the server; unset: the system's."
+    )
+    user: str
+    password_env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The environment variable that holds the password (never the file).",
+    )
+    address: str | None = Field(
+        default=None, description="The touchpoint address of this mailbox; default: user."
+    )
+    folder: str = "INBOX"
+    after: Literal["seen", "move"] = Field(
+        default="seen", description="Once a mail is safe: flag it \\Seen, or move it."
+    )
+    move_to: str = "Processed"
+    unprocessable_folder: str = "Unprocessable"
+    max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    idle: bool = Field(default=True, description="Use IDLE when the server offers it.")
+    idle_renew_s: float = Field(
+        default=600.0, gt=0, le=1740, description="Re-issue IDLE this often (RFC 2177: < 29 min)."
+    )
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    reconnect_max_s: float = Field(default=300.0, gt=0)
+
+    @property
+    def touchpoint(self) -> str:
+        return (self.address or self.user).strip().lower()
+
+    def password(self) -> str:
+        """Read the password from the environment when connecting, so it is never stored."""
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise LookupError(f"the environment variable {self.password_env} is not set")
+        return value
+
+
+class ImapChannelSettings(ChannelSection):
+    """Mailboxes fetched over IMAP (imapclient), with IDLE or polling."""
+
+    enabled: bool = False
+    accounts: list[ImapAccount] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ImapChannelSettings:
+        names = [account.name for account in self.accounts]
+        if len(names) != len(set(names)):
+            raise ValueError("account names must be unique")
+        return self
+
+
 class ChannelSettings(ChannelSection):
     """One section per channel adapter."""
 
     web: WebChannelSettings = Field(default_factory=WebChannelSettings)
     smtp: SmtpChannelSettings = Field(default_factory=SmtpChannelSettings)
+    imap: ImapChannelSettings = Field(default_factory=ImapChannelSettings)
     mail: MailSettings = Field(default_factory=MailSettings)

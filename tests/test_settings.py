@@ -13,6 +13,9 @@ from tests.daemon import run_ingest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+IMAP_ACCOUNT = '[[channels.imap.accounts]]\nname = "a"\nhost = "imap.example"\nuser = "u"\n'
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "settings.toml"
     path.write_text(text)
@@ -61,6 +64,15 @@ def test_store_urls_get_their_async_driver() -> None:
         ('[store]\nurl = "mysql://x/y"\n', "store.url: Value error, only sqlite:/// and postgres"),
         ('[broker]\nurl = "http://x"\n', "broker.url: Value error, must be an amqp://"),
         ("[http\nport = 1\n", "not valid TOML"),
+        (
+            IMAP_ACCOUNT + 'password_env = "pass word"\n',
+            "channels.imap.accounts.0.password_env: String should match pattern",
+        ),
+        (
+            IMAP_ACCOUNT + 'password_env = "P"\n' + IMAP_ACCOUNT + 'password_env = "P"\n',
+            "channels.imap: Value error, account names must be unique",
+        ),
+        (IMAP_ACCOUNT + 'password_env = "P"\nafter = "delete"\n', "channels.imap.accounts.0.after"),
     ],
 )
 def test_invalid_settings_name_file_key_and_reason(

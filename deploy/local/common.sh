@@ -63,3 +63,7 @@ ensure_rabbitmq() {
   echo "RabbitMQ did not start listening on 127.0.0.1:5672 within 120 s" >&2
   exit 1
 }
+
+ensure_dovecot() {  # the tests run their own Dovecot IMAP servers on loopback ports
+  [ -x /usr/sbin/dovecot ] || apt_install dovecot-imapd
+}

@@ -6,4 +6,5 @@ cd "$ROOT"
 
 ensure_venv "[test]"
 ensure_rabbitmq
+ensure_dovecot
 exec "$VENV/bin/python" -m pytest "$@"

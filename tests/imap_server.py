@@ -1,0 +1,141 @@
+"""A real Dovecot IMAP server for the tests, on a free loopback port, with its own folder.
+
+Debian's `dovecot-imapd` is run directly (`dovecot -F`) with tests/dovecot/dovecot.conf, as
+whoever runs the tests; `deploy/local/test.sh` installs it on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import string
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from tests.daemon import free_port
+
+CONFIG_TEMPLATE = Path(__file__).parent / "dovecot" / "dovecot.conf"
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+USER = "support@example.com"
+PASSWORD = "imap-test-password"
+START_TIMEOUT_S = 15.0
+# Dovecot's own list, less IDLE, when a test wants a server that can only be polled.
+WITHOUT_IDLE = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
+    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
+    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+)
+
+
+class Dovecot:
+    """start(), client(), append(), stop(); the port is free when created."""
+
+    def __init__(self, *, idle: bool = True) -> None:
+        # Its own folder that Dovecot's unprivileged processes may enter (pytest's are 0700).
+        self.root = Path(tempfile.mkdtemp(prefix="ingest-dovecot-"))
+        self.root.chmod(0o755)
+        self.port = free_port()
+        self._idle = idle
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.root / "dovecot.conf"
+
+    def start(self) -> Dovecot:
+        uid, gid = os.getuid(), os.getgid()
+        user, group = pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name
+        if uid == 0:
+            # Dovecot refuses root for its login, internal and mail processes.
+            user = group = "dovecot"
+            entry = pwd.getpwnam(user)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        for folder in ("run", "state", "mail", "home"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        for folder in ("mail", "home"):
+            os.chown(self.root / folder, uid, gid)
+        (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        values = {
+            "root": str(self.root),
+            "user": user,
+            "group": group,
+            "login_user": "dovenull" if os.getuid() == 0 else user,
+            "uid": str(uid),
+            "gid": str(gid),
+            "port": str(self.port),
+            # Dovecot's default when empty; a list without IDLE otherwise.
+            "capability": "" if self._idle else WITHOUT_IDLE,
+        }
+        template = string.Template(CONFIG_TEMPLATE.read_text())
+        self.config.write_text(template.substitute(values))
+        with (self.root / "stderr.log").open("ab") as stderr:
+            self._process = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                stderr = (self.root / "stderr.log").read_text(errors="replace")
+                raise RuntimeError(f"dovecot exited: {stderr}{self.log_text()}")
+            try:
+                with self.client():
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"dovecot did not listen on {self.port}: {self.log_text()}")
+
+    def client(self) -> IMAPClient:
+        """A logged-in client, as a context manager."""
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
+        client.login(USER, PASSWORD)
+        return client
+
+    def append(self, message: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = ()) -> int:
+        """Deliver a mail with APPEND; return its UID."""
+        with self.client() as client:
+            answer = client.append(folder, message, flags=flags)
+        # "[APPENDUID <uidvalidity> <uid>] ..." (UIDPLUS)
+        return int(answer.split(b"]")[0].split()[-1])
+
+    def uids(self, folder: str, criteria: str = "ALL") -> list[int]:
+        with self.client() as client:
+            if not client.folder_exists(folder):
+                return []
+            client.select_folder(folder, readonly=True)
+            return sorted(client.search(criteria))
+
+    def flags(self, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            return {uid: flags for uid, flags in client.get_flags(client.search("ALL")).items()}
+
+    def log_text(self) -> str:
+        path = self.root / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server; `remove()` also deletes its folder."""
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
