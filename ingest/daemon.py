@@ -32,6 +32,7 @@ from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
 from ingest.durable import write_durably
 from ingest.http import ReadinessCheck, create_app
+from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
 from ingest.quarantine import Quarantine
@@ -77,9 +78,15 @@ async def serve(settings: Settings, role: Role) -> None:
     if dispatcher:
         checks["store"] = dispatcher.readiness
 
-    app = create_app(checks, package_version())
+    metrics = Metrics()
+    metrics.gauge(
+        "ingest_broker_connected",
+        "1 while the broker connection is up.",
+        lambda: float(broker.readiness() is None),
+    )
+    app = create_app(checks, package_version(), metrics)
     background: set[asyncio.Task[None]] = {asyncio.create_task(broker.run(), name="broker")}
-    listeners = _channels(settings, broker, app, background) if with_channels else []
+    listeners = _channels(settings, broker, app, background, metrics) if with_channels else []
     for channel in listeners:
         await channel.start()
 
@@ -107,13 +114,22 @@ async def serve(settings: Settings, role: Role) -> None:
 
 
 def _channels(
-    settings: Settings, broker: Broker, app: FastAPI, background: set[asyncio.Task[None]]
+    settings: Settings,
+    broker: Broker,
+    app: FastAPI,
+    background: set[asyncio.Task[None]],
+    metrics: Metrics,
 ) -> list[Listener]:
     """Build the pipeline, mount the HTTP channels; return the channels with listeners."""
     data_dir = settings.paths.data_dir
     spool = Spool(spool_directory(data_dir))
     if len(spool):
         log.info("spool holds messages from before", pending=len(spool))
+    metrics.gauge(
+        "ingest_spool_pending",
+        "Case-opens in the local spool waiting for the broker.",
+        spool.__len__,
+    )
     publisher = Publisher(broker, spool, settings.broker.publish_timeout_s)
     background.add(asyncio.create_task(publisher.drain_forever(), name="spool-drain"))
     blobs = BlobStore(data_dir / "blobs")
@@ -124,6 +140,7 @@ def _channels(
         blobs,
         Quarantine(data_dir / "quarantine", blobs),
         options,
+        metrics,
     )
     if settings.channels.web.enabled:
         app.include_router(api_router(settings.channels.web, pipeline.emit))

@@ -8,16 +8,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from channels.problems import PROBLEM_TYPE, Problem
+from ingest.metrics import Metrics
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else a short reason why not."""
 
 
-def create_app(checks: dict[str, ReadinessCheck], version: str) -> FastAPI:
+def create_app(checks: dict[str, ReadinessCheck], version: str, metrics: Metrics) -> FastAPI:
     """The bare application; channels add their routers to it."""
     app = FastAPI(
         title="omnichannel ingest",
@@ -40,6 +41,11 @@ def create_app(checks: dict[str, ReadinessCheck], version: str) -> FastAPI:
         if failing:
             return JSONResponse({"status": "not ready", "checks": failing}, status_code=503)
         return JSONResponse({"status": "ready", "checks": {name: "ok" for name in checks}})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this process.")
+    async def prometheus_metrics() -> Response:
+        body, media_type = metrics.render()
+        return Response(body, media_type=media_type)
 
     app.openapi = lambda: _openapi_with_hoisted_defs(app)  # type: ignore[method-assign]
     return app

@@ -7,8 +7,9 @@ import asyncio
 import structlog
 from ulid import ULID
 
-from channels.base import Rejected
+from channels.base import NotSafe, Rejected
 from ingest.blobstore import BlobStore
+from ingest.metrics import Metrics
 from ingest.publisher import Publisher
 from ingest.quarantine import Quarantine
 from ingest.spool import Outgoing
@@ -37,12 +38,14 @@ class Pipeline:
         blobs: BlobStore,
         quarantine: Quarantine,
         options: Options,
+        metrics: Metrics,
     ) -> None:
         self._publisher = publisher
         self._queue = case_open_queue
         self._blobs = blobs
         self._quarantine = quarantine
         self._options = options
+        self._metrics = metrics
 
     async def emit(self, envelope: Envelope) -> str:
         """Normalise, store, publish; return the case-open id once it is safe.
@@ -55,6 +58,7 @@ class Pipeline:
             normalized = await self._normalize(envelope, case_id)
         except Unprocessable as error:
             await self._keep(envelope, case_id, str(error))
+            self._metrics.quarantined.labels(envelope.channel, envelope.adapter).inc()
             raise Rejected(str(error), case_id) from None
         if normalized.blobs:
             await asyncio.to_thread(self._store, normalized.blobs)
@@ -65,7 +69,12 @@ class Pipeline:
             routing_key=self._queue,
             headers={"x-schema": SCHEMA, "x-channel": case.channel},
         )
-        where = await self._publisher.publish(outgoing)
+        try:
+            where = await self._publisher.publish(outgoing)
+        except NotSafe:
+            self._metrics.not_safe.labels(envelope.channel, envelope.adapter).inc()
+            raise
+        self._metrics.case_opens.labels(case.channel, case.adapter, where).inc()
         log.info(
             "case-open safe",
             id=case.id,
