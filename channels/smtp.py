@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import ssl
 from datetime import UTC, datetime
+from typing import AnyStr
 
 import structlog
 from aiosmtpd.lmtp import LMTP
@@ -74,6 +75,21 @@ class SmtpHandler:
         return f"250 2.0.0 OK queued as {case_id}"
 
 
+class SizeCodedSMTP(SMTP):
+    """aiosmtpd's SMTP with the enhanced status code (RFC 3463) on its size refusals."""
+
+    async def push(self, status: AnyStr) -> None:
+        text = status if isinstance(status, str) else status.decode()
+        if text.startswith("552 Error:"):
+            limit = self.data_size_limit
+            text = f"552 5.3.4 message too big for this system (limit {limit} bytes)"
+        await super().push(text)
+
+
+class SizeCodedLMTP(SizeCodedSMTP, LMTP):
+    """The same for LMTP."""
+
+
 class SmtpChannel:
     """The listener: `start()` binds the port, `stop()` closes it and waits for sessions."""
 
@@ -99,7 +115,7 @@ class SmtpChannel:
 
     def _protocol(self) -> SMTP:
         settings = self._settings
-        protocol = LMTP if settings.lmtp else SMTP
+        protocol = SizeCodedLMTP if settings.lmtp else SizeCodedSMTP
         return protocol(
             self._handler,
             data_size_limit=settings.max_message_bytes,

@@ -96,7 +96,15 @@ async def test_an_oversize_mail_is_refused_with_552(daemon: Daemon) -> None:
         client.mail("bounces@customer.example")
         client.rcpt(SUPPORT_ADDRESS)
         code, answer = client.data(wire(big))
-    assert code == 552, answer
+    assert (code, answer) == (552, b"5.3.4 message too big for this system (limit 65536 bytes)")
+
+
+async def test_a_declared_size_over_the_limit_is_refused_at_mail_from(daemon: Daemon) -> None:
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.ehlo("mta.customer.example")
+        code, answer = client.mail("bounces@customer.example", ["SIZE=70000"])
+        assert (code, answer[:9]) == (552, b"5.3.4 mes")
+        assert client.noop()[0] == 250  # the session goes on
 
 
 async def test_a_mail_without_sender_gets_554_is_kept_and_the_session_goes_on(
