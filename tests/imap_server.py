@@ -23,6 +23,7 @@ from tests.daemon import free_port
 CONFIG_TEMPLATE = Path(__file__).parent / "dovecot" / "dovecot.conf"
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER = "support@example.com"
+SECOND_USER = "billing@example.com"
 PASSWORD = "imap-test-password"
 START_TIMEOUT_S = 15.0
 # Dovecot's own list, less IDLE, when a test wants a server that can only be polled.
@@ -36,13 +37,18 @@ WITHOUT_IDLE = (
 
 
 class Dovecot:
-    """start(), client(), append(), stop(); the port is free when created."""
+    """start(), client(), append(), stop(); the ports are free when created.
 
-    def __init__(self, *, idle: bool = True) -> None:
+    With a certificate, STARTTLS is offered on `port` and implicit TLS on `tls_port`.
+    """
+
+    def __init__(self, *, idle: bool = True, certificate: tuple[Path, Path] | None = None) -> None:
         # Its own folder that Dovecot's unprivileged processes may enter (pytest's are 0700).
         self.root = Path(tempfile.mkdtemp(prefix="ingest-dovecot-"))
         self.root.chmod(0o755)
         self.port = free_port()
+        self.tls_port = free_port() if certificate else 0
+        self._certificate = certificate
         self._idle = idle
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -62,7 +68,12 @@ class Dovecot:
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         for folder in ("mail", "home"):
             os.chown(self.root / folder, uid, gid)
-        (self.root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        users = "".join(f"{name}:{{PLAIN}}{PASSWORD}\n" for name in (USER, SECOND_USER))
+        (self.root / "users").write_text(users)
+        ssl_settings = "ssl = no"
+        if self._certificate:
+            cert, key = self._certificate
+            ssl_settings = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
         values = {
             "root": str(self.root),
             "user": user,
@@ -71,6 +82,8 @@ class Dovecot:
             "uid": str(uid),
             "gid": str(gid),
             "port": str(self.port),
+            "tls_port": str(self.tls_port),
+            "ssl_settings": ssl_settings,
             # Dovecot's default when empty; a list without IDLE otherwise.
             "capability": "" if self._idle else WITHOUT_IDLE,
         }
@@ -101,15 +114,21 @@ class Dovecot:
                 time.sleep(0.1)
         raise RuntimeError(f"dovecot did not listen on {self.port}: {self.log_text()}")
 
-    def client(self) -> IMAPClient:
+    def client(self, user: str = USER) -> IMAPClient:
         """A logged-in client, as a context manager."""
         client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
-        client.login(USER, PASSWORD)
+        client.login(user, PASSWORD)
         return client
 
-    def append(self, message: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = ()) -> int:
+    def append(
+        self,
+        message: bytes,
+        folder: str = "INBOX",
+        flags: tuple[bytes, ...] = (),
+        user: str = USER,
+    ) -> int:
         """Deliver a mail with APPEND; return its UID."""
-        with self.client() as client:
+        with self.client(user) as client:
             answer = client.append(folder, message, flags=flags)
         # "[APPENDUID <uidvalidity> <uid>] ..." (UIDPLUS)
         return int(answer.split(b"]")[0].split()[-1])

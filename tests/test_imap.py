@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
 from tests.daemon import Daemon
-from tests.imap_server import PASSWORD, USER, Dovecot
+from tests.imap_server import PASSWORD, SECOND_USER, USER, Dovecot
 from tests.proxy import TcpProxy
 
 PASSWORD_ENV = {"TEST_IMAP_PASSWORD": PASSWORD}
@@ -228,3 +228,26 @@ async def test_a_wrong_password_is_logged_and_the_daemon_stays_up(
     await eventually(lambda: "imap session failed" in daemon.log_text())
     assert "not-the-password" not in daemon.log_text()
     assert daemon.process.poll() is None
+
+
+async def test_two_accounts_over_tls_and_starttls_with_a_private_ca(
+    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, certificate: tuple[Path, Path]
+) -> None:
+    server = Dovecot(certificate=certificate).start()
+    try:
+        server.append(mail("Over implicit TLS"))
+        server.append(mail("Over STARTTLS"), user=SECOND_USER)
+        cert = str(certificate[0])
+        support = imap_settings(server, port=server.tls_port, security="tls", ca_file=cert)
+        billing = imap_settings(
+            server, name="billing", user=SECOND_USER, security="starttls", ca_file=cert
+        )
+        accounts = support + billing.split("\n", 2)[2]  # the second [[accounts]] table only
+        daemon = await start(make_daemon, accounts)
+
+        cases = bodies(await collect(amqp, daemon.names.default, 2, quiet_s=1.0))
+        touchpoints = {case["subject"]: case["touchpoints"][0]["address"] for case in cases}
+        assert touchpoints == {"Over implicit TLS": USER, "Over STARTTLS": SECOND_USER}
+        assert server.log_text().count("TLS, session=") >= 2  # both logins were encrypted
+    finally:
+        server.remove()

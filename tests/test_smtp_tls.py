@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,20 +16,6 @@ from tests.daemon import SUPPORT_ADDRESS, Daemon
 from tests.test_smtp import mail, wire
 
 PASSWORD = "relay-secret-42"
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with openssl."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    subprocess.run(
-        ["openssl", *request, *subject, "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.fixture
