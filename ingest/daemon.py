@@ -38,7 +38,6 @@ from ingest.publisher import Publisher, spool_directory
 from ingest.quarantine import Quarantine
 from ingest.settings import Settings
 from ingest.spool import Spool
-from normalizer.envelope import Options
 
 log = structlog.get_logger("ingest.daemon")
 
@@ -133,7 +132,7 @@ def _channels(
     publisher = Publisher(broker, spool, settings.broker.publish_timeout_s)
     background.add(asyncio.create_task(publisher.drain_forever(), name="spool-drain"))
     blobs = BlobStore(data_dir / "blobs")
-    options = Options(case_ref_pattern=settings.channels.mail.case_ref_pattern)
+    options = settings.normalizer_options()
     pipeline = Pipeline(
         publisher,
         settings.queues.case_open,

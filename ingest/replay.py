@@ -10,7 +10,7 @@ import aio_pika
 from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
 from ingest.settings import Settings
-from normalizer.envelope import PAYLOAD_KINDS, Envelope, Options, normalize
+from normalizer.envelope import PAYLOAD_KINDS, Envelope, normalize
 from normalizer.model import SCHEMA, CaseOpen
 
 
@@ -42,7 +42,7 @@ async def replay(settings: Settings, entry_id: str) -> str:
         payload=payload,
         source_id=entry.source_id,
     )
-    options = Options(case_ref_pattern=settings.channels.mail.case_ref_pattern)
+    options = settings.normalizer_options()
     normalized = await asyncio.to_thread(normalize, envelope, entry.id, options)
     for blob in normalized.blobs:
         blobs.put(blob)

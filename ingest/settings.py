@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from channels.settings import ChannelSettings
 from dispatcher.settings import DispatcherSettings
+from normalizer.envelope import Options
 
 ENV_PREFIX = "INGEST_"
 ENV_NESTING = "__"
@@ -103,6 +104,15 @@ class QueueSettings(Section):
         return list(dict.fromkeys([*self.teams, self.default]))
 
 
+class NormalizerSettings(Section):
+    """What the normalisers share across channels."""
+
+    languages: list[str] = Field(
+        default_factory=lambda: ["en", "de", "fr", "es", "da", "zh", "ja"],
+        description="ISO 639-1 codes to detect among when a message does not say; [] turns it off.",
+    )
+
+
 class LogSettings(Section):
     """Log lines go to standard error, one event a line."""
 
@@ -127,7 +137,12 @@ class Settings(BaseSettings):
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     queues: QueueSettings = Field(default_factory=QueueSettings)
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
+    normalizer: NormalizerSettings = Field(default_factory=NormalizerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    triage: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Triage rules; validated by dispatcher.triage (`ingest rules check`).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -140,6 +155,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file, so that secrets never need to be in it.
         return env_settings, InitSettingsSource(settings_cls, _file_values.get() or {})
+
+    def normalizer_options(self) -> Options:
+        """What the normalisers need from these settings."""
+        return Options(
+            case_ref_pattern=self.channels.mail.case_ref_pattern,
+            languages=tuple(self.normalizer.languages),
+        )
 
     def resolved(self, base: Path) -> Settings:
         """Relative paths in the file are taken relative to the file's own folder."""

@@ -8,11 +8,12 @@ it through again. A new channel adds its payload type and one entry there.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from normalizer.blobs import Blob
+from normalizer.language import detect_language
 from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
 from normalizer.web import WebMessage, normalize_web
@@ -46,6 +47,8 @@ class Options:
     """Settings the normalisers need; the pipeline passes them in."""
 
     case_ref_pattern: str | None = r"\[#(C-\d+)\]"
+    languages: tuple[str, ...] = ()
+    """Candidates for language detection when the source did not say; empty: no detection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,13 @@ class PayloadKind:
 
 def normalize(envelope: Envelope, case_id: str, options: Options = Options()) -> Normalized:
     """Turn an envelope into a case-open. A source without an id gets the case id as its id."""
-    return kind_of(envelope.payload).normalize(envelope, envelope.payload, case_id, options)
+    normalized = kind_of(envelope.payload).normalize(envelope, envelope.payload, case_id, options)
+    case = normalized.case
+    if case.language is None and options.languages:
+        language = detect_language(f"{case.subject or ''}\n{case.text}", options.languages)
+        if language is not None:
+            normalized = replace(normalized, case=case.model_copy(update={"language": language}))
+    return normalized
 
 
 def kind_of(payload: object) -> PayloadKind:

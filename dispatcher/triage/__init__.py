@@ -1,0 +1,18 @@
+"""Triage: rules that admins write in TOML, compiled once per load, explaining each decision."""
+
+from dispatcher.triage.engine import Acknowledgement, Decision, Hit, RuleSet, SlaDue
+from dispatcher.triage.facts import Customer, Facts, History
+from dispatcher.triage.load import RulesError, load_rules
+
+__all__ = [
+    "Acknowledgement",
+    "Customer",
+    "Decision",
+    "Facts",
+    "History",
+    "Hit",
+    "RuleSet",
+    "RulesError",
+    "SlaDue",
+    "load_rules",
+]

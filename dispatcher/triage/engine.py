@@ -1,0 +1,205 @@
+"""The rule set, compiled once per load, and the one small interpreter that runs it.
+
+Rules run in order. A matching rule's actions overwrite what earlier rules set (tags add
+up); `stop` ends the matching. Each hit is recorded with the condition that decided it, so
+every routing decision explains itself. Control fields from a trusted source are applied
+last and recorded the same way.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from dispatcher.triage.calendar import Calendar
+from dispatcher.triage.conditions import Check
+from dispatcher.triage.facts import Facts
+from dispatcher.triage.spec import ActionSpec, TemplateSpec
+
+CONTROL_FIELDS = ("priority", "queue", "tags")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    applies_to: str
+    when: Check | None
+    actions: ActionSpec
+    acknowledge: str | None
+    stop: bool
+
+    def applies(self, follow_up: bool) -> bool:
+        return self.applies_to == "both" or (self.applies_to == "follow-up") == follow_up
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    name: str
+    definition: str
+    response: timedelta
+    resolution: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Trusted:
+    touchpoint: str
+    senders: tuple[str, ...]
+
+    def vouches_for(self, facts: Facts) -> bool:
+        arrived = [t.address.lower() for t in facts.case.touchpoints]
+        if self.touchpoint not in arrived:
+            return False
+        return not self.senders or any(fnmatch.fnmatchcase(facts.sender, s) for s in self.senders)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A rule that matched, and the condition that decided it."""
+
+    rule: str
+    because: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlaDue:
+    policy: str
+    priority: str
+    response_due: datetime
+    resolution_due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    template: str
+    language: str
+    subject: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a message goes and why."""
+
+    queue: str
+    bucket: str | None = None
+    category: str | None = None
+    product: str | None = None
+    priority: str | None = None
+    tags: tuple[str, ...] = ()
+    sla_policy: str | None = None
+    sla: SlaDue | None = None
+    acknowledge: Acknowledgement | None = None
+    hits: tuple[Hit, ...] = ()
+
+    @property
+    def reason(self) -> str:
+        if not self.hits:
+            return f"no rule matched: default queue {self.queue}"
+        return "; ".join(f"{hit.rule}: {hit.because}" for hit in self.hits)
+
+
+@dataclass
+class RuleSet:
+    """Everything a load produced, ready to evaluate; never changed after compiling."""
+
+    rules: list[Rule]
+    default_queue: str
+    default_priority: str | None = None
+    default_sla: str | None = None
+    priorities: dict[str, Priority] = field(default_factory=dict)
+    sla_calendars: dict[str, Calendar] = field(default_factory=dict)
+    templates: dict[str, TemplateSpec] = field(default_factory=dict)
+    trusted: list[Trusted] = field(default_factory=list)
+    queues: frozenset[str] = frozenset()
+    sources: list[str] = field(default_factory=list)
+
+    def evaluate(self, facts: Facts) -> Decision:
+        decision = Decision(
+            queue=self.default_queue,
+            priority=self.default_priority,
+            sla_policy=self.default_sla,
+        )
+        template = None
+        for rule in self.rules:
+            if not rule.applies(facts.follow_up):
+                continue
+            because = "always" if rule.when is None else rule.when(facts)
+            if because is None:
+                continue
+            decision = _apply(decision, rule.actions, Hit(rule.name, because))
+            template = rule.acknowledge or template
+            if rule.stop:
+                break
+        decision = self._obey_controls(decision, facts)
+        return replace(
+            decision, sla=self._sla(decision, facts), acknowledge=self._ack(template, facts)
+        )
+
+    def _obey_controls(self, decision: Decision, facts: Facts) -> Decision:
+        given = {k: v for k, v in facts.controls.items() if k in CONTROL_FIELDS and v}
+        if not given:
+            return decision
+        source = next((t for t in self.trusted if t.vouches_for(facts)), None)
+        if source is None:
+            return decision  # control fields from anyone else are ignored
+        tags = [tag.strip() for tag in given.get("tags", "").split(",") if tag.strip()]
+        # Only names the configuration knows: a control field never invents a queue.
+        actions = ActionSpec(
+            priority=given.get("priority") if given.get("priority") in self.priorities else None,
+            queue=given.get("queue") if given.get("queue") in self.queues else None,
+            tags=tags,
+        )
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
+        return _apply(decision, actions, Hit("trusted-source", f"{source.touchpoint}: {shown}"))
+
+    def _sla(self, decision: Decision, facts: Facts) -> SlaDue | None:
+        priority = self.priorities.get(decision.priority or "")
+        calendar = self.sla_calendars.get(decision.sla_policy or "")
+        if priority is None or calendar is None or decision.sla_policy is None:
+            return None
+        start = facts.case.received_at
+        return SlaDue(
+            policy=decision.sla_policy,
+            priority=priority.name,
+            response_due=calendar.add(start, priority.response),
+            resolution_due=calendar.add(start, priority.resolution),
+        )
+
+    def _ack(self, name: str | None, facts: Facts) -> Acknowledgement | None:
+        if name is None:
+            return None
+        spec = self.templates[name]
+        language = facts.case.language if facts.case.language in spec.text else None
+        language = language or spec.default_language
+        values = _Values(
+            reference=facts.case.id,
+            subject=facts.case.subject or "",
+            name=facts.case.sender.name or "",
+        )
+        subject = spec.subject.get(language) or spec.subject.get(spec.default_language)
+        return Acknowledgement(
+            template=name,
+            language=language,
+            subject=subject.format_map(values) if subject else None,
+            text=spec.text[language].format_map(values),
+        )
+
+
+class _Values(dict[str, str]):
+    """Template values; an unknown placeholder stays as written instead of failing."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _apply(decision: Decision, actions: ActionSpec, hit: Hit) -> Decision:
+    changes: dict[str, object] = {
+        name: value
+        for name in ("bucket", "category", "product", "priority", "queue")
+        if (value := getattr(actions, name)) is not None
+    }
+    if actions.sla is not None:
+        changes["sla_policy"] = actions.sla
+    tags = tuple(dict.fromkeys([*decision.tags, *actions.tags]))
+    return replace(decision, **changes, tags=tags, hits=(*decision.hits, hit))  # type: ignore[arg-type]

@@ -1,0 +1,64 @@
+"""What the rules look at, gathered once per message: the case-open, who the customer is,
+their history, and the moment of evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+from dispatcher.triage.text import fold
+from normalizer.model import CaseOpen
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Who the dispatcher found the sender to be."""
+
+    known: bool = False
+    tier: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What happened before: open cases, contacts per window (7, 30, 90 days), last queue."""
+
+    open_cases: int = 0
+    contacts: Mapping[int, int] = field(default_factory=dict)
+    repeat_contact: bool = False
+    last_queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """One message as the rules see it. Folded texts are computed once, on first use."""
+
+    case: CaseOpen
+    follow_up: bool = False
+    customer: Customer = Customer()
+    history: History = History()
+    controls: Mapping[str, str] = field(default_factory=dict)
+    now: datetime | None = None
+
+    @cached_property
+    def subject(self) -> str:
+        return fold(self.case.subject or "")
+
+    @cached_property
+    def text(self) -> str:
+        return fold(self.case.text)
+
+    @cached_property
+    def sender(self) -> str:
+        return self.case.sender.address.lower()
+
+    @cached_property
+    def domain(self) -> str:
+        return self.sender.rpartition("@")[2] if "@" in self.sender else ""
+
+    @property
+    def moment(self) -> datetime:
+        """When the clock for business hours is read: the message's arrival."""
+        return self.now or self.case.received_at

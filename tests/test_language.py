@@ -1,0 +1,60 @@
+"""Language detection among the configured languages, and when it stays silent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from normalizer.envelope import Envelope, Options, normalize
+from normalizer.language import detect_language
+from normalizer.web import WebMessage
+
+SITE = ("da", "de", "en", "es", "fr", "ja", "zh")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello, I cannot log in to my account since yesterday", "en"),
+        ("Hej, jeg kan ikke logge ind på min konto siden i går", "da"),
+        ("Hallo, ich kann mich seit gestern nicht mehr anmelden", "de"),
+        ("Bonjour, je ne peux plus me connecter depuis hier", "fr"),
+        ("Hola, no puedo iniciar sesión desde ayer", "es"),
+        ("我的账户从昨天开始无法登录", "zh"),
+        ("我要退款", "zh"),
+        ("昨日からログインできません", "ja"),
+        ("ok", None),  # too short to tell
+        ("refund", None),
+        ("12345 67890 !!!", None),
+    ],
+)
+def test_detects_among_the_site_languages(text: str, expected: str | None) -> None:
+    assert detect_language(text, SITE) == expected
+
+
+def test_only_the_candidates_are_answered() -> None:
+    german = "Hallo, ich kann mich seit gestern nicht anmelden"
+    assert detect_language(german, SITE) == "de"
+    assert detect_language(german, ("en", "da")) != "de"
+    assert detect_language("Hello there, how are you doing today?", ()) is None
+
+
+def envelope(message: WebMessage) -> Envelope:
+    return Envelope("web", "web-api", "api", datetime(2026, 11, 23, tzinfo=UTC), message)
+
+
+def test_normalize_fills_in_a_missing_language_and_keeps_a_given_one() -> None:
+    options = Options(languages=SITE)
+    sender = {"email": "kunde@example.dk"}
+    detected = WebMessage.model_validate(
+        {"sender": sender, "text": "Jeg vil gerne have pengene tilbage for min ordre"}
+    )
+    given = WebMessage.model_validate(
+        {"sender": sender, "text": "Jeg vil gerne have pengene tilbage", "language": "en"}
+    )
+    case_id = "01JCKEPT0000000000000000WB"
+
+    assert normalize(envelope(detected), case_id, options).case.language == "da"
+    assert normalize(envelope(given), case_id, options).case.language == "en"
+    assert normalize(envelope(detected), case_id, Options()).case.language is None
