@@ -118,6 +118,11 @@ class CaseOpen(Part):
     attachments: list[Attachment] = Field(default_factory=list)
     flags: Flags = Field(default_factory=Flags)
     raw_ref: str | None = Field(default=None, description="Reference to the stored original.")
+    controls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Control fields the source set (priority, queue, tags: X-Ingest-* mail "
+        "headers, the API's `controls`); triage obeys them only from trusted touchpoints.",
+    )
     dedup: Dedup | None = Field(default=None, description="Set by the dispatcher.")
     triage: Triage | None = Field(default=None, description="Set by the dispatcher.")
 

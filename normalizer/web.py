@@ -47,6 +47,20 @@ class WebSender(BaseModel):
         return self
 
 
+class WebControls(BaseModel):
+    """Routing an internal, trusted form may set; ignored unless its touchpoint is trusted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: str | None = Field(default=None, max_length=40)
+    queue: str | None = Field(default=None, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+    def as_fields(self) -> dict[str, str]:
+        fields = {"priority": self.priority, "queue": self.queue, "tags": ",".join(self.tags)}
+        return {name: value for name, value in fields.items() if value}
+
+
 class WebMessage(BaseModel):
     """A message submitted to `POST /api/v1/messages`."""
 
@@ -63,6 +77,9 @@ class WebMessage(BaseModel):
     )
     language: str | None = Field(
         default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", description="BCP 47 tag."
+    )
+    controls: WebControls | None = Field(
+        default=None, description="Priority, queue, tags; obeyed only from a trusted touchpoint."
     )
 
     @field_validator("text")
@@ -93,6 +110,7 @@ def normalize_web(
         subject=clean_line(message.subject) if message.subject else None,
         text=clean_text(message.text),
         language=message.language,
+        controls=message.controls.as_fields() if message.controls else {},
     )
 
 

@@ -39,7 +39,6 @@ class Facts:
     follow_up: bool = False
     customer: Customer = Customer()
     history: History = History()
-    controls: Mapping[str, str] = field(default_factory=dict)
     now: datetime | None = None
 
     @cached_property
@@ -57,6 +56,11 @@ class Facts:
     @cached_property
     def domain(self) -> str:
         return self.sender.rpartition("@")[2] if "@" in self.sender else ""
+
+    @property
+    def controls(self) -> Mapping[str, str]:
+        """Control fields the source set; the engine decides whether they are obeyed."""
+        return {name.lower(): value for name, value in self.case.controls.items()}
 
     @property
     def moment(self) -> datetime:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
@@ -137,8 +137,23 @@ def _normalize(message: Message, raw: bytes, call: _Call) -> NormalizedMail:
         attachments=listed,
         flags=flags(message, sender.address, subject),
         raw_ref=call.raw_ref,
+        controls=_controls(message, hints),
     )
     return NormalizedMail(case, blobs)
+
+
+def _controls(message: Message, hints: Iterable[str]) -> dict[str, str]:
+    """X-Ingest-Priority, -Queue and -Tags, as given; triage decides whether to obey them."""
+    found = {}
+    for name in CONTROL_FIELDS:
+        value = header_text(message, f"x-ingest-{name}", hints)
+        if value:
+            found[name] = value.strip()[:MAX_CONTROL]
+    return found
+
+
+CONTROL_FIELDS = ("priority", "queue", "tags")
+MAX_CONTROL = 200
 
 
 def _source_id(message: Message, raw: bytes) -> str:
