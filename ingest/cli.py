@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -74,6 +75,95 @@ def settings_check(settings_path: Path) -> None:
         f"<{len(k)} chars>" for k in loaded.channels.web.api_keys
     ]
     click.echo(json.dumps(shown, indent=2))
+
+
+@main.group()
+def rules() -> None:
+    """Check the triage rules and try them on a sample message."""
+
+
+@rules.command("check")
+@settings_option
+def rules_check(settings_path: Path) -> None:
+    """Validate the rules in the settings and the files they include; exit 1 on any error."""
+    from dispatcher.triage import RulesError
+    from ingest.rules_tool import rules_from
+
+    loaded = _load(settings_path)
+    try:
+        rule_set = rules_from(loaded, settings_path)
+    except RulesError as error:
+        for problem in error.problems:
+            click.echo(problem, err=True)
+        click.echo(f"ingest: {len(error.problems)} problem(s) in the rules", err=True)
+        sys.exit(1)
+    click.echo(f"{len(rule_set.rules)} rules OK from {', '.join(rule_set.sources)}")
+
+
+@rules.command("test")
+@settings_option
+@click.argument("sample", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--tier", help="The customer's tier in the directory.")
+@click.option("--known/--unknown", default=False, show_default=True, help="A known customer?")
+@click.option("--follow-up", is_flag=True, help="Evaluate as a follow-up of an open case.")
+@click.option("--open-cases", type=int, default=0, show_default=True)
+@click.option("--contacts-7d", type=int, default=0, show_default=True)
+@click.option("--contacts-30d", type=int, default=0, show_default=True)
+@click.option("--contacts-90d", type=int, default=0, show_default=True)
+@click.option("--repeat", is_flag=True, help="The repeat-contact flag is set.")
+@click.option("--last-queue", help="The queue that last served this customer.")
+@click.option(
+    "--at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M%z"]),
+    help="When the message arrives, e.g. 2026-11-28T10:00+0100 (default: now).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def rules_test(
+    settings_path: Path,
+    sample: Path,
+    tier: str | None,
+    known: bool,
+    follow_up: bool,
+    open_cases: int,
+    contacts_7d: int,
+    contacts_30d: int,
+    contacts_90d: int,
+    repeat: bool,
+    last_queue: str | None,
+    at: datetime | None,
+    as_json: bool,
+) -> None:
+    """Show what SAMPLE (.eml, or .json: a case-open or a web API message) would get, and why.
+
+    Nothing is published and nothing is stored.
+    """
+    from dispatcher.triage import Customer, Facts, History, RulesError
+    from ingest import rules_tool
+
+    loaded = _load(settings_path)
+    try:
+        rule_set = rules_tool.rules_from(loaded, settings_path)
+        case = rules_tool.read_sample(sample, loaded, at)
+    except RulesError as error:
+        raise click.ClickException("the rules are invalid:\n" + "\n".join(error.problems)) from None
+    except rules_tool.SampleError as error:
+        raise click.ClickException(str(error)) from None
+    facts = Facts(
+        case,
+        follow_up=follow_up,
+        customer=Customer(known=known or tier is not None, tier=tier),
+        history=History(
+            open_cases=open_cases,
+            contacts={7: contacts_7d, 30: contacts_30d, 90: contacts_90d},
+            repeat_contact=repeat,
+            last_queue=last_queue,
+        ),
+    )
+    decision = rule_set.evaluate(facts)
+    if as_json:
+        click.echo(json.dumps(rules_tool.as_json(decision), indent=2, ensure_ascii=False))
+    else:
+        click.echo(rules_tool.describe(decision, rule_set, facts))
 
 
 @main.group()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dispatcher.triage.calendar import Calendar
 from dispatcher.triage.conditions import Check
@@ -158,7 +158,7 @@ class RuleSet:
         calendar = self.sla_calendars.get(decision.sla_policy or "")
         if priority is None or calendar is None or decision.sla_policy is None:
             return None
-        start = facts.case.received_at
+        start = facts.case.received_at.astimezone(UTC)
         return SlaDue(
             policy=decision.sla_policy,
             priority=priority.name,
