@@ -54,7 +54,7 @@ def run(settings_path: Path, role: str) -> None:
     settings = _load(settings_path)
     configure_logging(settings.log)
     try:
-        asyncio.run(serve(settings, role))  # type: ignore[arg-type]
+        asyncio.run(serve(settings, role, settings_path))  # type: ignore[arg-type]
     except (OSError, StartupError) as error:
         click.echo(f"ingest: cannot start: {error}", err=True)
         sys.exit(1)

@@ -14,6 +14,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Literal
 
 import structlog
@@ -28,6 +29,7 @@ from channels.smtp import SmtpChannel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.store import Store
+from dispatcher.triage import LiveRules, RulesError, load_rules, watched_files
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
 from ingest.durable import write_durably
@@ -61,13 +63,14 @@ def package_version() -> str:
         return "dev"
 
 
-async def serve(settings: Settings, role: Role) -> None:
+async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     """Run until SIGTERM or SIGINT, then shut down in order."""
     listener = _listen(settings.http.host, settings.http.port)
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
     with_channels = role in ("all", "channels")
     with_dispatcher = role in ("all", "dispatcher")
+    rules = _rules(settings, settings_path) if with_dispatcher else None
+    _install_signal_handlers(stop, rules)
 
     store = await _open_store(settings.store.url) if with_dispatcher else None
     dispatcher = _dispatcher(settings, store) if store else None
@@ -83,8 +86,11 @@ async def serve(settings: Settings, role: Role) -> None:
         "1 while the broker connection is up.",
         lambda: float(broker.readiness() is None),
     )
-    app = create_app(checks, package_version(), metrics)
+    reports = {"rules": rules.health} if rules else {}
+    app = create_app(checks, package_version(), metrics, reports)
     background: set[asyncio.Task[None]] = {asyncio.create_task(broker.run(), name="broker")}
+    if rules:
+        background.add(asyncio.create_task(rules.watch(), name="rules-watch"))
     listeners = _channels(settings, broker, app, background, metrics) if with_channels else []
     for channel in listeners:
         await channel.start()
@@ -190,8 +196,22 @@ def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     )
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _rules(settings: Settings, settings_path: Path) -> LiveRules:
+    """The triage rules; invalid ones stop start-up (there are no earlier ones to keep)."""
+    queues = settings.queues
+    try:
+        return LiveRules(
+            lambda: load_rules(settings_path, queues.declared_teams(), queues.default),
+            lambda: watched_files(settings_path),
+        )
+    except RulesError as error:
+        raise StartupError("invalid triage rules: " + "; ".join(error.problems)) from None
+
+
+def _install_signal_handlers(stop: asyncio.Event, rules: LiveRules | None) -> None:
     loop = asyncio.get_running_loop()
+    if rules is not None:
+        loop.add_signal_handler(signal.SIGHUP, rules.reload, "SIGHUP")
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():

@@ -16,10 +16,17 @@ from ingest.metrics import Metrics
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else a short reason why not."""
+Report = Callable[[], dict[str, object]]
 
 
-def create_app(checks: dict[str, ReadinessCheck], version: str, metrics: Metrics) -> FastAPI:
-    """The bare application; channels add their routers to it."""
+def create_app(
+    checks: dict[str, ReadinessCheck],
+    version: str,
+    metrics: Metrics,
+    reports: dict[str, Report] | None = None,
+) -> FastAPI:
+    """The bare application; channels add their routers to it. `reports` add sections to
+    /healthz (the rules in force, or why a reload was refused)."""
     app = FastAPI(
         title="omnichannel ingest",
         version=version,
@@ -32,8 +39,8 @@ def create_app(checks: dict[str, ReadinessCheck], version: str, metrics: Metrics
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive.")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
+    async def healthz() -> dict[str, object]:
+        return {"status": "alive", **{name: report() for name, report in (reports or {}).items()}}
 
     @app.get("/readyz", tags=["operations"], summary="The broker is connected and the store open.")
     async def readyz() -> JSONResponse:

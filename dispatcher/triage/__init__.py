@@ -2,7 +2,8 @@
 
 from dispatcher.triage.engine import Acknowledgement, Decision, Hit, RuleSet, SlaDue
 from dispatcher.triage.facts import Customer, Facts, History
-from dispatcher.triage.load import RulesError, load_rules
+from dispatcher.triage.live import LiveRules
+from dispatcher.triage.load import RulesError, load_rules, watched_files
 
 __all__ = [
     "Acknowledgement",
@@ -11,8 +12,10 @@ __all__ = [
     "Facts",
     "History",
     "Hit",
+    "LiveRules",
     "RuleSet",
     "RulesError",
     "SlaDue",
     "load_rules",
+    "watched_files",
 ]

@@ -68,6 +68,20 @@ class _Collected:
     sources: list[str] = field(default_factory=list)
 
 
+def watched_files(settings_path: Path) -> list[Path]:
+    """The settings file and every file its `include` globs match right now."""
+    files = [settings_path]
+    try:
+        data = tomllib.loads(settings_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return files
+    patterns = data.get("triage", {}).get("include", [])
+    for pattern in patterns if isinstance(patterns, list) else []:
+        if isinstance(pattern, str):
+            files.extend(sorted(settings_path.parent.glob(pattern)))
+    return files
+
+
 def load_rules(settings_path: Path, queues: list[str], default_queue: str) -> RuleSet:
     """Read, validate and compile; raise RulesError listing every problem found."""
     collected = _collect(settings_path)
