@@ -167,7 +167,9 @@ async def test_openapi_document_describes_the_api(daemon: Daemon) -> None:
 
 async def test_health_and_readiness(daemon: Daemon) -> None:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
-        assert (await client.get("/healthz")).json() == {"status": "alive"}
+        health = (await client.get("/healthz")).json()
+        assert health["status"] == "alive"
+        assert (health["rules"]["status"], health["rules"]["rules"]) == ("ok", 0)
         ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"broker": "ok", "store": "ok"}
