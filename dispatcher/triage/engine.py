@@ -114,26 +114,29 @@ class RuleSet:
     queues: frozenset[str] = frozenset()
     sources: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Each message walks only the rules for its kind, in order.
+        self._for_new = [rule for rule in self.rules if rule.applies(follow_up=False)]
+        self._for_follow_up = [rule for rule in self.rules if rule.applies(follow_up=True)]
+
     def evaluate(self, facts: Facts) -> Decision:
-        decision = Decision(
-            queue=self.default_queue,
-            priority=self.default_priority,
+        outcome = _Outcome(
+            {"queue": self.default_queue, "priority": self.default_priority},
             sla_policy=self.default_sla,
         )
-        template = None
-        for rule in self.rules:
-            if not rule.applies(facts.follow_up):
-                continue
+        for rule in self._for_follow_up if facts.follow_up else self._for_new:
             because = "always" if rule.when is None else rule.when(facts)
             if because is None:
                 continue
-            decision = _apply(decision, rule.actions, Hit(rule.name, because))
-            template = rule.acknowledge or template
+            outcome.apply(rule.actions, Hit(rule.name, because))
+            outcome.template = rule.acknowledge or outcome.template
             if rule.stop:
                 break
-        decision = self._obey_controls(decision, facts)
+        decision = self._obey_controls(outcome.decision(), facts)
         return replace(
-            decision, sla=self._sla(decision, facts), acknowledge=self._ack(template, facts)
+            decision,
+            sla=self._sla(decision, facts),
+            acknowledge=self._ack(outcome.template, facts),
         )
 
     def _obey_controls(self, decision: Decision, facts: Facts) -> Decision:
@@ -191,6 +194,35 @@ class _Values(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+@dataclass
+class _Outcome:
+    """What the rules have set so far for one message (mutable while the rules run)."""
+
+    fields: dict[str, str | None]
+    sla_policy: str | None = None
+    tags: dict[str, None] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+    template: str | None = None
+
+    def apply(self, actions: ActionSpec, hit: Hit) -> None:
+        for name in ("bucket", "category", "product", "priority", "queue"):
+            value = getattr(actions, name)
+            if value is not None:
+                self.fields[name] = value
+        if actions.sla is not None:
+            self.sla_policy = actions.sla
+        self.tags.update(dict.fromkeys(actions.tags))
+        self.hits.append(hit)
+
+    def decision(self) -> Decision:
+        return Decision(
+            **self.fields,  # type: ignore[arg-type]
+            sla_policy=self.sla_policy,
+            tags=tuple(self.tags),
+            hits=tuple(self.hits),
+        )
 
 
 def _apply(decision: Decision, actions: ActionSpec, hit: Hit) -> Decision:
