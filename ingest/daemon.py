@@ -23,11 +23,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.smtp import SmtpChannel
+from channels.twilio import TwilioChannel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.store import Store
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
+from ingest.durable import write_durably
 from ingest.http import ReadinessCheck, create_app
 from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
@@ -105,7 +107,7 @@ async def serve(settings: Settings, role: Role) -> None:
 
 def _channels(
     settings: Settings, broker: Broker, app: FastAPI, background: set[asyncio.Task[None]]
-) -> list[SmtpChannel]:
+) -> list[SmtpChannel | TwilioChannel]:
     """Build the pipeline, mount the HTTP channels; return the channels with listeners."""
     data_dir = settings.paths.data_dir
     spool = Spool(spool_directory(data_dir))
@@ -124,9 +126,15 @@ def _channels(
     )
     if settings.channels.web.enabled:
         app.include_router(api_router(settings.channels.web, pipeline.emit))
-    listeners = []
+    listeners: list[SmtpChannel | TwilioChannel] = []
     if settings.channels.smtp.enabled:
         listeners.append(SmtpChannel(settings.channels.smtp, pipeline.emit))
+    if settings.channels.twilio.enabled:
+        twilio = TwilioChannel(
+            settings.channels.twilio, pipeline.emit, data_dir / "twilio-calls", write_durably
+        )
+        app.include_router(twilio.router)
+        listeners.append(twilio)
     return listeners
 
 
