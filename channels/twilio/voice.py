@@ -54,7 +54,7 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
             await book.change(
                 call_sid, lambda call: _recorded(_known(call, form), url, recording_sid, duration)
             )
-        return twiml(VoiceResponse().hangup())
+        return twiml(_hang_up())
 
     @router.post("/transcription", summary="Transcription callback.")
     async def transcription(request: Request) -> Response:
@@ -92,6 +92,12 @@ def _greeting(settings: TwilioChannelSettings) -> VoiceResponse:
         transcribe_callback=settings.url(TRANSCRIPTION_PATH) if settings.transcribe else None,
     )
     # Reached only when nothing was recorded (Twilio skips the action then).
+    response.hangup()
+    return response
+
+
+def _hang_up() -> VoiceResponse:
+    response = VoiceResponse()
     response.hangup()
     return response
 
