@@ -252,3 +252,6 @@ async def test_unsigned_requests_pass_only_when_verification_is_off(
     assert response.status_code == 200, response.text
     assert len(await collect(amqp, daemon.names.default, expected=1)) == 1
     assert "twilio signatures are NOT verified" in daemon.log_text()
+    async with httpx.AsyncClient(base_url=daemon.url) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/twilio/sms", "/twilio/voice", "/twilio/voice/recording"} <= set(paths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -211,6 +212,14 @@ async def test_bad_voice_callbacks_get_http_errors(daemon: Daemon) -> None:
             ),
             422,
         ),
+        (
+            await post(
+                daemon,
+                "/twilio/voice/recording",
+                recording_fields(call_sid, new_sid("RE")) | {"RecordingUrl": "file:///etc/passwd"},
+            ),
+            422,
+        ),
         (await post(daemon, "/twilio/voice/transcription", {"CallSid": call_sid}), 422),
         (await post(daemon, "/twilio/voice/status", {"CallSid": call_sid}), 422),
         (await post(daemon, "/twilio/voice", call_fields(call_sid), signed=False), 403),
@@ -220,3 +229,22 @@ async def test_bad_voice_callbacks_get_http_errors(daemon: Daemon) -> None:
         assert response.headers["content-type"] == "application/problem+json"
     assert checks[0][0].json()["errors"] == [{"field": "RecordingUrl", "message": "missing"}]
     assert daemon.process is not None and daemon.process.poll() is None
+
+
+async def test_a_withheld_caller_id_is_kept_in_quarantine(
+    daemon: Daemon, amqp: AbstractChannel
+) -> None:
+    call_sid = new_sid("CA")
+    response = await post(daemon, "/twilio/voice", call_fields(call_sid, caller="anonymous"))
+    assert response.status_code == 200, response.text
+    ended = call_fields(call_sid, caller="anonymous", CallStatus="completed")
+    assert (await post(daemon, "/twilio/voice/status", ended)).status_code == 200
+
+    assert await collect(amqp, daemon.names.default, expected=0, quiet_s=3.0) == []
+    kept = [
+        json.loads(path.read_text())
+        for path in (daemon.workdir / "var" / "quarantine").glob("*.json")
+    ]
+    assert [(entry["channel"], entry["source_id"]) for entry in kept] == [("voice", call_sid)]
+    assert "not a phone number" in kept[0]["reason"]
+    assert "call quarantined" in daemon.log_text()

@@ -40,7 +40,11 @@ class CallOpener:
             log.info("pending calls resumed", calls=len(self._book))
         while True:
             self._book.changed.clear()
-            await self.open_due()
+            try:
+                await self.open_due()
+            except Exception:
+                # The book cannot be written (disk full, say): keep going, it is all on disk.
+                log.exception("pending calls not processed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._book.changed.wait()
@@ -56,18 +60,13 @@ class CallOpener:
                 await self._book.forget(call.call_sid)
 
     async def _open(self, call: PendingCall) -> None:
-        envelope = Envelope(
-            channel="voice",
-            adapter="twilio",
-            touchpoint=bare_number(call.called) or "unknown",
-            received_at=call.started_at,
-            payload=call.payload(),
-            source_id=call.call_sid,
-        )
         try:
-            opened = await self._emit(envelope)
+            opened = await self._emit(_envelope(call))
         except Rejected as error:
-            opened = error.quarantine_id
+            # Kept in quarantine (a withheld caller id, say): done here, replayable there.
+            await self._book.change(call.call_sid, _opened(error.quarantine_id))
+            log.warning("call quarantined", call_sid=call.call_sid, reason=error.reason)
+            return
         except Exception as error:
             await self._later(call, error)
             return
@@ -91,6 +90,17 @@ class CallOpener:
                 update={"retry_at": retry_at, "attempts": current.attempts + 1}
             ),
         )
+
+
+def _envelope(call: PendingCall) -> Envelope:
+    return Envelope(
+        channel="voice",
+        adapter="twilio",
+        touchpoint=bare_number(call.called) or "unknown",
+        received_at=call.started_at,
+        payload=call.payload(),
+        source_id=call.call_sid,
+    )
 
 
 def _opened(case_id: str) -> Callable[[PendingCall], PendingCall]:

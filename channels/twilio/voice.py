@@ -10,15 +10,20 @@ only updates the call in the durable `CallBook` and is answered once that is on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 from twilio.twiml.voice_response import VoiceResponse
 
+from channels.problems import Problem
 from channels.settings import TwilioChannelSettings
 from channels.twilio.calls import CallBook, PendingCall
-from channels.twilio.webhook import Form, Gate, invalid, required, sid, twiml
+from channels.twilio.webhook import RETRY_AFTER_S, Form, Gate, invalid, required, sid, twiml
+
+log = structlog.get_logger("channels.twilio")
 
 RECORDING_PATH = "/twilio/voice/recording"
 TRANSCRIPTION_PATH = "/twilio/voice/transcription"
@@ -26,6 +31,9 @@ ENDED = {"completed", "busy", "failed", "no-answer", "canceled"}
 """Final call statuses: the call is over."""
 NO_RECORDING = {"absent", "failed"}
 """Recording statuses that mean there will be no recording."""
+RETRY = {"Retry-After": RETRY_AFTER_S}
+MAX_NUMBER = 128
+MAX_URL = 2048
 
 
 def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) -> APIRouter:
@@ -37,7 +45,9 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
         form = await gate.form(request)
         call_sid = sid(form, "CallSid")
         caller, called = required(form, "From", "To")
-        await book.change(call_sid, lambda call: _caller(call, caller, called))
+        if max(len(caller), len(called)) > MAX_NUMBER:
+            raise invalid(["From", "To"], f"at most {MAX_NUMBER} characters")
+        await _keep(book, call_sid, lambda call: _caller(call, caller, called))
         return twiml(_greeting(settings))
 
     @router.post("/recording", summary="Record action and recording status callback.")
@@ -46,13 +56,15 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
         call_sid = sid(form, "CallSid")
         status = form.get("RecordingStatus", "completed").strip().lower()
         if status in NO_RECORDING:
-            await book.change(call_sid, _without_recording)
+            await _keep(book, call_sid, _without_recording)
         else:
-            [url] = required(form, "RecordingUrl")
+            url = _recording_url(form, needed=True)
             duration = _duration(form)
             recording_sid = form.get("RecordingSid") or None
-            await book.change(
-                call_sid, lambda call: _recorded(_known(call, form), url, recording_sid, duration)
+            await _keep(
+                book,
+                call_sid,
+                lambda call: _recorded(_known(call, form), url, recording_sid, duration),
             )
         return twiml(_hang_up())
 
@@ -62,8 +74,8 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
         call_sid = sid(form, "CallSid")
         [status] = required(form, "TranscriptionStatus")
         text = form.get("TranscriptionText", "") if status.lower() == "completed" else ""
-        url = form.get("RecordingUrl") or None
-        await book.change(call_sid, lambda call: _transcribed(_known(call, form), text, url))
+        url = _recording_url(form, needed=False)
+        await _keep(book, call_sid, lambda call: _transcribed(_known(call, form), text, url))
         return twiml(VoiceResponse())
 
     @router.post("/status", summary="Call status callback (set on the number).")
@@ -72,10 +84,21 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
         call_sid = sid(form, "CallSid")
         [call_status] = required(form, "CallStatus")
         if call_status.lower() in ENDED:
-            await book.change(call_sid, lambda call: _ended(_known(call, form)))
+            await _keep(book, call_sid, lambda call: _ended(_known(call, form)))
         return twiml(VoiceResponse())
 
     return router
+
+
+async def _keep(book: CallBook, call_sid: str, apply: Callable[[PendingCall], PendingCall]) -> None:
+    """Write the change durably before Twilio gets its answer; 503 (retry) if it cannot be."""
+    try:
+        await book.change(call_sid, apply)
+    except OSError as error:
+        log.error("pending call not written", call_sid=call_sid, error=repr(error))
+        raise Problem(
+            503, "Service Unavailable", "the call cannot be stored right now", headers=RETRY
+        ) from None
 
 
 def _greeting(settings: TwilioChannelSettings) -> VoiceResponse:
@@ -113,10 +136,11 @@ def _caller(call: PendingCall, caller: str, called: str) -> PendingCall:
 def _known(call: PendingCall, form: Form) -> PendingCall:
     """Fill in the numbers from a callback that carries them, if the call did not."""
     update = {}
-    if not call.caller and form.get("From"):
-        update["caller"] = form["From"].strip()
-    if not call.called and form.get("To"):
-        update["called"] = form["To"].strip()
+    caller, called = form.get("From", "").strip(), form.get("To", "").strip()
+    if not call.caller and 0 < len(caller) <= MAX_NUMBER:
+        update["caller"] = caller
+    if not call.called and 0 < len(called) <= MAX_NUMBER:
+        update["called"] = called
     return call.model_copy(update=update) if update else call
 
 
@@ -153,6 +177,15 @@ def _ended(call: PendingCall) -> PendingCall:
 
 def _without_recording(call: PendingCall) -> PendingCall:
     return call.model_copy(update={"recording_absent": True, "ended_at": call.ended_at or _now()})
+
+
+def _recording_url(form: Form, *, needed: bool) -> str | None:
+    if not needed and not form.get("RecordingUrl", "").strip():
+        return None
+    [url] = required(form, "RecordingUrl")
+    if len(url) > MAX_URL or not url.startswith(("https://", "http://")):
+        raise invalid(["RecordingUrl"], f"an http(s) URL of at most {MAX_URL} characters")
+    return url
 
 
 def _duration(form: Form) -> float | None:
