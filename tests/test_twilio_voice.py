@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -248,3 +249,26 @@ async def test_a_withheld_caller_id_is_kept_in_quarantine(
     assert [(entry["channel"], entry["source_id"]) for entry in kept] == [("voice", call_sid)]
     assert "not a phone number" in kept[0]["reason"]
     assert "call quarantined" in daemon.log_text()
+
+
+async def test_a_callback_that_cannot_be_kept_gets_503_and_its_retry_counts(
+    daemon: Daemon, amqp: AbstractChannel
+) -> None:
+    book = daemon.workdir / "var" / "twilio-calls"
+    shutil.rmtree(book)
+    book.write_bytes(b"")  # a file where the folder should be: nothing can be written
+    call_sid = new_sid("CA")
+    refused = await post(daemon, "/twilio/voice", call_fields(call_sid))
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "30"
+    assert refused.headers["content-type"] == "application/problem+json"
+
+    book.unlink()
+    book.mkdir()
+    await start_call(daemon, call_sid)  # Twilio's retry
+    ended = call_fields(call_sid, CallStatus="completed")
+    assert (await post(daemon, "/twilio/voice/status", ended)).status_code == 200
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
+    assert [(case["source_id"], case["flags"]["callback_requested"]) for case in forwarded] == [
+        (call_sid, True)
+    ]

@@ -152,6 +152,8 @@ class CallBook:
         return self._directory / f"{call_sid}.json"
 
     def _load(self) -> list[PendingCall]:
+        for leftover in self._directory.glob(".*.tmp"):
+            leftover.unlink()  # a write cut short by a crash was never acknowledged
         calls = []
         for path in sorted(self._directory.glob("*.json")):
             try:
