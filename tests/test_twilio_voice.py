@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
 from tests.daemon import Daemon
+from tests.proxy import TcpProxy
 from tests.twilio_client import (
     OUR_NUMBER,
     PUBLIC_URL,
@@ -272,3 +273,31 @@ async def test_a_callback_that_cannot_be_kept_gets_503_and_its_retry_counts(
     assert [(case["source_id"], case["flags"]["callback_requested"]) for case in forwarded] == [
         (call_sid, True)
     ]
+
+
+async def test_a_call_that_cannot_be_made_safe_is_opened_later(
+    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
+) -> None:
+    daemon = make_daemon(proxy.amqp_url, extra=twilio_settings()).start(env=TOKEN_ENV)
+    await daemon.wait_ready()
+    call_sid, recording_sid = new_sid("CA"), new_sid("RE")
+    await start_call(daemon, call_sid)
+    await record(daemon, call_sid, recording_sid)
+    spool = daemon.workdir / "var" / "spool"
+    await proxy.cut()  # no broker, and no spool: the case-open cannot be made safe
+    shutil.rmtree(spool)
+    spool.write_bytes(b"")
+    await transcribe(daemon, call_sid, recording_sid)  # still answered: the book keeps it
+
+    for _ in range(50):
+        if "call not opened yet" in daemon.log_text():
+            break
+        await asyncio.sleep(0.1)
+    assert "call not opened yet" in daemon.log_text()
+    spool.unlink()
+    (spool / "incoming").mkdir(parents=True)
+    await proxy.start()
+
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1, timeout_s=40))
+    assert len(forwarded) == 1
+    assert_voicemail(forwarded[0], call_sid, recording_sid, TRANSCRIPT)
