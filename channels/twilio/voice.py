@@ -6,6 +6,12 @@ the transcription to `/twilio/voice/transcription`, and the number's call status
 (optional, set on the number in Twilio's console) to `/twilio/voice/status`. Each request
 only updates the call in the durable `CallBook` and is answered once that is on disk; the
 `CallOpener` turns a complete (or long enough waited for) call into ONE case-open.
+
+A call with no recording is recognised by the recording's absence, not by any one callback:
+Twilio skips the `<Record>` action when nothing was said, and the status callback is optional
+(it lives on the number, not in TwiML). So the call waits a bounded time (`calls.due_at`) and
+then opens as a callback request; the status callback, a "completed" call, or a recording
+status of "absent" only shorten that wait.
 """
 
 from __future__ import annotations
