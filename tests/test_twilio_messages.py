@@ -18,7 +18,6 @@ from tests.twilio_client import (
     AUTH_TOKEN,
     FORM,
     OUR_NUMBER,
-    PUBLIC_URL,
     TOKEN_ENV,
     new_sid,
     post,
@@ -149,7 +148,7 @@ async def test_signatures_are_checked_against_the_public_url(
     daemon: Daemon, amqp: AbstractChannel
 ) -> None:
     fields = sms()
-    loopback_url = f"{daemon.url}"  # what the request's Host says: never trusted
+    loopback_url = daemon.url  # where the request really went: its Host is never trusted
     tampered = fields | {"Body": "changed on the way"}
     attempts = {
         "missing": {},
@@ -177,7 +176,6 @@ async def test_signatures_are_checked_against_the_public_url(
     forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
     assert [case["text"] for case in forwarded] == [fields["Body"]]
     assert AUTH_TOKEN not in daemon.log_text()
-    assert PUBLIC_URL.startswith("https://")
 
 
 async def test_bad_input_gets_http_errors_and_the_daemon_keeps_serving(
