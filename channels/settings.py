@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from pathlib import Path
 from typing import Literal
 
@@ -162,6 +163,102 @@ class ImapChannelSettings(ChannelSection):
         return self
 
 
+class TwilioChannelSettings(ChannelSection):
+    """SMS, MMS, WhatsApp and voice webhooks from Twilio (`/twilio/...` on the HTTP server)."""
+
+    enabled: bool = False
+    auth_token: SecretStr | None = Field(
+        default=None,
+        description="The account's Auth Token; set INGEST_CHANNELS__TWILIO__AUTH_TOKEN.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The base URL Twilio calls, e.g. https://support.example.com; signatures "
+        "are checked against it plus the path, never against the request's Host.",
+    )
+    verify_signatures: bool = Field(
+        default=True, description="Off only for local testing: then anyone can post cases."
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    acknowledgement: dict[str, str] = Field(
+        default_factory=lambda: {
+            "en": "Thank you, we have your message. Your reference: {reference}",
+        },
+        description="Reply text per language; {reference} is the case-open id. Empty: no reply.",
+    )
+    default_language: str = Field(default="en", description="Used when no region matches.")
+    region_languages: dict[str, str] = Field(
+        default_factory=dict,
+        description="The reply's language by the sender number's region, e.g. {DE = 'de'}.",
+    )
+    voice_greeting: str = Field(
+        default="Thank you for calling. Please leave a message after the tone, "
+        "and we will get back to you.",
+        min_length=1,
+    )
+    voice_language: str = Field(default="en-US", description="Language of the spoken greeting.")
+    voice_max_recording_s: int = Field(default=120, ge=1, le=3600)
+    transcribe: bool = Field(
+        default=True, description="Ask Twilio to transcribe voicemails (recordings up to 2 min)."
+    )
+    transcript_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long after the recording a case waits for its transcript.",
+    )
+    recording_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long after a call ended a case waits for its recording.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TwilioChannelSettings:
+        if self.enabled and self.verify_signatures:
+            if self.auth_token is None:
+                raise ValueError("auth_token is needed to verify signatures")
+            if self.public_url is None:
+                raise ValueError("public_url is needed to verify signatures")
+        if self.acknowledgement and self.default_language not in self.acknowledgement:
+            raise ValueError("acknowledgement needs a text in default_language")
+        return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+                raise ValueError("must be an http:// or https:// URL without query")
+            value = value.rstrip("/")
+        return value
+
+    @field_validator("acknowledgement")
+    @classmethod
+    def _only_reference(cls, texts: dict[str, str]) -> dict[str, str]:
+        for language, text in texts.items():
+            try:
+                fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+            except ValueError as error:
+                raise ValueError(f"{language}: {error}") from None
+            if fields - {"reference"}:
+                raise ValueError(f"{language}: only {{reference}} can be filled in")
+        return texts
+
+    @field_validator("region_languages")
+    @classmethod
+    def _upper_regions(cls, regions: dict[str, str]) -> dict[str, str]:
+        return {region.upper(): language for region, language in regions.items()}
+
+    def url(self, path: str) -> str:
+        """The URL Twilio calls for this path: public_url + path, or the bare path."""
+        return f"{self.public_url or ''}{path}"
+
+    def acknowledgement_for(self, region: str | None) -> str | None:
+        """The reply text for a sender from this region, or None when replies are off."""
+        language = self.region_languages.get(region or "", self.default_language)
+        return self.acknowledgement.get(language) or self.acknowledgement.get(self.default_language)
+
+
 class ChannelSettings(ChannelSection):
     """One section per channel adapter."""
 
@@ -169,3 +266,4 @@ class ChannelSettings(ChannelSection):
     smtp: SmtpChannelSettings = Field(default_factory=SmtpChannelSettings)
     imap: ImapChannelSettings = Field(default_factory=ImapChannelSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    twilio: TwilioChannelSettings = Field(default_factory=TwilioChannelSettings)

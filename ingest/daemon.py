@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import Listener
 from channels.imap import ImapChannel
 from channels.smtp import SmtpChannel
+from channels.twilio import TwilioChannel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.store import Store
@@ -157,6 +158,12 @@ def _channels(
         listeners.append(
             ImapChannel(settings.channels.imap, pipeline.emit, imap_state, write_durably)
         )
+    if settings.channels.twilio.enabled:
+        twilio = TwilioChannel(
+            settings.channels.twilio, pipeline.emit, data_dir / "twilio-calls", write_durably
+        )
+        app.include_router(twilio.router)
+        listeners.append(twilio)
     return listeners
 
 

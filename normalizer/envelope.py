@@ -16,6 +16,13 @@ from normalizer.blobs import Blob
 from normalizer.language import detect_language
 from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
+from normalizer.twilio import (
+    TwilioCall,
+    TwilioMessage,
+    UnusableNumber,
+    normalize_call,
+    normalize_message,
+)
 from normalizer.web import WebMessage, normalize_web
 
 
@@ -27,7 +34,7 @@ class RawMail:
     recipients: tuple[str, ...]
 
 
-Payload = WebMessage | RawMail
+Payload = WebMessage | RawMail | TwilioMessage | TwilioCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,31 @@ def _normalize_web(
     return Normalized(case)
 
 
+def _normalize_twilio_message(
+    envelope: Envelope, message: TwilioMessage, case_id: str, options: Options
+) -> Normalized:
+    try:
+        case = normalize_message(
+            message,
+            case_id=case_id,
+            received_at=envelope.received_at,
+            case_ref_pattern=options.case_ref_pattern,
+        )
+    except UnusableNumber as error:
+        raise Unprocessable(str(error)) from None
+    return Normalized(case)
+
+
+def _normalize_twilio_call(
+    envelope: Envelope, call: TwilioCall, case_id: str, options: Options
+) -> Normalized:
+    try:
+        case = normalize_call(call, case_id=case_id, received_at=envelope.received_at)
+    except UnusableNumber as error:
+        raise Unprocessable(str(error)) from None
+    return Normalized(case)
+
+
 PAYLOAD_KINDS: dict[str, PayloadKind] = {
     kind.name: kind
     for kind in [
@@ -145,6 +177,20 @@ PAYLOAD_KINDS: dict[str, PayloadKind] = {
             _normalize_web,
             encode=lambda message: message.model_dump_json().encode(),
             decode=lambda data, _touchpoints: WebMessage.model_validate_json(data),
+        ),
+        PayloadKind(
+            "twilio-message",
+            TwilioMessage,
+            _normalize_twilio_message,
+            encode=lambda message: message.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: TwilioMessage.model_validate_json(data),
+        ),
+        PayloadKind(
+            "twilio-call",
+            TwilioCall,
+            _normalize_twilio_call,
+            encode=lambda call: call.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: TwilioCall.model_validate_json(data),
         ),
     ]
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA = "case-open/1"
 
@@ -56,13 +56,51 @@ class Thread(Part):
 
 
 class Attachment(Part):
-    """A file that came with the message; the bytes live in the blob store, never in here."""
+    """A file that came with the message; the bytes live in the blob store, never in here.
+
+    A file the source only links to (Twilio MMS media, a voicemail recording) has a `url` and
+    may lack `size`, `sha256` and `ref` until its bytes are fetched; every other attachment has
+    all three.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["url"], "properties": {"url": {"type": "string"}}},
+                {
+                    "required": ["size", "sha256", "ref"],
+                    "properties": {
+                        "size": {"type": "integer"},
+                        "sha256": {"type": "string"},
+                        "ref": {"type": "string"},
+                    },
+                },
+            ]
+        }
+    )
 
     name: str
     media_type: str
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    ref: str = Field(description="Reference into the blob store.")
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    ref: str | None = Field(default=None, description="Reference into the blob store.")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        max_length=2048,
+        description="Where the source keeps the file, when it gives a link rather than bytes.",
+    )
+    duration_s: float | None = Field(
+        default=None, ge=0, description="Length of a recording, when the source says."
+    )
+
+    @model_validator(mode="after")
+    def _stored_or_linked(self) -> Attachment:
+        if (self.sha256 is None) != (self.ref is None):
+            raise ValueError("sha256 and ref go together")
+        if self.url is None and (self.sha256 is None or self.size is None):
+            raise ValueError("an attachment without a url needs size, sha256 and ref")
+        return self
 
 
 class Flags(Part):
@@ -73,6 +111,9 @@ class Flags(Part):
     mailing_list: bool = False
     spam: Literal["ham", "spam", "unknown"] = "unknown"
     edited: bool = False
+    callback_requested: bool = Field(
+        default=False, description="A caller hung up without a message and wants a call back."
+    )
 
 
 class Dedup(Part):

@@ -188,7 +188,7 @@ def _has_attachments(wanted: bool, _context: Context) -> Check:
 def _attachment_min_bytes(least: int, _context: Context) -> Check:
     def check(facts: Facts) -> str | None:
         for attachment in facts.case.attachments:
-            if attachment.size >= least:
+            if (attachment.size or 0) >= least:
                 return f"attachment {attachment.name} of {attachment.size} bytes"
         return None
 
