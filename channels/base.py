@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from normalizer.envelope import Envelope
 
@@ -25,3 +26,13 @@ class Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.quarantine_id = quarantine_id
+
+
+class Listener(Protocol):
+    """A channel that runs beside the HTTP server: started before it, stopped before it."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

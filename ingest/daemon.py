@@ -22,7 +22,9 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from channels.base import Listener
 from channels.smtp import SmtpChannel
+from channels.telegram import telegram_channel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.store import Store
@@ -105,7 +107,7 @@ async def serve(settings: Settings, role: Role) -> None:
 
 def _channels(
     settings: Settings, broker: Broker, app: FastAPI, background: set[asyncio.Task[None]]
-) -> list[SmtpChannel]:
+) -> list[Listener]:
     """Build the pipeline, mount the HTTP channels; return the channels with listeners."""
     data_dir = settings.paths.data_dir
     spool = Spool(spool_directory(data_dir))
@@ -124,9 +126,14 @@ def _channels(
     )
     if settings.channels.web.enabled:
         app.include_router(api_router(settings.channels.web, pipeline.emit))
-    listeners = []
+    listeners: list[Listener] = []
     if settings.channels.smtp.enabled:
         listeners.append(SmtpChannel(settings.channels.smtp, pipeline.emit))
+    if settings.channels.telegram.enabled:
+        telegram, router = telegram_channel(settings.channels.telegram, pipeline.emit)
+        listeners.append(telegram)
+        if router is not None:
+            app.include_router(router)
     return listeners
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from normalizer.blobs import Blob
 from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
+from normalizer.telegram import TelegramPayload, UnprocessableUpdate, normalize_telegram
 from normalizer.web import WebMessage, normalize_web
 
 
@@ -26,7 +27,7 @@ class RawMail:
     recipients: tuple[str, ...]
 
 
-Payload = WebMessage | RawMail
+Payload = WebMessage | RawMail | TelegramPayload
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,21 @@ def _normalize_web(
     return Normalized(case)
 
 
+def _normalize_telegram(
+    envelope: Envelope, payload: TelegramPayload, case_id: str, options: Options
+) -> Normalized:
+    try:
+        result = normalize_telegram(
+            payload,
+            case_id=case_id,
+            received_at=envelope.received_at,
+            touchpoint=envelope.touchpoint,
+        )
+    except UnprocessableUpdate as error:
+        raise Unprocessable(str(error)) from None
+    return Normalized(result.case, result.blobs)
+
+
 PAYLOAD_KINDS: dict[str, PayloadKind] = {
     kind.name: kind
     for kind in [
@@ -136,6 +152,13 @@ PAYLOAD_KINDS: dict[str, PayloadKind] = {
             _normalize_web,
             encode=lambda message: message.model_dump_json().encode(),
             decode=lambda data, _touchpoints: WebMessage.model_validate_json(data),
+        ),
+        PayloadKind(
+            "telegram",
+            TelegramPayload,
+            _normalize_telegram,
+            encode=lambda payload: payload.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: TelegramPayload.model_validate_json(data),
         ),
     ]
 }
