@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import structlog
 from telegram import Bot
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
 
 from channels.settings import TelegramChannelSettings
 
@@ -25,6 +28,11 @@ def make_bot(settings: TelegramChannelSettings) -> Bot:
             pool_timeout=timeout,
         )
 
+    # getUpdates goes through do_api_request to get the updates' raw JSON (see polling.py);
+    # the library suggests its parsing get_updates instead, which is not wanted here.
+    warnings.filterwarnings(
+        "ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning
+    )
     return Bot(
         settings.token.get_secret_value(),
         base_url=settings.base_url,
@@ -41,25 +49,26 @@ def redact(text: str, token: str) -> str:
 
 
 class Outage:
-    """Logs a failing Bot API once per outage (details at debug), and the recovery."""
+    """Logs a failure once per outage (repeats at debug), and the recovery once."""
 
-    def __init__(self, what: str, token: str) -> None:
-        self._what = what
+    def __init__(self, failing: str, recovered: str, token: str) -> None:
+        self._failing = failing
+        self._recovered = recovered
         self._token = token
         self._down = False
 
     def failed(self, error: BaseException, retry_in_s: float) -> None:
         reason = redact(f"{type(error).__name__}: {error}", self._token)
         if self._down:
-            log.debug(f"{self._what} still failing", error=reason, retry_in_s=retry_in_s)
+            log.debug(f"still {self._failing}", error=reason, retry_in_s=retry_in_s)
             return
         self._down = True
-        log.warning(f"{self._what} failing, retrying", error=reason, retry_in_s=retry_in_s)
+        log.warning(self._failing, error=reason, retry_in_s=retry_in_s)
 
     def recovered(self) -> None:
         if self._down:
             self._down = False
-            log.info(f"{self._what} works again")
+            log.info(self._recovered)
 
 
 class Backoff:

@@ -25,10 +25,10 @@ import contextlib
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
-from telegram import Bot, Update
+from telegram import Bot
 from telegram.error import RetryAfter, TelegramError
 
 from channels.base import NotSafe
@@ -39,6 +39,7 @@ from channels.telegram.intake import Intake
 log = structlog.get_logger("channels.telegram")
 
 ALLOWED_UPDATES = ["message", "edited_message"]
+API_DOWN = "telegram bot api unreachable, retrying"
 STOP_GRACE_S = 5.0
 CONFIRM_TIMEOUT_S = 2.0
 
@@ -55,8 +56,10 @@ class TelegramPolling:
         self._bot = bot
         self._intake = intake
         token = bot.token
-        self._api_outage = Outage("telegram bot api", token)
-        self._unsafe = Outage("telegram case-opens", token)
+        self._api_outage = Outage(API_DOWN, "telegram bot api reachable again", token)
+        self._unsafe = Outage(
+            "telegram update not safe yet, retrying it", "telegram updates safe again", token
+        )
         self._offset: int | None = None
         self._confirmed: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +88,19 @@ class TelegramPolling:
         await self._bot.shutdown()
 
     async def _run(self) -> None:
+        """Poll until stopped; an unexpected failure is logged and polling starts over."""
+        backoff = Backoff()
+        while not self._stopping:
+            try:
+                await self._poll()
+            except Exception:
+                wait = backoff.next()
+                log.exception("telegram polling failed, starting over", retry_in_s=wait)
+                self._waiting = True
+                await asyncio.sleep(wait)
+                self._waiting = False
+
+    async def _poll(self) -> None:
         await self._call(self._bot.initialize)
         # getUpdates is refused while a webhook is set; polling mode means no webhook.
         await self._call(lambda: self._bot.delete_webhook(drop_pending_updates=False))
@@ -93,15 +109,20 @@ class TelegramPolling:
             for update in batch:
                 if self._stopping or not await self._settle(update):
                     return
-                self._offset = update.update_id + 1
+                self._offset = update["update_id"] + 1
 
-    async def _fetch(self) -> tuple[Update, ...]:
+    async def _fetch(self) -> list[dict[str, Any]]:
+        """The next updates as raw JSON: python-telegram-bot's own parsing would fail the whole
+        batch on one update it cannot read; the normaliser reads them one by one instead."""
         offset = self._offset
-        updates = await self._bot.get_updates(
-            offset=offset, timeout=self._settings.poll_timeout_s, allowed_updates=ALLOWED_UPDATES
+        timeout = self._settings.poll_timeout_s
+        result = await self._bot.do_api_request(
+            "getUpdates",
+            api_kwargs={"offset": offset, "timeout": timeout, "allowed_updates": ALLOWED_UPDATES},
+            read_timeout=self._settings.request_timeout_s + timeout,
         )
         self._confirmed = offset
-        return updates
+        return [u for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)]
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         """A Bot API call without an update in hand: retried with backoff until it succeeds."""
@@ -120,13 +141,13 @@ class TelegramPolling:
             self._api_outage.recovered()
             return result
 
-    async def _settle(self, update: Update) -> bool:
+    async def _settle(self, update: dict[str, Any]) -> bool:
         """Handle one update until its outcome is final; False if stopped before that."""
-        raw = update.to_dict()
+        update_id = update["update_id"]
         backoff = Backoff()
         while True:
             try:
-                outcome = await self._intake.take(raw)
+                outcome = await self._intake.take(update)
             except NotSafe as error:
                 wait = backoff.next()
                 self._unsafe.failed(error, wait)
@@ -135,11 +156,11 @@ class TelegramPolling:
                 self._api_outage.failed(error, wait)
             except Exception:
                 wait = backoff.next()
-                log.exception("telegram update failed", update_id=update.update_id, retry_in_s=wait)
+                log.exception("telegram update failed", update_id=update_id, retry_in_s=wait)
             else:
                 self._unsafe.recovered()
                 self._api_outage.recovered()
-                log.debug("telegram update handled", update_id=update.update_id, outcome=outcome)
+                log.debug("telegram update handled", update_id=update_id, outcome=outcome)
                 return True
             if self._stopping:
                 return False
@@ -155,8 +176,8 @@ class TelegramPolling:
             return
         with contextlib.suppress(TelegramError, TimeoutError):
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
-                await self._bot.get_updates(
-                    offset=self._offset, timeout=0, limit=1, allowed_updates=ALLOWED_UPDATES
+                await self._bot.do_api_request(
+                    "getUpdates", api_kwargs={"offset": self._offset, "timeout": 0, "limit": 1}
                 )
                 self._confirmed = self._offset
 

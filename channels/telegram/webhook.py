@@ -27,7 +27,7 @@ from channels.problems import PROBLEM_TYPE, Problem
 from channels.settings import TelegramChannelSettings
 from channels.telegram.bot import Backoff, Outage, redact
 from channels.telegram.intake import Intake
-from channels.telegram.polling import ALLOWED_UPDATES
+from channels.telegram.polling import ALLOWED_UPDATES, API_DOWN
 
 log = structlog.get_logger("channels.telegram")
 
@@ -109,7 +109,7 @@ class TelegramWebhook:
 
     async def _register(self) -> None:
         """getMe, then setWebhook when a public URL is configured; retried until done."""
-        outage = Outage("telegram bot api", self._bot.token)
+        outage = Outage(API_DOWN, "telegram bot api reachable again", self._bot.token)
         backoff = Backoff()
         while True:
             try:
