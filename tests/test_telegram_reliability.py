@@ -7,6 +7,7 @@ the offsets the stand-in Bot API received and when.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 
@@ -104,3 +105,18 @@ async def test_a_bot_api_outage_is_logged_once_and_never_shows_the_token(
     assert "telegram bot api reachable again" in log
     secret_part = TOKEN.split(":")[1]
     assert secret_part not in log, "the token is in a log line"
+
+
+async def test_sigterm_cuts_a_long_poll_short_and_stops_cleanly(
+    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+) -> None:
+    daemon = await start_daemon(make_daemon, bot_api, poll_timeout_s=50)
+    update_id = await bot_api.push("message", message(40, text="Just before the stop"))
+    assert len(await collect(amqp, daemon.names.default, 1, quiet_s=0.2)) == 1
+    await until(lambda: confirmed_after(bot_api, update_id))  # now waiting in a 50 s long poll
+
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait_exit(15) == 0
+    assert time.monotonic() - started < 8
+    assert "stopped" in daemon.log_text()

@@ -112,8 +112,12 @@ class TelegramPolling:
                 self._offset = update["update_id"] + 1
 
     async def _fetch(self) -> list[dict[str, Any]]:
-        """The next updates as raw JSON: python-telegram-bot's own parsing would fail the whole
-        batch on one update it cannot read; the normaliser reads them one by one instead."""
+        """The next updates, as raw JSON.
+
+        python-telegram-bot's `get_updates` parses the batch and fails it whole on one update
+        it cannot read, which would stall polling on that update for good; the normaliser
+        reads each update on its own instead, and quarantines what it cannot use.
+        """
         offset = self._offset
         timeout = self._settings.poll_timeout_s
         result = await self._bot.do_api_request(
