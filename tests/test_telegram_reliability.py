@@ -64,6 +64,27 @@ async def test_a_crash_between_fetching_and_making_safe_loses_nothing(
     assert min(confirmed_after(bot_api, update_id)) > crashed_at
 
 
+async def test_a_crash_while_the_broker_and_spool_are_down_loses_nothing(
+    make_daemon: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
+) -> None:
+    first = await start_daemon(make_daemon, bot_api, proxy.amqp_url)
+    await proxy.cut()
+    await wait_not_ready(first)
+    with spool_unwritable(first):
+        update_id = await bot_api.push("message", message(30, text="Lost? Never."))
+        await until(lambda: "telegram update not safe yet" in first.log_text())
+        first.kill()
+    crashed_at = time.monotonic()
+    assert confirmed_after(bot_api, update_id) == []
+
+    second = await start_daemon(make_daemon, bot_api)  # broker reachable, spool writable
+    [case] = bodies(await collect(amqp, second.names.default, 1, quiet_s=2.0))
+    assert case["source_id"] == f"{CHAT['id']}:30"
+    assert served(bot_api, update_id) == 2
+    await until(lambda: confirmed_after(bot_api, update_id))
+    assert min(confirmed_after(bot_api, update_id)) > crashed_at
+
+
 async def test_an_update_that_cannot_be_made_safe_is_retried_never_skipped(
     make_daemon: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:

@@ -111,6 +111,9 @@ async def test_a_wrong_secret_or_a_bad_body_is_refused_with_problem_details(
     assert "X-Telegram-Bot-Api-Secret-Token" in answers["wrong secret"][0].json()["detail"]
     assert await collect(amqp, daemon.names.default, 0, quiet_s=1.0) == []
 
+    poll = {"update_id": 10, "message": message(4, poll={"id": "p", "question": "?"})}
+    kept = await post(daemon, poll)  # well-formed, but nothing to open a case with
+    assert (kept.status_code, kept.json()["outcome"]) == (200, "quarantined")
     good = await post(daemon, update)
     assert good.status_code == 200
     assert len(await collect(amqp, daemon.names.default, 1)) == 1
