@@ -259,6 +259,58 @@ class TwilioChannelSettings(ChannelSection):
         return self.acknowledgement.get(language) or self.acknowledgement.get(self.default_language)
 
 
+class TelegramChannelSettings(ChannelSection):
+    """A Telegram bot: long polling by default, or a webhook on the daemon's HTTP server."""
+
+    enabled: bool = False
+    token: SecretStr | None = Field(
+        default=None, description="From @BotFather; set INGEST_CHANNELS__TELEGRAM__TOKEN."
+    )
+    mode: Literal["polling", "webhook"] = "polling"
+    poll_timeout_s: int = Field(
+        default=30, ge=1, le=50, description="How long one getUpdates call waits for updates."
+    )
+    webhook_path: str = Field(default="/telegram/webhook", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Checked against X-Telegram-Bot-Api-Secret-Token; set it in the "
+        "environment: INGEST_CHANNELS__TELEGRAM__WEBHOOK_SECRET.",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="The public URL of the webhook; when set, it is registered with setWebhook.",
+    )
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    greeting: str = Field(
+        default="Hello! Write your question here and our support team will answer you.",
+        min_length=1,
+        max_length=4096,
+    )
+    max_attachment_bytes: int = Field(default=20_971_520, ge=1024)
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="Connect and read timeout of every other Bot API call."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TelegramChannelSettings:
+        if self.enabled and self.token is None:
+            raise ValueError("an enabled Telegram channel needs a token")
+        if self.mode == "webhook" and self.webhook_secret is None:
+            raise ValueError("webhook mode needs webhook_secret")
+        return self
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_alphabet(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's own rule for secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -.
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()
+        ):
+            raise ValueError("use 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+
 class ChannelSettings(ChannelSection):
     """One section per channel adapter."""
 
@@ -267,3 +319,4 @@ class ChannelSettings(ChannelSection):
     imap: ImapChannelSettings = Field(default_factory=ImapChannelSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     twilio: TwilioChannelSettings = Field(default_factory=TwilioChannelSettings)
+    telegram: TelegramChannelSettings = Field(default_factory=TelegramChannelSettings)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import Listener
 from channels.imap import ImapChannel
 from channels.smtp import SmtpChannel
+from channels.telegram import telegram_channel
 from channels.twilio import TwilioChannel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
@@ -164,6 +165,11 @@ def _channels(
         )
         app.include_router(twilio.router)
         listeners.append(twilio)
+    if settings.channels.telegram.enabled:
+        telegram, router = telegram_channel(settings.channels.telegram, pipeline.emit)
+        listeners.append(telegram)
+        if router is not None:
+            app.include_router(router)
     return listeners
 
 

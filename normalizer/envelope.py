@@ -16,6 +16,7 @@ from normalizer.blobs import Blob
 from normalizer.language import detect_language
 from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
+from normalizer.telegram import TelegramPayload, UnprocessableUpdate, normalize_telegram
 from normalizer.twilio import (
     TwilioCall,
     TwilioMessage,
@@ -34,7 +35,7 @@ class RawMail:
     recipients: tuple[str, ...]
 
 
-Payload = WebMessage | RawMail | TwilioMessage | TwilioCall
+Payload = WebMessage | RawMail | TwilioMessage | TwilioCall | TelegramPayload
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,21 @@ def _normalize_twilio_call(
     return Normalized(case)
 
 
+def _normalize_telegram(
+    envelope: Envelope, payload: TelegramPayload, case_id: str, options: Options
+) -> Normalized:
+    try:
+        result = normalize_telegram(
+            payload,
+            case_id=case_id,
+            received_at=envelope.received_at,
+            touchpoint=envelope.touchpoint,
+        )
+    except UnprocessableUpdate as error:
+        raise Unprocessable(str(error)) from None
+    return Normalized(result.case, result.blobs)
+
+
 PAYLOAD_KINDS: dict[str, PayloadKind] = {
     kind.name: kind
     for kind in [
@@ -191,6 +207,13 @@ PAYLOAD_KINDS: dict[str, PayloadKind] = {
             _normalize_twilio_call,
             encode=lambda call: call.model_dump_json().encode(),
             decode=lambda data, _touchpoints: TwilioCall.model_validate_json(data),
+        ),
+        PayloadKind(
+            "telegram",
+            TelegramPayload,
+            _normalize_telegram,
+            encode=lambda payload: payload.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: TelegramPayload.model_validate_json(data),
         ),
     ]
 }

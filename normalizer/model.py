@@ -53,6 +53,10 @@ class Thread(Part):
     references: list[str] = Field(default_factory=list)
     case_ref: str | None = Field(default=None, description="A case reference found in the text.")
     conversation_key: str | None = None
+    edit_of: str | None = Field(
+        default=None,
+        description="For an edited message (flags.edited): the source_id of the message edited.",
+    )
 
 
 class Attachment(Part):

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from tests.daemon import BROKER_URL, Daemon, Names, delete_names
 from tests.proxy import TcpProxy
+from tests.telegram_api import BotApi
 
 
 @pytest.fixture
@@ -58,12 +59,21 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
+async def bot_api() -> AsyncIterator[BotApi]:
+    """A stand-in Telegram Bot API on loopback, started."""
+    server = BotApi()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
 def make_daemon(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]:
     """Build daemons sharing one working folder (so a restart finds the same spool and store)."""
     started: list[Daemon] = []
 
-    def make(broker_url: str = BROKER_URL, extra: str = "") -> Daemon:
-        daemon = Daemon(tmp_path, names, broker_url, extra)
+    def make(broker_url: str = BROKER_URL, extra: str = "", log_level: str = "info") -> Daemon:
+        daemon = Daemon(tmp_path, names, broker_url, extra, log_level=log_level)
         started.append(daemon)
         return daemon
 

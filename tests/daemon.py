@@ -160,13 +160,15 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
 
 
-def run_ingest(settings_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def run_ingest(
+    settings_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run one `ingest` command (not the daemon in the background) to completion."""
     return subprocess.run(
         [sys.executable, "-m", "ingest", *args, "--settings", str(settings_path)],
         capture_output=True,
         timeout=60,
-        env=clean_environment(),
+        env=clean_environment() | (env or {}),
     )
 
 

@@ -85,6 +85,7 @@ def expected_fields(expected: dict[str, Any], raw: bytes) -> dict[str, Any]:
         "references": [],
         "case_ref": None,
         "conversation_key": None,
+        "edit_of": None,
     } | expected.get("thread", {})
     fields["attachments"] = expected.get("attachments", [])
     return fields
