@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import Listener
+from channels.contact import contact_router
 from channels.imap import ImapChannel
 from channels.smtp import SmtpChannel
 from channels.telegram import telegram_channel
@@ -151,6 +152,8 @@ def _channels(
     )
     if settings.channels.web.enabled:
         app.include_router(api_router(settings.channels.web, pipeline.emit))
+    if settings.channels.contact.enabled:
+        app.include_router(contact_router(settings.channels.contact, pipeline.emit))
     listeners: list[Listener] = []
     if settings.channels.smtp.enabled:
         listeners.append(SmtpChannel(settings.channels.smtp, pipeline.emit))

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from normalizer.blobs import Blob
+from normalizer.contact import ContactSubmission, normalize_contact
 from normalizer.language import detect_language
 from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
@@ -35,7 +36,7 @@ class RawMail:
     recipients: tuple[str, ...]
 
 
-Payload = WebMessage | RawMail | TwilioMessage | TwilioCall | TelegramPayload
+Payload = WebMessage | RawMail | TwilioMessage | TwilioCall | TelegramPayload | ContactSubmission
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,19 @@ def _normalize_telegram(
     return Normalized(result.case, result.blobs)
 
 
+def _normalize_contact(
+    envelope: Envelope, submission: ContactSubmission, case_id: str, options: Options
+) -> Normalized:
+    case, blobs = normalize_contact(
+        submission,
+        case_id=case_id,
+        source_id=envelope.source_id or case_id,
+        received_at=envelope.received_at,
+        touchpoint=envelope.touchpoint,
+    )
+    return Normalized(case, blobs)
+
+
 PAYLOAD_KINDS: dict[str, PayloadKind] = {
     kind.name: kind
     for kind in [
@@ -214,6 +228,13 @@ PAYLOAD_KINDS: dict[str, PayloadKind] = {
             _normalize_telegram,
             encode=lambda payload: payload.model_dump_json().encode(),
             decode=lambda data, _touchpoints: TelegramPayload.model_validate_json(data),
+        ),
+        PayloadKind(
+            "contact",
+            ContactSubmission,
+            _normalize_contact,
+            encode=lambda submission: submission.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: ContactSubmission.model_validate_json(data),
         ),
     ]
 }
