@@ -110,7 +110,9 @@ class WebMessage(BaseModel):
     @field_validator("via", "agent_id")
     @classmethod
     def _only_when_logged(cls, value: str | None, info: ValidationInfo) -> str | None:
-        logged = info.data.get("channel") == "logged"
+        if "channel" not in info.data:
+            return value  # the channel itself is invalid and reported
+        logged = info.data["channel"] == "logged"
         if logged and value is None:
             raise ValueError('required for channel "logged"')
         if not logged and value is not None:
