@@ -269,3 +269,29 @@ async def test_the_page_is_self_contained_and_safe_to_serve(form_daemon: Daemon)
     assert response.headers["cache-control"] == "no-store"
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/contact" in cookie
+
+
+async def test_a_broken_body_gets_a_readable_400_and_the_daemon_keeps_serving(
+    form_daemon: Daemon, amqp: AbstractChannel
+) -> None:
+    async with client_for(form_daemon) as client:
+        token = await open_form(client)
+        broken = [
+            await client.post(
+                "/contact",
+                content=body,
+                headers={"Content-Type": content_type},
+            )
+            for content_type, body in [
+                ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-da"),
+                ("multipart/form-data", b"no boundary at all"),
+                ("multipart/form-data; boundary=xyz", b"--xyz\r\n\r\n\r\n--xyz--\r\n"),
+                ("application/json", b'{"name": "Ann"}'),
+            ]
+        ]
+        good = await send(client, token)
+    # A body cut short parses as far as it goes: without its token it is refused all the same.
+    assert [r.status_code for r in broken] == [403, 400, 400, 403]
+    assert "This form could not be read" in broken[1].text
+    assert good.status_code == 200
+    assert len(await collect(amqp, form_daemon.names.default, expected=1)) == 1

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import structlog
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message
@@ -139,7 +140,7 @@ async def _parse(request: Request, body: bytes, max_files: int) -> Posted | None
     try:
         async with replayed.form(max_files=max_files, max_fields=50) as data:
             return await posted(data)
-    except (HTTPException, ValueError, AssertionError):
+    except (HTTPException, MultiPartException):
         return None
 
 
