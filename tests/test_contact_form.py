@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import shutil
 from collections.abc import Callable
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
+from ingest.publisher import spool_directory
 from tests.conftest import bodies, collect
 from tests.contact import (
     CONTACT_SETTINGS,
@@ -22,6 +24,8 @@ from tests.contact import (
     token_of,
 )
 from tests.daemon import Daemon
+from tests.proxy import TcpProxy
+from tests.test_spool import wait_not_ready
 
 
 @pytest.fixture
@@ -295,3 +299,33 @@ async def test_a_broken_body_gets_a_readable_400_and_the_daemon_keeps_serving(
     assert "This form could not be read" in broken[1].text
     assert good.status_code == 200
     assert len(await collect(amqp, form_daemon.names.default, expected=1)) == 1
+
+
+async def test_when_nothing_can_keep_the_message_the_form_comes_back_with_503(
+    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
+) -> None:
+    daemon = make_daemon(proxy.amqp_url, extra=CONTACT_SETTINGS).start()
+    await daemon.wait_ready()
+    await proxy.cut()
+    await wait_not_ready(daemon)
+    # No broker, and the spool's folder for new files replaced by a file: nothing is safe.
+    incoming = spool_directory(daemon.workdir / "var") / "incoming"
+    shutil.rmtree(incoming)
+    incoming.write_bytes(b"")
+
+    async with client_for(daemon) as client:
+        token = await open_form(client)
+        refused = await send(client, token)
+        incoming.unlink()
+        incoming.mkdir()
+        again = await send(client, token_of(refused.text))
+
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) > 0
+    assert "We could not take your message just now" in refused.text
+    assert f'value="{FIELDS["subject"]}"' in refused.text
+    assert again.status_code == 200, again.text
+    assert len(list(spool_directory(daemon.workdir / "var").glob("*.json"))) == 1
+    await proxy.start()
+    [case] = bodies(await collect(amqp, daemon.names.default, expected=1))
+    assert case["id"] == reference_of(again.text)
