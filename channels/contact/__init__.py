@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request as StarletteRequest
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message
 from ulid import ULID
 
 from channels.base import Emit, NotSafe, Rejected
 from channels.contact.form import Posted, check, posted
-from channels.contact.guard import CSRF_COOKIE, CrossSite, CsrfGuard, RateLimits
+from channels.contact.guard import CSRF_COOKIE, CrossSite, CsrfGuard, FormTicket, RateLimits
 from channels.contact.pages import Pages
 from channels.contact.texts import TEXTS, size_text
 from channels.http import read_body
@@ -38,96 +39,133 @@ log = structlog.get_logger("channels.contact")
 
 # Room for a few more files than allowed, so that too many get a friendly error, not a 400.
 EXTRA_PARTS = 20
+RETRY_AFTER_S = 30
 
 
 def contact_router(settings: ContactFormSettings, emit: Emit) -> APIRouter:
     """The form's routes, bound to their settings and the pipeline's `emit`."""
-    secret = settings.csrf_secret.get_secret_value() if settings.csrf_secret else None
-    guard = CsrfGuard(
-        secret or secrets.token_urlsafe(32), settings.form_max_age_s, settings.allowed_origins
-    )
-    limits = RateLimits(
-        settings.rate_limit_per_email, settings.rate_limit_per_ip, settings.rate_window_s
-    )
-    pages = Pages(settings)
+    form = ContactForm(settings, emit)
     router = APIRouter(include_in_schema=False)
+    router.add_api_route("/contact", form.show, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route("/contact", form.submit, methods=["POST"], response_class=HTMLResponse)
+    return router
 
-    @router.get("/contact", response_class=HTMLResponse)
-    async def show_form(request: Request) -> Response:
-        cookie = request.cookies.get(CSRF_COOKIE) or guard.new_cookie_value()
-        response = pages.form(request, pages.language(request), guard.issue(cookie))
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A post that passed the cross-site and size checks, with its form's id and language."""
+
+    form: Posted
+    form_id: str
+    ticket: FormTicket
+    language: str
+
+
+class ContactForm:
+    """Shows the form and turns each post into a case-open or a page saying what to do."""
+
+    def __init__(self, settings: ContactFormSettings, emit: Emit) -> None:
+        secret = settings.csrf_secret.get_secret_value() if settings.csrf_secret else None
+        self._settings = settings
+        self._emit = emit
+        self._guard = CsrfGuard(
+            secret or secrets.token_urlsafe(32), settings.form_max_age_s, settings.allowed_origins
+        )
+        self._limits = RateLimits(
+            settings.rate_limit_per_email, settings.rate_limit_per_ip, settings.rate_window_s
+        )
+        self._pages = Pages(settings)
+
+    async def show(self, request: Request) -> Response:
+        """`GET /contact`: an empty form, with the cookie its token is tied to."""
+        cookie = request.cookies.get(CSRF_COOKIE) or self._guard.new_cookie_value()
+        ticket = self._guard.issue(cookie)
+        response = self._pages.form(request, self._pages.language(request), ticket)
         _set_cookie(response, request, cookie)
         return response
 
-    @router.post("/contact", response_class=HTMLResponse)
-    async def submit_form(request: Request) -> Response:
-        language = pages.language(request)
-        try:
-            guard.check_origin(
-                request.headers.get("origin"),
-                request.headers.get("sec-fetch-site"),
-                request.headers.get("host"),
-            )
-        except CrossSite as error:
-            return _forbidden(request, language, error)
-        try:
-            body = await read_body(request, settings.max_body_bytes)
-        except Problem:
-            return pages.refused(
-                request, language, 413, "too_large", limit=size_text(settings.max_body_bytes)
-            )
-        form = await _parse(request, body, settings.max_files + EXTRA_PARTS)
-        if form is None:
-            return pages.refused(request, language, 400, "bad_form")
-        language = pages.language(request, form.language)
-        cookie = request.cookies.get(CSRF_COOKIE)
-        try:
-            form_id = guard.check(form.token, cookie)
-        except CrossSite as error:
-            return _forbidden(request, language, error)
+    async def submit(self, request: Request) -> Response:
+        """`POST /contact`: the checks in the order the module docstring lists them."""
+        received = await self._receive(request)
+        if isinstance(received, Response):
+            return received
+        form, language, pages = received.form, received.language, self._pages
         if form.honeypot:
-            log.warning("contact form honeypot filled", client=_client(request), form=form_id)
+            log.warning("contact form honeypot filled", client=_client(request))
             return pages.thanks(request, language, str(ULID()))
-
-        submission, errors = check(form, settings, TEXTS[language], language)
-        ticket = guard.issue(cookie or "", form_id)
+        submission, errors = check(form, self._settings, TEXTS[language], language)
         if submission is None:
-            return pages.form(request, language, ticket, form=form, errors=errors, status=422)
-        wait_s = await limits.allow(submission.email, _client(request))
+            return pages.form(
+                request, language, received.ticket, form=form, errors=errors, status=422
+            )
+        wait_s = await self._limits.allow(submission.email, _client(request))
         if wait_s is not None:
             log.warning("contact form rate limited", client=_client(request), retry_after=wait_s)
             minutes = max(1, round(wait_s / 60))
             headers = {"Retry-After": str(wait_s)}
             return pages.refused(request, language, 429, "too_many", headers, minutes=minutes)
+        return await self._open_case(request, received, submission)
 
+    async def _receive(self, request: Request) -> Received | Response:
+        """Read and parse a post that comes from our own form; a refusal page otherwise."""
+        language = self._pages.language(request)
+        headers = request.headers
+        try:
+            self._guard.check_origin(
+                headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host")
+            )
+        except CrossSite as error:
+            return self._forbidden(request, language, error)
+        limit = self._settings.max_body_bytes
+        try:
+            body = await read_body(request, limit)
+        except Problem:
+            return self._pages.refused(request, language, 413, "too_large", limit=size_text(limit))
+        form = await _parse(request, body, self._settings.max_files + EXTRA_PARTS)
+        if form is None:
+            return self._pages.refused(request, language, 400, "bad_form")
+        language = self._pages.language(request, form.language)
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        try:
+            form_id = self._guard.check(form.token, cookie)
+        except CrossSite as error:
+            return self._forbidden(request, language, error)
+        return Received(form, form_id, self._guard.issue(cookie, form_id), language)
+
+    async def _open_case(
+        self, request: Request, received: Received, submission: ContactSubmission
+    ) -> Response:
         envelope = Envelope(
             channel="web",
             adapter="contact-form",
-            touchpoint=settings.touchpoint,
+            touchpoint=self._settings.touchpoint,
             received_at=datetime.now(UTC),
             payload=submission,
-            source_id=_source_id(form_id, submission),
+            source_id=_source_id(received.form_id, submission),
         )
+        language = received.language
         try:
-            case_id = await emit(envelope)
+            case_id = await self._emit(envelope)
         except NotSafe:
-            notice = TEXTS[language]["unavailable"]
-            headers = {"Retry-After": "30"}
-            return pages.form(
-                request, language, ticket, form=form, notice=notice, status=503, headers=headers
+            return self._pages.form(
+                request,
+                language,
+                received.ticket,
+                form=received.form,
+                notice=TEXTS[language]["unavailable"],
+                status=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         except Rejected as rejected:
             log.warning(
                 "contact form rejected", reason=rejected.reason, kept=rejected.quarantine_id
             )
-            return pages.refused(request, language, 422, "bad_form")
-        return pages.thanks(request, language, case_id)
+            return self._pages.refused(request, language, 422, "bad_form")
+        return self._pages.thanks(request, language, case_id)
 
-    def _forbidden(request: Request, language: str, error: CrossSite) -> Response:
+    def _forbidden(self, request: Request, language: str, error: CrossSite) -> Response:
         log.warning("contact form refused", reason=str(error), client=_client(request))
-        return pages.refused(request, language, 403, "forbidden")
-
-    return router
+        return self._pages.refused(request, language, 403, "forbidden")
 
 
 async def _parse(request: Request, body: bytes, max_files: int) -> Posted | None:
@@ -136,7 +174,7 @@ async def _parse(request: Request, body: bytes, max_files: int) -> Posted | None
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    replayed = StarletteRequest(request.scope, replay)
+    replayed = Request(request.scope, replay)
     try:
         async with replayed.form(max_files=max_files, max_fields=50) as data:
             return await posted(data)
