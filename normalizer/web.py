@@ -144,13 +144,15 @@ def normalize_web(
 ) -> CaseOpen:
     """Turn a validated web submission into a case-open; pure, so the caller gives id and time.
 
-    A logged contact arrived through the agent who logged it: that is its touchpoint.
+    A logged contact reached the agent who logged it first (its primary touchpoint), then the
+    API; both are listed, so that triage can match the agent and trust the API as for any
+    other message.
     """
     logged = None
-    primary = Touchpoint(kind="api", address=touchpoint)
+    touchpoints = [Touchpoint(kind="api", address=touchpoint)]
     if message.channel == "logged" and message.via and message.agent_id:
         logged = Logged(via=message.via, agent_id=message.agent_id)
-        primary = Touchpoint(kind="agent", address=message.agent_id)
+        touchpoints.insert(0, Touchpoint(kind="agent", address=message.agent_id))
     return CaseOpen(
         id=case_id,
         received_at=received_at,
@@ -158,7 +160,7 @@ def normalize_web(
         channel=message.channel,
         adapter="web-api",
         source_id=source_id,
-        touchpoints=[primary],
+        touchpoints=touchpoints,
         sender=_sender(message.sender),
         subject=clean_line(message.subject) if message.subject else None,
         text=clean_text(message.text),

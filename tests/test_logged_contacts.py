@@ -33,7 +33,10 @@ async def test_a_logged_contact_enters_the_same_flow(daemon: Daemon, amqp: Abstr
         "web-api",
         "desk-2026-11-20-001",
     )
-    assert case["touchpoints"] == [{"kind": "agent", "address": "agent-17"}]
+    assert case["touchpoints"] == [
+        {"kind": "agent", "address": "agent-17"},
+        {"kind": "api", "address": "api"},
+    ]
     assert case["logged"] == {"via": "walk-in", "agent_id": "agent-17"}
     assert case["sent_at"] == "2026-11-20T09:30:00+01:00"  # the offset as given, like mail
     assert case["sender"]["address"] == "+442079460958"
