@@ -253,6 +253,16 @@ class TwilioChannelSettings(ChannelSection):
     verify_signatures: bool = Field(
         default=True, description="Off only for local testing: then anyone can post cases."
     )
+    account_sid: str | None = Field(
+        default=None, description="The account SID (AC...), to fetch media with credentials."
+    )
+    fetch_media: bool = Field(
+        default=False,
+        description="Fetch MMS/WhatsApp media into the blob store after acknowledging.",
+    )
+    media_max_bytes: int = Field(default=5_242_880, ge=1024)
+    media_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    media_fetch_attempts: int = Field(default=5, ge=1, le=50)
     max_body_bytes: int = Field(default=65_536, ge=1024)
     acknowledgement: dict[str, str] = Field(
         default_factory=lambda: {

@@ -164,7 +164,11 @@ def _channels(
         )
     if settings.channels.twilio.enabled:
         twilio = TwilioChannel(
-            settings.channels.twilio, pipeline.emit, data_dir / "twilio-calls", write_durably
+            settings.channels.twilio,
+            pipeline.emit,
+            data_dir / "twilio-calls",
+            write_durably,
+            data_dir / "twilio-media",
         )
         app.include_router(twilio.router)
         listeners.append(twilio)

@@ -22,6 +22,7 @@ from normalizer.twilio import (
     TwilioCall,
     TwilioMessage,
     UnusableNumber,
+    media_blobs,
     normalize_call,
     normalize_message,
 )
@@ -49,6 +50,9 @@ class Envelope:
     received_at: datetime
     payload: Payload
     source_id: str | None = None
+    case_id: str | None = None
+    """Set when the channel had to name the case-open before emitting it (a reply that
+    quotes the reference was sent first); otherwise the pipeline assigns one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,7 @@ def _normalize_twilio_message(
         )
     except UnusableNumber as error:
         raise Unprocessable(str(error)) from None
-    return Normalized(case)
+    return Normalized(case, media_blobs(message))
 
 
 def _normalize_twilio_call(
