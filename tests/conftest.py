@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
@@ -47,8 +49,8 @@ def make_daemon(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]
     """Build daemons sharing one working folder (so a restart finds the same spool and store)."""
     started: list[Daemon] = []
 
-    def make(broker_url: str = BROKER_URL, extra: str = "") -> Daemon:
-        daemon = Daemon(tmp_path, names, broker_url, extra)
+    def make(broker_url: str = BROKER_URL, extra: str = "", **options: Any) -> Daemon:
+        daemon = Daemon(tmp_path, names, broker_url, extra, **options)
         started.append(daemon)
         return daemon
 
@@ -96,3 +98,19 @@ async def collect(
 def bodies(messages: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
     """The JSON bodies of messages."""
     return [json.loads(message.body) for message in messages]
+
+
+POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this test (dropped afterwards), as a plain URL."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    maintenance = await asyncpg.connect(POSTGRES_MAINTENANCE)
+    try:
+        await maintenance.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await maintenance.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.store import async_url
+from dispatcher.database import async_url
 from ingest.settings import SettingsError, load_settings
 from tests.daemon import run_ingest
 
