@@ -72,7 +72,8 @@ def duplicate_of(
     ).first()
     if first is None:
         return None
-    how = f"same content as a {first.channel} message of the same customer"
+    when = f"{first.received_at:%Y-%m-%d %H:%M}"
+    how = f"same content as the customer's {first.channel} message of {when}"
     return Match(session.get_one(Case, first.case_id), 2, how)
 
 

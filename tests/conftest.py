@@ -114,3 +114,11 @@ async def pg_url() -> AsyncIterator[str]:
         await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await maintenance.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store: an SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store/ingest.db"
+    return request.getfixturevalue("pg_url")

@@ -5,20 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from dispatcher.database import create_engine, current_revision, head_revision
 from dispatcher.store import Store
 from tests.daemon import Daemon, run_ingest
 
 NO_AUTO_MIGRATE = {"INGEST_STORE__AUTO_MIGRATE": "false"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store/ingest.db"
-    return request.getfixturevalue("pg_url")
 
 
 async def test_an_unmigrated_store_stops_start_up_with_one_clear_line(
