@@ -29,6 +29,7 @@ from aio_pika.abc import (
     AbstractTransaction,
 )
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from dispatcher.database import is_transient
 from dispatcher.decide import Decider, Incoming, Key, Outcome
@@ -318,4 +319,7 @@ def _describe(error: ValidationError) -> str:
 
 
 def _text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:1000]
+    """One line: the exception's type and message (a driver error without its SQL)."""
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(error).__name__}: {lines[0]}"[:1000]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -19,6 +20,8 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+log = structlog.get_logger("dispatcher.store")
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 MIGRATION_LOCK = 0x1D15_0001
@@ -114,7 +117,8 @@ async def check_migrated(engine: AsyncEngine, url: str, auto_migrate: bool) -> N
             f"this version needs {head}): run `ingest db upgrade`, or set "
             "[store] auto_migrate = true"
         )
-    await upgrade(engine)
+    before, after = await upgrade(engine)
+    log.info("store migrated", store=shown_url(url), before=before, after=after)
 
 
 def _config(connection: Connection | None = None) -> Config:

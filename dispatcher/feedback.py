@@ -152,7 +152,7 @@ class CaseEvents:
                 log.warning("case event failed, retrying", error=f"{type(error).__name__}: {error}")
                 await asyncio.sleep(0.5)
                 continue
-            log.info("case event", id=event.id, case=event.case, event=event.event, new=applied)
+            log.info("case event", id=event.id, case=event.case, kind=event.event, new=applied)
             return None
 
 
