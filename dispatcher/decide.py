@@ -84,13 +84,9 @@ class Decider:
         self, session: Session, incoming: Sequence[Incoming], done: Sequence[Key] = ()
     ) -> list[Outcome]:
         """Decide every delivery; `done` marks earlier forwards as confirmed on the way."""
-        if done:
-            session.execute(
-                update(Message)
-                .where(tuple_(Message.channel, Message.source_id).in_(list(done)))
-                .values(forwarded=True, forward=None)
-            )
+        finished = set(done)
         if not incoming:
+            _settle(session, finished, Counter())
             return []
         keys = list(dict.fromkeys((i.case.channel, i.case.source_id) for i in incoming))
         existing = {
@@ -114,19 +110,17 @@ class Decider:
                 fresh.append(index)
             else:
                 owners[key] = row.case_open_id
-                outcomes[index] = self._known(item, row, repeats)
+                outcomes[index] = self._known(item, row, key in finished, repeats)
         outcomes |= self._fresh(session, [incoming[i].case for i in fresh], fresh, repeats)
-        for key, count in repeats.items():
-            session.execute(
-                update(Message)
-                .where(Message.channel == key[0], Message.source_id == key[1])
-                .values(repeats=Message.repeats + count)
-            )
+        _settle(session, finished, repeats)
         return [outcomes[index] for index in range(len(incoming))]
 
-    def _known(self, item: Incoming, row: Message, repeats: Counter[Key]) -> Outcome:
+    def _known(
+        self, item: Incoming, row: Message, finished: bool, repeats: Counter[Key]
+    ) -> Outcome:
         """A key seen before: the redelivery of an unfinished forward goes again, else a repeat."""
-        again = row.case_open_id == item.case.id and item.redelivered and not row.forwarded
+        forwarded = row.forwarded or finished
+        again = row.case_open_id == item.case.id and item.redelivered and not forwarded
         if again and row.forward:
             return Enrichment.model_validate_json(row.forward).applied(item.case)
         repeats[(row.channel, row.source_id)] += 1
@@ -288,6 +282,36 @@ def _decided(
         routing_key=routing_key,
     )
     return _Decided(enrichment, case_id)
+
+
+def _settle(session: Session, finished: set[Key], repeats: Counter[Key]) -> None:
+    """Mark forwards done and count repeats: the only updates of earlier messages, made last
+    and in key order, so that two dispatchers touching the same rows cannot deadlock."""
+    keys = sorted(finished | set(repeats))
+    if not keys:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Message.id)
+            .where(tuple_(Message.channel, Message.source_id).in_(keys))
+            .order_by(Message.channel, Message.source_id)
+            .with_for_update()
+        ).all()
+    if finished:
+        session.execute(
+            update(Message)
+            .where(tuple_(Message.channel, Message.source_id).in_(sorted(finished)))
+            .values(forwarded=True, forward=None)
+        )
+    by_count: dict[int, list[Key]] = {}
+    for key, count in repeats.items():
+        by_count.setdefault(count, []).append(key)
+    for count, counted in by_count.items():
+        session.execute(
+            update(Message)
+            .where(tuple_(Message.channel, Message.source_id).in_(counted))
+            .values(repeats=Message.repeats + count)
+        )
 
 
 def _claim(

@@ -7,13 +7,13 @@ and prunes what retention lets go.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.orm import Session
 
 from dispatcher.database import check_migrated, create_engine, in_transaction
@@ -34,7 +34,7 @@ class Pruned:
 class Store:
     """The open database; `run(work, ...)` runs synchronous ORM work in one transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     @classmethod
@@ -42,15 +42,15 @@ class Store:
         """Connect and check the schema (raise StoreNotMigrated, or migrate if allowed)."""
         engine = create_engine(url, pool_size)
         try:
-            await check_migrated(engine, url, auto_migrate)
+            await asyncio.to_thread(check_migrated, engine, url, auto_migrate)
         except BaseException:
-            await engine.dispose()
+            engine.dispose()
             raise
         return cls(engine)
 
     async def close(self) -> None:
         """Release every connection."""
-        await self.engine.dispose()
+        await asyncio.to_thread(self.engine.dispose)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(session, *args)` in one transaction, committed when it returns."""
@@ -58,8 +58,7 @@ class Store:
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
-        async with self.engine.connect() as connection:
-            await connection.exec_driver_sql("SELECT 1")
+        await self.run(lambda session: session.execute(text("SELECT 1")))
 
     async def prune(self, retention: RetentionSettings, now: datetime | None = None) -> Pruned:
         """Forget messages older than the retention, and fingerprints older than theirs."""

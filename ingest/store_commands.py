@@ -70,9 +70,9 @@ def _register_db(main: click.Group, settings_option: Any, load: Callable[[Path],
         async def go() -> tuple[str | None, str]:
             engine = create_engine(settings.store.url)
             try:
-                return await upgrade(engine)
+                return upgrade(engine)
             finally:
-                await engine.dispose()
+                engine.dispose()
 
         before, after = _run(go(), settings)
         shown = shown_url(settings.store.url)
@@ -90,9 +90,9 @@ def _register_db(main: click.Group, settings_option: Any, load: Callable[[Path],
         async def go() -> str | None:
             engine = create_engine(settings.store.url)
             try:
-                return await current_revision(engine)
+                return current_revision(engine)
             finally:
-                await engine.dispose()
+                engine.dispose()
 
         current = _run(go(), settings)
         click.echo(f"store at {current or 'no revision'}; this version needs {head_revision()}")

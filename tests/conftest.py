@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
+import psycopg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
@@ -107,7 +107,7 @@ POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
 async def pg_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database for this test (dropped afterwards), as a plain URL."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    maintenance = await asyncpg.connect(POSTGRES_MAINTENANCE)
+    maintenance = await psycopg.AsyncConnection.connect(POSTGRES_MAINTENANCE, autocommit=True)
     try:
         await maintenance.execute(f'CREATE DATABASE "{name}"')
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -101,7 +101,7 @@ async def test_a_poison_message_is_dead_lettered_after_retries_and_the_rest_goes
     [dead] = await collect(amqp, names.case_open_dead, 1)
     assert json.loads(dead.body)["id"] == poison.id
     reason = str(dead.headers["x-ingest-reason"])
-    assert reason.startswith("failed 3 times in the dispatcher: DBAPIError: ")
+    assert reason.startswith("failed 3 times in the dispatcher: DataError: ")
     assert "value too long" in reason
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.database import async_url
+from dispatcher.database import driver_url
 from ingest.settings import SettingsError, load_settings
 from tests.daemon import run_ingest
 
@@ -48,9 +48,9 @@ def test_relative_paths_are_relative_to_the_settings_file(tmp_path: Path) -> Non
     assert settings.store.url == f"sqlite:///{tmp_path}/db/x.db"
 
 
-def test_store_urls_get_their_async_driver() -> None:
-    assert async_url("sqlite:///var/ingest.db").drivername == "sqlite+aiosqlite"
-    assert async_url("postgresql://ingest@db.example/ingest").drivername == "postgresql+asyncpg"
+def test_store_urls_get_their_driver() -> None:
+    assert driver_url("sqlite:///var/ingest.db").drivername == "sqlite+pysqlite"
+    assert driver_url("postgresql://ingest@db.example/ingest").drivername == "postgresql+psycopg"
 
 
 @pytest.mark.parametrize(

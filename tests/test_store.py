@@ -42,7 +42,7 @@ async def test_db_upgrade_migrates_once_and_then_the_daemon_starts(
 async def test_auto_migrate_brings_a_fresh_store_to_head(store_url: str) -> None:
     store = await Store.open(store_url, auto_migrate=True)
     try:
-        assert await current_revision(store.engine) == head_revision()
+        assert current_revision(store.engine) == head_revision()
     finally:
         await store.close()
 
@@ -50,8 +50,7 @@ async def test_auto_migrate_brings_a_fresh_store_to_head(store_url: str) -> None
 async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path}/wal.db")
     try:
-        async with engine.connect() as connection:
-            mode = await connection.exec_driver_sql("PRAGMA journal_mode")
-            assert mode.scalar() == "wal"
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
-        await engine.dispose()
+        engine.dispose()
