@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 
 from dispatcher.dedup import Match, duplicate_of, fingerprint, follow_up_of
 from dispatcher.history import customer_info, history
-from dispatcher.identity import group_of, lock_customers, lock_identities, normalise, resolve_sender
+from dispatcher.identity import (
+    groups_of,
+    lock_customers,
+    lock_identities,
+    normalise,
+    resolve_senders,
+)
 from dispatcher.settings import DispatcherSettings
 from dispatcher.tables import Case, CaseEvent, Customer, Message
 from normalizer.model import CaseOpen, CustomerInfo, Dedup, History, Triage
@@ -135,15 +141,23 @@ class Decider:
         senders = [normalise(c.sender.kind, c.sender.address) for c in cases]
         lock_identities(session, senders)
         names = {key: case.sender.name for key, case in zip(senders, cases, strict=True)}
-        roots = {key: resolve_sender(session, key, names[key], now) for key in sorted(names)}
+        roots = resolve_senders(session, names, now)
         lock_customers(session, roots.values())
+        groups = groups_of(session, roots.values())
         result = {}
         for index, case, sender in zip(indexes, cases, senders, strict=True):
-            result[index] = self._one(session, case, roots[sender], now, repeats)
+            root = roots[sender]
+            result[index] = self._one(session, case, root, groups[root], now, repeats)
         return result
 
     def _one(
-        self, session: Session, case: CaseOpen, root: int, now: datetime, repeats: Counter[Key]
+        self,
+        session: Session,
+        case: CaseOpen,
+        root: int,
+        group: list[int],
+        now: datetime,
+        repeats: Counter[Key],
     ) -> Outcome:
         print_ = fingerprint(case)
         row_id = _claim(session, case, root, now, print_)
@@ -155,7 +169,6 @@ class Decider:
             ).one()
             repeats[(case.channel, case.source_id)] += 1
             return Outcome(case, repeat_of=owner)
-        group = group_of(session, root)
         customer = customer_info(session.get_one(Customer, root))
         before = history(
             session, group, case.received_at, row_id, self._settings.history, self._prefix
@@ -171,12 +184,17 @@ class Decider:
         else:
             decided = self._attach(session, enriched, root, now, match)
         enrichment = decided.enrichment
-        message = session.get_one(Message, row_id)
-        message.case_id = decided.case_id
-        message.verdict = enrichment.dedup.verdict
-        message.reason = enrichment.dedup.reason[:500]
-        message.target_queue = enrichment.routing_key
-        message.forward = enrichment.model_dump_json()
+        session.execute(
+            update(Message)
+            .where(Message.id == row_id)
+            .values(
+                case_id=decided.case_id,
+                verdict=enrichment.dedup.verdict,
+                reason=enrichment.dedup.reason[:500],
+                target_queue=enrichment.routing_key,
+                forward=enrichment.model_dump_json(),
+            )
+        )
         return enrichment.applied(case)
 
     def _attach(
@@ -209,10 +227,15 @@ class Decider:
         reason: str,
         linked: Case | None,
     ) -> _Decided:
+        linked_ref = self.ref(linked.id) if linked else None
+        dedup = Dedup(verdict="new", reason=reason, linked_case=linked_ref)
+        # Triage sees everything but the case number, which the insert below gives.
+        triage = self._route(case.model_copy(update={"dedup": dedup}))
         opened = Case(
             customer_id=root,
             status="open",
-            queue="",
+            queue=triage.queue,
+            priority=triage.priority,
             channel=case.channel,
             subject=(case.subject or None) and case.subject[:300],
             opened_at=case.received_at,
@@ -221,14 +244,7 @@ class Decider:
         )
         session.add(opened)
         session.flush()
-        dedup = Dedup(
-            verdict="new",
-            reason=reason,
-            case_id=self.ref(opened.id),
-            linked_case=self.ref(linked.id) if linked else None,
-        )
-        triage = self._route(case.model_copy(update={"dedup": dedup}))
-        opened.queue, opened.priority = triage.queue, triage.priority
+        dedup = dedup.model_copy(update={"case_id": self.ref(opened.id)})
         _event(session, opened.id, "opened", now, case.id, reason)
         return _decided(case, dedup, triage, triage.queue, opened.id)
 

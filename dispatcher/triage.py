@@ -1,8 +1,8 @@
 """The triage seam: the enriched message of a new case in, its queue and the reason out.
 
 Rules come with a later change; until then every new case goes to the default queue. The
-message handed in already carries `customer`, `history` and `dedup`, which is what rules
-will look at.
+message handed in already carries `customer`, `history` and `dedup` (its `case_id` not yet:
+the case is numbered once its queue is known), which is what rules will look at.
 """
 
 from __future__ import annotations

@@ -56,11 +56,15 @@ class Arrivals:
 
     sent: dict[str, float] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)
+    case_of: dict[str, str] = field(default_factory=dict)  # source id -> case reference
     expected: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def arrive(self, message: AbstractIncomingMessage) -> None:
-        self.arrived[json.loads(message.body)["id"]] = time.perf_counter()
+    async def take(self, message: AbstractIncomingMessage) -> None:
+        body = json.loads(message.body)
+        self.arrived[body["id"]] = time.perf_counter()
+        self.case_of[body["source_id"]] = body["dedup"]["case_id"]
+        await message.ack()
         if len(self.arrived) >= self.expected:
             self.done.set()
 
@@ -165,34 +169,20 @@ async def drive(
         await consumer.set_qos(prefetch_count=500)
         for queue in (names.default, names.case_update):
             declared = await consumer.get_queue(queue)
-            await declared.consume(lambda m: _take(m, arrivals), no_ack=False)
+            await declared.consume(arrivals.take, no_ack=False)
 
         begin = time.perf_counter()
         await publish(channel, names.case_open, scenario.phase_one, arrivals, rate)
         await asyncio.wait_for(arrivals.done.wait(), TIMEOUT_S)
-        case_of = await _cases(arrivals, names, scenario.originals)
         arrivals.expected += scenario.expected_updates
         arrivals.done.clear()
-        await publish(channel, names.case_open, scenario.build_phase_two(case_of), arrivals, rate)
+        phase_two = scenario.build_phase_two(arrivals.case_of)
+        await publish(channel, names.case_open, phase_two, arrivals, rate)
         await asyncio.wait_for(arrivals.done.wait(), TIMEOUT_S)
         seconds = max(arrivals.arrived.values()) - begin
     latencies = [(arrivals.arrived[i] - arrivals.sent[i]) * 1000 for i in arrivals.arrived]
     mode = f"{rate:g}/s" if rate else "saturated"
     return Result(name, mode, total, seconds, latencies)
-
-
-_bodies: dict[str, dict] = {}
-
-
-async def _take(message: AbstractIncomingMessage, arrivals: Arrivals) -> None:
-    body = json.loads(message.body)
-    _bodies[body["id"]] = {"source_id": body["source_id"], "case": body["dedup"]["case_id"]}
-    arrivals.arrive(message)
-    await message.ack()
-
-
-async def _cases(arrivals: Arrivals, names: Names, originals: list[CaseOpen]) -> dict[str, str]:
-    return {_bodies[i]["source_id"]: _bodies[i]["case"] for i in arrivals.arrived}
 
 
 async def main() -> None:
@@ -203,12 +193,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s for the latency runs")
     parser.add_argument("--only", default=",".join(CONFIGURATIONS), help="configurations to run")
     options = parser.parse_args()
-    results = []
     for name in options.only.split(","):
         for rate in (None, options.rate):
-            result = await run_one(name, options.n, rate)
-            print(result.line(), flush=True)
-            results.append(result)
+            print((await run_one(name, options.n, rate)).line(), flush=True)
 
 
 if __name__ == "__main__":
