@@ -49,8 +49,6 @@ class Routes:
 
     inbound: str
     exchange: str
-    default_queue: str
-    case_update: str
     dead_letters: str
 
 

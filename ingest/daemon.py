@@ -156,8 +156,6 @@ def _dispatcher(settings: Settings, store: Store) -> Dispatcher:
     routes = Routes(
         inbound=names.case_open,
         exchange=names.cases_exchange,
-        default_queue=names.default,
-        case_update=names.case_update,
         dead_letters=names.case_open_dead,
     )
     decider = Decider(settings.dispatcher, names.case_update, DefaultQueue(names.default))

@@ -26,6 +26,7 @@ from dispatcher.directory import DirectoryError, import_rows, read_directory
 from dispatcher.identity import CustomerError, find_customer, merge, unmerge
 from dispatcher.store import Store
 from dispatcher.tables import Customer, Identity, IdentityMerge
+from ingest.logs import configure_logging
 from ingest.settings import Settings
 
 T = TypeVar("T")
@@ -33,6 +34,7 @@ T = TypeVar("T")
 
 def _run(coroutine: Coroutine[Any, Any, T], settings: Settings) -> T:
     """Run one store operation; a store that cannot be used ends the command with one line."""
+    configure_logging(settings.log)  # log lines (a migration, say) go to stderr, not stdout
     try:
         return asyncio.run(coroutine)
     except StoreNotMigrated as error:

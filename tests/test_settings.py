@@ -61,6 +61,15 @@ def test_store_urls_get_their_driver() -> None:
         ('[store]\nurl = "mysql://x/y"\n', "store.url: Value error, only sqlite:/// and postgres"),
         ('[broker]\nurl = "http://x"\n', "broker.url: Value error, must be an amqp://"),
         ("[http\nport = 1\n", "not valid TOML"),
+        (
+            "[dispatcher.retention]\nfingerprint_h = 1\n",
+            "dispatcher: Value error, retention.fingerprint_h must be at least "
+            "dedup.duplicate_window_h",
+        ),
+        (
+            '[dispatcher.dedup]\nconversation_channels = ["pigeon"]\n',
+            "dispatcher.dedup.conversation_channels.0: Input should be 'email'",
+        ),
     ],
 )
 def test_invalid_settings_name_file_key_and_reason(

@@ -54,3 +54,15 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+async def test_db_prune_on_the_command_line(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon()
+    pruned = run_ingest(daemon.settings_path, "db", "prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.decode() == "pruned 0 messages, 0 fingerprints\n"
+    status = run_ingest(daemon.settings_path, "db", "status")
+    assert (
+        status.stdout.decode()
+        == f"store at {head_revision()}; this version needs {head_revision()}\n"
+    )
