@@ -1,10 +1,15 @@
-"""The dispatcher's consume loop: case-open in, dedup in the store, forward, ack, in batches.
+"""The dispatcher's consume loop: case-open in, decide in the store, forward, ack, in batches.
 
 Forwards and acks of a batch go out in one AMQP transaction on the consuming channel. If the
 process dies before `tx.commit`, the broker discards both and redelivers the input; the store
 then shows the message as its key's owner with its forward not done, and it is forwarded
 again. Once the commit is through, both happened. That is what keeps "every message forwarded
 exactly once" true across a SIGKILL, where confirm-then-ack would leave a window for doubles.
+
+A transient store error (connection lost, lock timeout, deadlock) is retried with the batch in
+hand, unacknowledged, for as long as it lasts. Any other error is taken as a poison message:
+the batch is retried one message at a time, and a message that fails `attempts` times goes to
+the dead-letter queue with the error as its reason; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from aio_pika.abc import (
     AbstractTransaction,
 )
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
+from dispatcher.database import is_transient
+from dispatcher.decide import Decider, Incoming, Key, Outcome
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import Arrival, Key, Owner, Store
-from normalizer.model import SCHEMA, CaseOpen, Dedup, Triage
+from dispatcher.store import Store
+from normalizer.model import SCHEMA, CaseOpen
 
 log = structlog.get_logger("dispatcher")
 
@@ -42,7 +49,6 @@ class Routes:
 
     inbound: str
     exchange: str
-    default_queue: str
     dead_letters: str
 
 
@@ -50,22 +56,30 @@ class Routes:
 class Verdicts:
     """What one batch came to: forwards, repeats dropped, and rejects with their reasons."""
 
-    forward: list[CaseOpen]
-    repeats: list[tuple[CaseOpen, str]]
+    forward: list[Outcome]
+    repeats: list[Outcome]
     rejects: list[tuple[AbstractIncomingMessage, str]]
+
+
+class StoreUnavailable(Exception):
+    """The store kept failing with transient errors until the dispatcher was told to stop."""
 
 
 class Dispatcher:
     """Consumes case-open while a connection is up; `stop()` finishes the batch in hand."""
 
-    def __init__(self, store: Store, settings: DispatcherSettings, routes: Routes) -> None:
+    def __init__(
+        self, store: Store, decider: Decider, settings: DispatcherSettings, routes: Routes
+    ) -> None:
         self._store = store
+        self._decider = decider
         self._settings = settings
         self._routes = routes
         self._stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.store_error: str | None = None
         self._unmarked: list[Key] = []
+        self._next_prune = 0.0
 
     def readiness(self) -> str | None:
         """None when the store answers, else the last store error (for /readyz)."""
@@ -89,11 +103,12 @@ class Dispatcher:
         log.info("dispatcher consuming", queue=self._routes.inbound)
         try:
             while not self._stopping.is_set():
+                await self._prune_when_due()
                 batch = await self._collect(inbox)
                 if batch:
                     await self._handle(batch, channel, transaction, exchange)
                 elif self._unmarked:
-                    await self._record([])
+                    await self._decide_in_store([])
             await queue.cancel(tag)
         finally:
             self.idle.set()
@@ -134,15 +149,13 @@ class Dispatcher:
         transaction: AbstractTransaction,
         exchange: AbstractExchange,
     ) -> None:
-        verdicts = await self._decide(batch)
-        if verdicts is None:  # the store kept failing: hand the batch back, counted by the broker
-            await batch[-1].nack(multiple=True, requeue=True)
-            await transaction.commit()
+        try:
+            verdicts = await self._decide(batch)
+        except StoreUnavailable:  # stopping: the deliveries go back when the channel closes
             return
-        for case in verdicts.forward:
-            await exchange.publish(
-                _forward(case, self._routes), routing_key=self._routes.default_queue
-            )
+        for outcome in verdicts.forward:
+            assert outcome.forward is not None and outcome.routing_key is not None
+            await exchange.publish(_forward(outcome.forward), routing_key=outcome.routing_key)
         for message, reason in verdicts.rejects:
             await channel.default_exchange.publish(
                 _dead_letter(message, reason, self._routes.inbound),
@@ -153,80 +166,132 @@ class Dispatcher:
         self._after_commit(verdicts)
 
     def _after_commit(self, verdicts: Verdicts) -> None:
-        for case in verdicts.forward:
+        for outcome in verdicts.forward:
+            assert outcome.forward is not None and outcome.forward.dedup is not None
             log.info(
                 "forwarded",
-                id=case.id,
-                channel=case.channel,
-                source_id=case.source_id,
-                queue=self._routes.default_queue,
+                id=outcome.case.id,
+                channel=outcome.case.channel,
+                source_id=outcome.case.source_id,
+                verdict=outcome.forward.dedup.verdict,
+                case=outcome.forward.dedup.case_id,
+                queue=outcome.routing_key,
             )
-        for case, owner in verdicts.repeats:
+        for outcome in verdicts.repeats:
             log.info(
                 "dropped repeat",
-                id=case.id,
-                channel=case.channel,
-                source_id=case.source_id,
-                first=owner,
+                id=outcome.case.id,
+                channel=outcome.case.channel,
+                source_id=outcome.case.source_id,
+                first=outcome.repeat_of,
             )
         for message, reason in verdicts.rejects:
             log.warning("dead-lettered", message_id=message.message_id, reason=reason)
         # Marked done with the next batch's store transaction (or when idle), saving a commit.
-        self._unmarked.extend((case.channel, case.source_id) for case in verdicts.forward)
+        self._unmarked.extend((o.case.channel, o.case.source_id) for o in verdicts.forward)
 
-    async def _decide(self, batch: Sequence[AbstractIncomingMessage]) -> Verdicts | None:
-        cases: list[CaseOpen] = []
+    async def _decide(self, batch: Sequence[AbstractIncomingMessage]) -> Verdicts:
+        parsed: list[tuple[AbstractIncomingMessage, Incoming]] = []
         rejects: list[tuple[AbstractIncomingMessage, str]] = []
         for message in batch:
             try:
-                cases.append(CaseOpen.model_validate_json(message.body))
+                case = CaseOpen.model_validate_json(message.body)
             except ValidationError as error:
                 rejects.append((message, _describe(error)))
-        owners = await self._record(cases)
-        if owners is None:
-            return None
-        forward: dict[str, CaseOpen] = {}
-        repeats: list[tuple[CaseOpen, str]] = []
-        for case in cases:
-            owner = owners[(case.channel, case.source_id)]
-            if owner.case_open_id == case.id and not owner.forwarded and case.id not in forward:
-                forward[case.id] = case
-            else:
-                repeats.append((case, owner.case_open_id))
-        return Verdicts(list(forward.values()), repeats, rejects)
+                continue
+            parsed.append((message, Incoming(case, bool(message.redelivered))))
+        incoming = [item for _, item in parsed]
+        try:
+            outcomes = await self._decide_in_store(incoming)
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            log.warning("batch failed, retrying one message at a time", error=_text(error))
+            outcomes, poisoned = await self._one_by_one(parsed)
+            rejects.extend(poisoned)
+        forward = [o for o in outcomes if o.forward is not None]
+        repeats = [o for o in outcomes if o.forward is None]
+        return Verdicts(forward, repeats, rejects)
 
-    async def _record(self, cases: Sequence[CaseOpen]) -> dict[Key, Owner] | None:
-        arrivals = [Arrival(c.channel, c.source_id, c.id) for c in cases]
-        for attempt in range(1, self._settings.attempts + 1):
+    async def _one_by_one(
+        self, parsed: Sequence[tuple[AbstractIncomingMessage, Incoming]]
+    ) -> tuple[list[Outcome], list[tuple[AbstractIncomingMessage, str]]]:
+        """Find the poison: each message in its own transaction, `attempts` tries each."""
+        outcomes: list[Outcome] = []
+        poisoned: list[tuple[AbstractIncomingMessage, str]] = []
+        for message, item in parsed:
+            for attempt in range(1, self._settings.attempts + 1):
+                try:
+                    outcomes.extend(await self._decide_in_store([item]))
+                    break
+                except StoreUnavailable:
+                    raise
+                except Exception as error:
+                    failure = _text(error)
+                    log.warning(
+                        "message failed",
+                        id=item.case.id,
+                        attempt=attempt,
+                        error=failure,
+                        exc_info=error,
+                    )
+            else:
+                attempts = self._settings.attempts
+                poisoned.append((message, f"failed {attempts} times in the dispatcher: {failure}"))
+        return outcomes, poisoned
+
+    async def _decide_in_store(self, incoming: Sequence[Incoming]) -> list[Outcome]:
+        """Decide in one transaction; transient errors are retried until they pass or we stop."""
+        attempt = 0
+        while True:
+            done = list(self._unmarked)
             try:
-                owners = await self._store.record(arrivals, self._unmarked)
-            except SQLAlchemyError as error:
-                self.store_error = f"{type(error).__name__}: {error}"
+                outcomes = await self._store.run(self._decider.batch, incoming, done)
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                attempt += 1
+                self.store_error = _text(error)
                 log.warning("store error, retrying", attempt=attempt, error=self.store_error)
-                await asyncio.sleep(0.5 * attempt)
+                if self._stopping.is_set():
+                    raise StoreUnavailable(self.store_error) from error
+                await asyncio.sleep(min(0.2 * attempt, 5.0))
                 continue
             self.store_error = None
-            self._unmarked.clear()
-            return owners
-        return None
+            del self._unmarked[: len(done)]
+            return outcomes
+
+    async def _prune_when_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_prune:
+            return
+        retention = self._settings.retention
+        self._next_prune = loop.time() + retention.prune_interval_s
+        try:
+            pruned = await self._store.prune(retention)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("pruning failed, next time then", error=_text(error))
+            return
+        if pruned.messages or pruned.fingerprints:
+            log.info("pruned", messages=pruned.messages, fingerprints=pruned.fingerprints)
 
 
-def _forward(case: CaseOpen, routes: Routes) -> aio_pika.Message:
-    enriched = case.model_copy(
-        update={
-            "dedup": Dedup(verdict="new", reason="first message with this channel and source id"),
-            "triage": Triage(
-                queue=routes.default_queue, reason="no triage rules yet: the default queue"
-            ),
-        }
-    )
+def _forward(enriched: CaseOpen) -> aio_pika.Message:
+    assert enriched.dedup is not None
     return aio_pika.Message(
         enriched.to_json(),
-        message_id=case.id,
+        message_id=enriched.id,
         content_type="application/json",
         content_encoding="utf-8",
         delivery_mode=DeliveryMode.PERSISTENT,
-        headers={"x-schema": SCHEMA, "x-channel": case.channel},
+        headers={
+            "x-schema": SCHEMA,
+            "x-channel": enriched.channel,
+            "x-dedup": enriched.dedup.verdict,
+            "x-case": enriched.dedup.case_id or "",
+        },
     )
 
 
@@ -249,3 +314,10 @@ def _describe(error: ValidationError) -> str:
         for item in error.errors(include_url=False)[:5]
     ]
     return f"not a valid {SCHEMA} message: " + "; ".join(problems)
+
+
+def _text(error: BaseException) -> str:
+    """One line: the exception's type and message (a driver error without its SQL)."""
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(error).__name__}: {lines[0]}"[:1000]

@@ -262,3 +262,12 @@ def schema(write: bool) -> None:
         click.echo(f"wrote {write_schema()}")
     else:
         click.echo(render_schema(), nl=False)
+
+
+def _register_store_commands() -> None:
+    from ingest.store_commands import register
+
+    register(main, settings_option, _load)
+
+
+_register_store_commands()

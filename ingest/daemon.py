@@ -20,7 +20,6 @@ from typing import Literal
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import Listener
@@ -31,8 +30,11 @@ from channels.telegram import telegram_channel
 from channels.twilio import TwilioChannel
 from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
+from dispatcher.database import StoreNotMigrated, shown_url
+from dispatcher.decide import Decider
+from dispatcher.feedback import CaseEvents
 from dispatcher.store import Store
-from dispatcher.triage import LiveRules, RulesError, load_rules, watched_files
+from dispatcher.triage import LiveRules, RulesError, RulesRouter, load_rules, watched_files
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
 from ingest.durable import write_durably
@@ -41,7 +43,7 @@ from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
 from ingest.quarantine import Quarantine
-from ingest.settings import Settings
+from ingest.settings import Settings, StoreSettings
 from ingest.spool import Spool
 
 log = structlog.get_logger("ingest.daemon")
@@ -75,9 +77,12 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     rules = _rules(settings, settings_path) if with_dispatcher else None
     _install_signal_handlers(stop, rules)
 
-    store = await _open_store(settings.store.url) if with_dispatcher else None
-    dispatcher = _dispatcher(settings, store) if store else None
-    sessions: list[Session] = [dispatcher.session] if dispatcher else []
+    store = await _open_store(settings.store) if with_dispatcher else None
+    dispatcher = _dispatcher(settings, store, rules) if store and rules else None
+    sessions: list[Session] = []
+    if dispatcher and store:
+        events = CaseEvents(store, settings.dispatcher.case_ref_prefix, _event_routes(settings))
+        sessions = [dispatcher.session, events.session]
     broker = Broker(settings.broker, settings.queues, sessions)
     checks: dict[str, ReadinessCheck] = {"broker": broker.readiness}
     if dispatcher:
@@ -184,23 +189,30 @@ class StartupError(Exception):
     """A dependency the daemon cannot run without is not there; the message says which."""
 
 
-async def _open_store(url: str) -> Store:
+async def _open_store(settings: StoreSettings) -> Store:
     try:
-        return await Store.open(url)
+        return await Store.open(settings.url, settings.auto_migrate, settings.pool_size)
+    except StoreNotMigrated as error:
+        raise StartupError(str(error)) from None
     except (OSError, SQLAlchemyError) as error:
-        shown = make_url(url).render_as_string(hide_password=True)
-        raise StartupError(f"the store at {shown} cannot be opened: {error}") from None
+        raise StartupError(
+            f"the store at {shown_url(settings.url)} cannot be opened: {error}"
+        ) from None
 
 
-def _dispatcher(settings: Settings, store: Store) -> Dispatcher:
+def _dispatcher(settings: Settings, store: Store, rules: LiveRules) -> Dispatcher:
     names = settings.queues
     routes = Routes(
         inbound=names.case_open,
         exchange=names.cases_exchange,
-        default_queue=names.default,
         dead_letters=names.case_open_dead,
     )
-    return Dispatcher(store, settings.dispatcher, routes)
+    decider = Decider(settings.dispatcher, names.case_update, RulesRouter(rules))
+    return Dispatcher(store, decider, settings.dispatcher, routes)
+
+
+def _event_routes(settings: Settings) -> tuple[str, str]:
+    return settings.queues.case_events, settings.queues.case_events_dead
 
 
 def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:

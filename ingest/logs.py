@@ -46,7 +46,8 @@ def configure_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level.upper())
     # Library chatter stays at warning unless we are debugging.
     quiet = logging.DEBUG if settings.level == "debug" else logging.WARNING
-    for name in ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy", "mail.log"):
+    libraries = ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy", "alembic")
+    for name in (*libraries, "mail.log"):
         logging.getLogger(name).setLevel(quiet)
     # These name request URLs, and a Telegram bot's URLs hold its token: warnings only, even
     # when debugging, so the token never reaches a log.

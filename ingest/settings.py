@@ -55,9 +55,14 @@ class BrokerSettings(Section):
 
 
 class StoreSettings(Section):
-    """The SQL store: a plain database URL; the async driver is chosen from the scheme."""
+    """The SQL store: a plain database URL; the async driver is chosen from the scheme.
+
+    `auto_migrate`: apply missing migrations at start-up instead of refusing to start.
+    """
 
     url: str = "sqlite:///var/ingest.db"
+    auto_migrate: bool = False
+    pool_size: int = Field(default=5, ge=1, le=100)
 
     @field_validator("url")
     @classmethod
@@ -93,6 +98,8 @@ class QueueSettings(Section):
     case_open_dead: str = "case-open.dead"
     cases_exchange: str = "cases"
     case_update: str = "case-update"
+    case_events: str = "case-events"
+    case_events_dead: str = "case-events.dead"
     default: str = "support.general"
     teams: list[str] = Field(default_factory=lambda: ["support.general"])
     team_dead: str = "cases.dead"

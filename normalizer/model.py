@@ -1,7 +1,8 @@
 """The canonical case-open message, schema "case-open/1", as DESIGN.md defines it.
 
 Channels hand raw envelopes to the pipeline, the normalizer turns them into a `CaseOpen`, and
-the dispatcher forwards the same message enriched with `dedup` and `triage`. A change that
+the dispatcher forwards the same message enriched with `customer`, `history`, `dedup` and
+`triage`. A change that
 alters the meaning of a field needs a new schema version, never a silent edit.
 """
 
@@ -129,11 +130,62 @@ class Flags(Part):
 
 
 class Dedup(Part):
-    """The dispatcher's deduplication decision, with its reason."""
+    """The dispatcher's deduplication decision, with its reason.
+
+    `new` opened case `case_id`; `duplicate` (level 2) and `follow-up` (level 3) are updates
+    of case `case_id`. `linked_case` names an earlier case the new one is linked to (a
+    reference from someone who is not its customer, or a follow-up to a long-closed case).
+    """
 
     verdict: Literal["new", "duplicate", "follow-up"]
     reason: str
     case_id: str | None = None
+    level: int | None = Field(default=None, ge=1, le=3, description="The dedup level that hit.")
+    linked_case: str | None = None
+    reopened: bool = False
+
+
+class CustomerInfo(Part):
+    """Who the sender is, as the dispatcher's customer directory knows them."""
+
+    id: int = Field(description="The dispatcher's customer id.")
+    external_id: str | None = Field(default=None, description="The directory's id, if known.")
+    name: str | None = None
+    organisation: str | None = None
+    tier: str | None = None
+    is_customer: bool | None = None
+    known: bool = Field(description="False for a provisional customer nobody has named yet.")
+
+
+class CaseBrief(Part):
+    """One earlier case, in a line."""
+
+    id: str
+    status: Literal["open", "assigned", "resolved", "closed"]
+    queue: str
+    priority: str | None = None
+    channel: Channel
+    subject: str | None = None
+    opened_at: AwareDatetime
+
+
+class ContactCounts(Part):
+    """How often the customer wrote in the last `days` days, by channel."""
+
+    days: int
+    total: int
+    by_channel: dict[str, int] = Field(default_factory=dict)
+
+
+class History(Part):
+    """What happened before this message: open cases, contacts, last queue, recent cases."""
+
+    open_cases: list[CaseBrief] = Field(default_factory=list)
+    contacts: list[ContactCounts] = Field(default_factory=list)
+    last_queue: str | None = None
+    recent_cases: list[CaseBrief] = Field(default_factory=list)
+    repeat_contact: bool = False
+    repeat_reason: str | None = None
 
 
 class RuleHit(Part):
@@ -202,6 +254,8 @@ class CaseOpen(Part):
     logged: Logged | None = Field(
         default=None, description='Who logged the contact and how it came (channel "logged").'
     )
+    customer: CustomerInfo | None = Field(default=None, description="Set by the dispatcher.")
+    history: History | None = Field(default=None, description="Set by the dispatcher.")
     dedup: Dedup | None = Field(default=None, description="Set by the dispatcher.")
     triage: Triage | None = Field(default=None, description="Set by the dispatcher.")
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import psycopg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
@@ -72,8 +74,8 @@ def make_daemon(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]
     """Build daemons sharing one working folder (so a restart finds the same spool and store)."""
     started: list[Daemon] = []
 
-    def make(broker_url: str = BROKER_URL, extra: str = "", log_level: str = "info") -> Daemon:
-        daemon = Daemon(tmp_path, names, broker_url, extra, log_level=log_level)
+    def make(broker_url: str = BROKER_URL, extra: str = "", **options: Any) -> Daemon:
+        daemon = Daemon(tmp_path, names, broker_url, extra, **options)
         started.append(daemon)
         return daemon
 
@@ -121,3 +123,27 @@ async def collect(
 def bodies(messages: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
     """The JSON bodies of messages."""
     return [json.loads(message.body) for message in messages]
+
+
+POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this test (dropped afterwards), as a plain URL."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    maintenance = await psycopg.AsyncConnection.connect(POSTGRES_MAINTENANCE, autocommit=True)
+    try:
+        await maintenance.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await maintenance.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store: an SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store/ingest.db"
+    return request.getfixturevalue("pg_url")

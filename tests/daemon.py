@@ -56,6 +56,14 @@ class Names:
         return f"{self.prefix}.case-update"
 
     @property
+    def case_events(self) -> str:
+        return f"{self.prefix}.case-events"
+
+    @property
+    def case_events_dead(self) -> str:
+        return f"{self.prefix}.case-events.dead"
+
+    @property
     def default(self) -> str:
         return f"{self.prefix}.support.general"
 
@@ -68,6 +76,8 @@ class Names:
             self.case_open,
             self.case_open_dead,
             self.case_update,
+            self.case_events,
+            self.case_events_dead,
             self.default,
             self.team_dead,
         ]
@@ -82,6 +92,8 @@ class Names:
             case_open_dead=self.case_open_dead,
             cases_exchange=self.exchange,
             case_update=self.case_update,
+            case_events=self.case_events,
+            case_events_dead=self.case_events_dead,
             default=self.default,
             teams=[self.default],
             team_dead=self.team_dead,
@@ -108,6 +120,7 @@ def settings_text(
     *,
     log_level: str = "info",
     smtp_port: int = 0,
+    store_url: str | None = None,
 ) -> str:
     """A complete settings file for one test daemon (smtp_port 0: a free port is picked)."""
     return f"""
@@ -118,7 +131,8 @@ reconnect_max_s = 1.0
 publish_timeout_s = 5.0
 
 [store]
-url = "sqlite:///{workdir}/ingest.db"
+url = "{store_url or f"sqlite:///{workdir}/ingest.db"}"
+auto_migrate = true
 
 [paths]
 data_dir = "{workdir}/var"
@@ -144,6 +158,8 @@ case_open = "{names.case_open}"
 case_open_dead = "{names.case_open_dead}"
 cases_exchange = "{names.exchange}"
 case_update = "{names.case_update}"
+case_events = "{names.case_events}"
+case_events_dead = "{names.case_events_dead}"
 default = "{names.default}"
 teams = ["{names.default}"]
 team_dead = "{names.team_dead}"
@@ -183,11 +199,14 @@ class Daemon:
         extra: str = "",
         *,
         log_level: str = "info",
+        store_url: str | None = None,
+        settings_name: str = "settings.toml",
+        http_port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.names = names
-        self.port = free_port()
-        self.settings_path = workdir / "settings.toml"
+        self.port = http_port or free_port()
+        self.settings_path = workdir / settings_name
         self.smtp_port = free_port()
         text = settings_text(
             workdir,
@@ -197,9 +216,11 @@ class Daemon:
             extra,
             log_level=log_level,
             smtp_port=self.smtp_port,
+            store_url=store_url,
         )
         self.settings_path.write_text(text)
-        self.log_path = workdir / "daemon.log"
+        stem = self.settings_path.stem
+        self.log_path = workdir / ("daemon.log" if stem == "settings" else f"{stem}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.store import async_url
+from dispatcher.database import driver_url
 from ingest.settings import SettingsError, load_settings
 from tests.daemon import run_ingest
 
@@ -51,9 +51,9 @@ def test_relative_paths_are_relative_to_the_settings_file(tmp_path: Path) -> Non
     assert settings.store.url == f"sqlite:///{tmp_path}/db/x.db"
 
 
-def test_store_urls_get_their_async_driver() -> None:
-    assert async_url("sqlite:///var/ingest.db").drivername == "sqlite+aiosqlite"
-    assert async_url("postgresql://ingest@db.example/ingest").drivername == "postgresql+asyncpg"
+def test_store_urls_get_their_driver() -> None:
+    assert driver_url("sqlite:///var/ingest.db").drivername == "sqlite+pysqlite"
+    assert driver_url("postgresql://ingest@db.example/ingest").drivername == "postgresql+psycopg"
 
 
 @pytest.mark.parametrize(
@@ -84,6 +84,15 @@ def test_store_urls_get_their_async_driver() -> None:
         (
             '[channels.contact]\nallowed_origins = ["www.example.com"]\n',
             "channels.contact.allowed_origins: Value error, 'www.example.com' is not an origin",
+        ),
+        (
+            "[dispatcher.retention]\nfingerprint_h = 1\n",
+            "dispatcher: Value error, retention.fingerprint_h must be at least "
+            "dedup.duplicate_window_h",
+        ),
+        (
+            '[dispatcher.dedup]\nconversation_channels = ["pigeon"]\n',
+            "dispatcher.dedup.conversation_channels.0: Input should be 'email'",
         ),
     ],
 )

@@ -144,7 +144,9 @@ async def test_broker_outage_still_answers_250_then_delivers_once(
     await proxy.cut()
     subjects = [f"Outage {n}" for n in range(5)]
     for subject in subjects:
-        answer = await asyncio.to_thread(send, daemon, mail(subject), [SUPPORT_ADDRESS])
+        outage = mail(subject)
+        outage.set_content(f"{subject}: the printer on floor 3 is on fire.\n")  # not duplicates
+        answer = await asyncio.to_thread(send, daemon, outage, [SUPPORT_ADDRESS])
         assert answer.startswith("250 ")
     await proxy.start()
     forwarded = bodies(await collect(amqp, daemon.names.default, 5, quiet_s=2.0))

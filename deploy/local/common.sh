@@ -71,3 +71,18 @@ ensure_dovecot() {  # the tests run their own Dovecot IMAP servers on loopback p
 ensure_chromium() {  # the contact-form tests drive Debian's Chromium with Playwright
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
+
+ensure_postgresql() {  # the tests' second store: PostgreSQL on 127.0.0.1:5432, user postgres, trust
+  if port_open 127.0.0.1 5432; then return 0; fi
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  say "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 60); do
+    port_open 127.0.0.1 5432 && return 0
+    sleep 1
+  done
+  echo "PostgreSQL did not start listening on 127.0.0.1:5432 within 60 s" >&2
+  exit 1
+}

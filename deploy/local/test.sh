@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the test suite against a real local RabbitMQ. Extra arguments go to pytest.
+# Set up and run the test suite against a real local RabbitMQ and PostgreSQL. Extra arguments
+# go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
@@ -8,4 +9,5 @@ ensure_venv "[test]"
 ensure_rabbitmq
 ensure_dovecot
 ensure_chromium
+ensure_postgresql
 exec "$VENV/bin/python" -m pytest "$@"

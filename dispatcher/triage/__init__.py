@@ -4,18 +4,22 @@ from dispatcher.triage.engine import Acknowledgement, Decision, Hit, RuleSet, Sl
 from dispatcher.triage.facts import Customer, Facts, History
 from dispatcher.triage.live import LiveRules
 from dispatcher.triage.load import RulesError, load_rules, watched_files
+from dispatcher.triage.router import DefaultQueue, RulesRouter, to_triage
 
 __all__ = [
     "Acknowledgement",
     "Customer",
     "Decision",
+    "DefaultQueue",
     "Facts",
     "History",
     "Hit",
     "LiveRules",
     "RuleSet",
     "RulesError",
+    "RulesRouter",
     "SlaDue",
     "load_rules",
+    "to_triage",
     "watched_files",
 ]

@@ -22,6 +22,7 @@ log = structlog.get_logger("dispatcher.triage")
 
 Loader = Callable[[], RuleSet]
 WATCH_INTERVAL_S = 2.0
+SETTLE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +76,21 @@ class LiveRules:
         }
 
     async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
-        """Reload whenever a rules file appears, changes or goes away."""
+        """Reload whenever a rules file appears, changes or goes away, once it has stopped
+        changing (an editor may still be writing it)."""
         while True:
             await asyncio.sleep(interval_s)
             stamps = await asyncio.to_thread(self._read_stamps)
-            if stamps != self._stamps:
-                self._stamps = stamps
-                self.reload("a rules file changed")
+            if stamps == self._stamps:
+                continue
+            while True:
+                await asyncio.sleep(SETTLE_S)
+                settled = await asyncio.to_thread(self._read_stamps)
+                if settled == stamps:
+                    break
+                stamps = settled
+            self._stamps = stamps
+            self.reload("a rules file changed")
 
     def _sources(self) -> tuple[str, ...]:
         return tuple(self.current.sources)

@@ -1,0 +1,159 @@
+"""Engines and migrations: SQLite (WAL, one writer at a time) or PostgreSQL, same code.
+
+A plain URL such as `sqlite:///var/ingest.db` or `postgresql://user@host/db` gets its driver
+here. The store's work is plain synchronous SQLAlchemy run in a worker thread, one transaction
+at a time per call: a batch makes a dozen statements per message, and a thread costs one hop
+per batch where an async driver costs one per statement (about 2.5 times the throughput on
+SQLite). Migrations are Alembic scripts shipped in `dispatcher/migrations`; on PostgreSQL an
+advisory lock lets several dispatchers start at once without migrating twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy import create_engine as sqlalchemy_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+log = structlog.get_logger("dispatcher.store")
+
+DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
+MIGRATION_LOCK = 0x1D15_0001
+# Serialization failure, deadlock, lock not available, and the connection classes (08...).
+TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+T = TypeVar("T")
+
+
+class StoreNotMigrated(Exception):
+    """The store's schema is not the one this version needs; the message says what to do."""
+
+
+def driver_url(url: str) -> URL:
+    """Pick the driver for a plain database URL."""
+    parsed = make_url(url)
+    return parsed.set(drivername=DRIVERS[parsed.get_backend_name()])
+
+
+def shown_url(url: str) -> str:
+    """The URL for messages and logs, password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+    target = driver_url(url)
+    if target.get_backend_name() == "sqlite":
+        if target.database not in (None, "", ":memory:"):
+            Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sqlalchemy_engine(target)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sqlalchemy_engine(target, pool_pre_ping=True, pool_size=pool_size)
+
+
+async def in_transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
+    """Run `work(session, *args)` in a worker thread, in one committed transaction."""
+    return await asyncio.to_thread(transaction, engine, work, *args)
+
+
+def transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
+    """`work(session, *args)` in one transaction, committed when it returns."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        return work(session, *args)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors worth retrying as they are: connection trouble, locks, deadlocks."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return bool(state) and (state in TRANSIENT_SQLSTATES or str(state).startswith("08"))
+    return False
+
+
+def head_revision() -> str:
+    """The newest migration this version ships."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the store is at (None when it was never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Apply the missing migrations; return (revision before, revision after)."""
+    before = current_revision(engine)
+    with engine.begin() as connection:
+        _upgrade(connection)
+    return before, head_revision()
+
+
+def check_migrated(engine: Engine, url: str, auto_migrate: bool) -> None:
+    """Raise StoreNotMigrated unless the store is at head (migrating first if allowed)."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    known = {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreNotMigrated(
+            f"the store at {shown_url(url)} is at revision {current}, which this version "
+            "does not know (a newer version migrated it)"
+        )
+    if not auto_migrate:
+        raise StoreNotMigrated(
+            f"the store at {shown_url(url)} is not migrated (at {current or 'no revision'}, "
+            f"this version needs {head}): run `ingest db upgrade`, or set "
+            "[store] auto_migrate = true"
+        )
+    before, after = upgrade(engine)
+    log.info("store migrated", store=shown_url(url), before=before, after=after)
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "dispatcher:migrations")
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+    command.upgrade(_config(connection), "head")
+
+
+def _sqlite_connect(connection: Any, _record: Any) -> None:
+    # Transactions are begun by hand (below), so that the driver never opens one itself.
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Take the write lock at the start: a reader that later writes could otherwise fail
+    # with "database is locked" instead of waiting its turn (SQLite's single writer).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the dispatcher store, shipped inside the package."""

@@ -1,0 +1,182 @@
+"""The dispatcher's SQL tables (SQLAlchemy 2 models); Alembic migrations create them.
+
+A customer owns identities (one per normalised address); a provisional customer, made for a
+sender nobody named, has `known = false`. A merged customer keeps its row and points at the
+customer it was merged into (`merged_into`, always a root); its identities move to that root,
+its cases and messages stay where they were and count for the root's history.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """An aware UTC datetime on every database (SQLite keeps no zone: UTC is stored, and
+    attached again on reading), so that comparisons in SQL are comparisons in time."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    """A person or organisation contact; from the directory (`known`) or provisional."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    tier: Mapped[str | None] = mapped_column(String(50))
+    is_customer: Mapped[bool | None] = mapped_column(Boolean)
+    known: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Identity(Base):
+    """One normalised address of a kind (email, phone, telegram, web), owned by one customer."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("kind", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    origin: Mapped[str] = mapped_column(String(16))  # message, directory or manual
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Case(Base):
+    """A support case the dispatcher opened; its reference is the prefix and the id (C-12)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index(None, "customer_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    status: Mapped[str] = mapped_column(String(16))  # open, assigned, resolved, closed
+    queue: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[str | None] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    opened_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_message_at: Mapped[datetime] = mapped_column(Timestamp)
+    closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    linked_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+
+
+class CaseParticipant(Base):
+    """Someone besides the case's customer who may write into the case (added by the helpdesk)."""
+
+    __tablename__ = "case_participants"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+
+
+class Message(Base):
+    """One case-open seen, under its idempotency key, with the decision taken for it.
+
+    `forward` holds the enrichment (customer, history, dedup, triage) until the forward is
+    confirmed, so that a redelivery after a crash forwards exactly what was decided.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "source_id"),
+        Index(None, "customer_id", "received_at"),
+        Index(None, "customer_id", "fingerprint"),
+        Index(None, "seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    source_id: Mapped[str] = mapped_column(String(998))
+    case_open_id: Mapped[str] = mapped_column(String(26))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+    seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    conversation_key: Mapped[str | None] = mapped_column(String(300))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))  # new, duplicate, follow-up
+    reason: Mapped[str] = mapped_column(String(500))
+    target_queue: Mapped[str] = mapped_column(String(200))
+    forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
+    forward: Mapped[str | None] = mapped_column(Text)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CaseEvent(Base):
+    """What happened to a case: opened, updated, reopened by the dispatcher; assigned,
+    resolved, closed, reopened by the helpdesk (`external_id` makes those idempotent)."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    case_open_id: Mapped[str | None] = mapped_column(String(26))
+    detail: Mapped[str | None] = mapped_column(String(1000))
+
+
+class IdentityMerge(Base):
+    """The audit record of a merge (by hand or by the directory import) and of its undoing."""
+
+    __tablename__ = "identity_merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    action: Mapped[str] = mapped_column(String(16))  # merge or unmerge
+    kept_customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    merged_customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    moved: Mapped[str] = mapped_column(Text)  # JSON: identity ids and member customer ids
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    undoes: Mapped[int | None] = mapped_column(ForeignKey("identity_merges.id"))
+    undone_by: Mapped[int | None] = mapped_column(ForeignKey("identity_merges.id"))

@@ -1,0 +1,138 @@
+"""A reproducible stream of case-opens with known answers, for the scenario suite and benchmark.
+
+Of `total` messages: 60% originals (each a new case), 20% exact repeats (same channel and
+source id, a new case-open id, as a webhook retry or a refetch makes), 10% cross-channel
+duplicates (the same customer texts the same words by SMS) and 10% follow-ups (an email reply
+to the original, or a message naming its case). Phase one is the originals and most repeats;
+phase two, sent once phase one is through (replies come after the case exists), holds the
+duplicates, the follow-ups and the rest of the repeats.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ulid import ULID
+
+from normalizer.model import CaseOpen, Sender, Thread, Touchpoint
+
+CUSTOMERS = 300
+
+
+@dataclass
+class Scenario:
+    """The messages, the directory they need, and what the dispatcher must make of them."""
+
+    directory: str
+    phase_one: list[CaseOpen]
+    originals: list[CaseOpen]
+    rng: random.Random
+    total: int
+    duplicate_of: dict[str, str] = field(default_factory=dict)  # update source -> original
+    phase_two: list[CaseOpen] = field(default_factory=list)
+
+    @property
+    def expected_new(self) -> int:
+        return len(self.originals)
+
+    @property
+    def expected_updates(self) -> int:
+        return len(self.duplicate_of)
+
+    @property
+    def expected_drops(self) -> int:
+        return self.total - self.expected_new - self.expected_updates
+
+    def build_phase_two(self, case_of: Mapping[str, str]) -> list[CaseOpen]:
+        """Duplicates and follow-ups of the originals; `case_of` maps source id to case ref."""
+        tenth = self.total // 10
+        picks = self.rng.sample(self.originals, 2 * tenth)
+        updates = [_sms_duplicate(o) for o in picks[:tenth]]
+        updates += [_follow_up(o, case_of[o.source_id], n) for n, o in enumerate(picks[tenth:])]
+        self.duplicate_of = {u.source_id: o.source_id for u, o in zip(updates, picks, strict=True)}
+        repeats = self.total - len(self.phase_one) - len(updates)
+        stream = updates + [_repeat(m) for m in self.rng.sample(updates, repeats)]
+        self.rng.shuffle(stream)
+        self.phase_two = stream
+        return stream
+
+
+def build(total: int = 5000, seed: int = 5, start: datetime | None = None) -> Scenario:
+    """Phase one (originals and most repeats), shuffled; phase two comes from the answers."""
+    rng = random.Random(seed)
+    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+    originals = [_original(n, rng, start) for n in range(total * 6 // 10)]
+    repeats = [_repeat(m) for m in rng.sample(originals, total * 16 // 100)]
+    phase_one = originals + repeats
+    rng.shuffle(phase_one)
+    return Scenario(_directory(), phase_one, originals, rng, total)
+
+
+def _directory() -> str:
+    lines = ["external_id,name,organisation,emails,phones,tier,is_customer"]
+    for n in range(CUSTOMERS):
+        lines.append(
+            f"K-{n},Customer {n},Org {n % 40},c{n}@example.com,+1415555{n:04d},"
+            f"{('gold', 'silver', 'bronze')[n % 3]},yes"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _original(n: int, rng: random.Random, start: datetime) -> CaseOpen:
+    customer = rng.randrange(CUSTOMERS)
+    web = n % 5 == 0
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=start + timedelta(seconds=n),
+        channel="web" if web else "email",
+        adapter="web-api" if web else "smtp",
+        source_id=f"web-{n}" if web else f"original-{n}@c{customer}.example.com",
+        touchpoints=[Touchpoint(kind="api" if web else "mailbox", address="support@example.com")],
+        sender=Sender(
+            kind="email", address=f"c{customer}@example.com", name=f"Customer {customer}"
+        ),
+        subject=f"Request {n}",
+        text=f"Request number {n}: something about order {rng.randrange(10**9)} went wrong.",
+    )
+
+
+def _repeat(message: CaseOpen) -> CaseOpen:
+    return message.model_copy(update={"id": str(ULID())})
+
+
+def _sms_duplicate(original: CaseOpen) -> CaseOpen:
+    customer = int(original.sender.address[1:].split("@")[0])
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=original.received_at + timedelta(minutes=10),
+        channel="sms",
+        adapter="twilio",
+        source_id=f"SM{ULID().hex}",
+        touchpoints=[Touchpoint(kind="number", address="+14155550000")],
+        sender=Sender(kind="phone", address=f"+1415555{customer:04d}"),
+        text="  ".join(original.text.upper().split()),
+    )
+
+
+def _follow_up(original: CaseOpen, case_ref: str, n: int) -> CaseOpen:
+    by_thread = original.channel == "email" and n % 2 == 0
+    thread = (
+        Thread(in_reply_to=f"agent-{n}@help.example", references=[original.source_id])
+        if by_thread
+        else Thread(case_ref=case_ref)
+    )
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=original.received_at + timedelta(hours=1),
+        channel="email",
+        adapter="smtp",
+        source_id=f"follow-up-{n}@example.com",
+        touchpoints=[Touchpoint(kind="mailbox", address="support@example.com")],
+        sender=original.sender,
+        subject=f"Re: [#{case_ref}] {original.subject}",
+        text=f"Follow-up {n}: any news?",
+        thread=thread,
+    )

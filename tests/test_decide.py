@@ -1,0 +1,270 @@
+"""Dedup levels 1-3, follow-ups, case feedback and history, decided in a real store.
+
+Every test runs on SQLite and on a PostgreSQL database of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from ulid import ULID
+
+from dispatcher.decide import Decider, Incoming, Outcome
+from dispatcher.directory import import_rows, read_directory
+from dispatcher.feedback import CaseEventMessage, EventRejected, apply_event
+from dispatcher.settings import DispatcherSettings
+from dispatcher.store import Store
+from dispatcher.tables import Message
+from dispatcher.triage import DefaultQueue
+from normalizer.model import CaseOpen, Identity, Sender, Thread, Touchpoint
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DIRECTORY = """external_id,name,organisation,emails,phones,tier,is_customer
+ACME-1,Ann Lee,Acme,ann@acme.example,+4930123456,gold,yes
+BETA-2,Bob Ray,Beta,bob@beta.example,,silver,yes
+"""
+numbers = count(1)
+
+
+def message(
+    sender: str = "ann@acme.example",
+    text: str = "My printer is on fire",
+    *,
+    channel: str = "email",
+    at: datetime = T0,
+    source_id: str | None = None,
+    name: str | None = None,
+    **fields: Any,
+) -> CaseOpen:
+    kind = "phone" if sender.startswith("+") else "email"
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=at,
+        channel=channel,  # type: ignore[arg-type]
+        adapter="test",
+        source_id=source_id or f"m{next(numbers)}@test",
+        touchpoints=[Touchpoint(kind="mailbox", address="support@example.com")],
+        sender=Sender(kind=kind, address=sender, name=name),
+        text=text,
+        **fields,
+    )
+
+
+class World:
+    """A migrated store, a decider on default settings, and the directory above."""
+
+    def __init__(self, store: Store, settings: DispatcherSettings) -> None:
+        self.store = store
+        self.decider = Decider(settings, "case-update", DefaultQueue("support"))
+
+    async def send(self, case: CaseOpen, redelivered: bool = False) -> Outcome:
+        [outcome] = await self.store.run(self.decider.batch, [Incoming(case, redelivered)])
+        return outcome
+
+    async def event(self, case_ref: str, event: str, at: datetime, **fields: Any) -> bool:
+        parsed = CaseEventMessage(id=str(ULID()), case=case_ref, event=event, at=at, **fields)  # type: ignore[arg-type]
+        return await self.store.run(apply_event, parsed, "C-")
+
+
+@pytest.fixture
+async def world(store_url: str) -> AsyncIterator[World]:
+    store = await Store.open(store_url, auto_migrate=True)
+    rows, errors = read_directory(DIRECTORY.splitlines(keepends=True))
+    assert errors == []
+    await store.run(import_rows, rows, "test")
+    yield World(store, DispatcherSettings())
+    await store.close()
+
+
+def dedup(outcome: Outcome) -> tuple[str, str | None]:
+    assert outcome.forward is not None and outcome.forward.dedup is not None
+    return outcome.forward.dedup.verdict, outcome.forward.dedup.case_id
+
+
+async def test_level_1_a_repeat_of_a_source_id_is_dropped(world: World) -> None:
+    first = await world.send(message(source_id="same@test"))
+    again = await world.send(message(source_id="same@test", text="resent"))
+    assert dedup(first)[0] == "new"
+    assert again.forward is None and again.repeat_of == first.case.id
+
+
+async def test_a_redelivery_before_the_forward_was_done_forwards_the_same_decision(
+    world: World,
+) -> None:
+    case = message()
+    first = await world.send(case)
+    copy = await world.send(case)  # a second copy (not a redelivery): dropped
+    redelivered = await world.send(case, redelivered=True)
+    assert copy.forward is None
+    assert redelivered.forward == first.forward
+    await world.store.run(world.decider.batch, [], [(case.channel, case.source_id)])
+    assert (await world.send(case, redelivered=True)).forward is None
+
+
+async def test_level_2_same_customer_same_text_on_another_channel_is_a_duplicate(
+    world: World,
+) -> None:
+    mail = await world.send(message(text="Invoice 77 is wrong.\n\nThanks"))
+    sms = await world.send(
+        message(
+            "+4930123456",
+            "invoice 77   is WRONG. thanks",
+            channel="sms",
+            at=T0 + timedelta(hours=3),
+        )
+    )
+    assert dedup(sms) == ("duplicate", dedup(mail)[1])
+    assert sms.routing_key == "case-update"
+    assert sms.forward is not None and sms.forward.dedup is not None
+    assert sms.forward.dedup.level == 2
+    assert (
+        "same content as the customer's email message of 2026-03-02 09:00"
+        in sms.forward.dedup.reason
+    )
+    later = await world.send(
+        message(text="Invoice 77 is wrong. Thanks", at=T0 + timedelta(hours=28))
+    )
+    assert dedup(later)[0] == "new"
+
+
+async def test_a_display_name_alone_links_no_one(world: World) -> None:
+    one = await world.send(message("ann.lee@gmail.example", name="Ann Lee"))
+    two = await world.send(message("ann.lee@yahoo.example", name="Ann Lee"))
+    assert dedup(one)[0] == dedup(two)[0] == "new"
+    assert one.forward is not None and two.forward is not None
+    assert one.forward.customer is not None and two.forward.customer is not None
+    assert one.forward.customer.id != two.forward.customer.id
+    assert one.forward.customer.known is False
+
+
+async def test_level_3_an_email_reply_is_a_follow_up(world: World) -> None:
+    first = await world.send(message(source_id="orig@acme.example"))
+    reply = await world.send(
+        message(
+            text="Still burning.",
+            at=T0 + timedelta(days=1),
+            thread=Thread(in_reply_to="agent-reply@help.example", references=["orig@acme.example"]),
+        )
+    )
+    assert dedup(reply) == ("follow-up", dedup(first)[1])
+    assert reply.routing_key == "case-update"
+
+
+async def test_a_case_reference_from_a_stranger_opens_a_new_linked_case(world: World) -> None:
+    first = await world.send(message())
+    ref = dedup(first)[1]
+    assert ref is not None
+    stranger = await world.send(
+        message("bob@beta.example", "About your case", thread=Thread(case_ref=ref))
+    )
+    assert stranger.forward is not None and stranger.forward.dedup is not None
+    assert stranger.forward.dedup.verdict == "new"
+    assert stranger.forward.dedup.linked_case == ref
+    assert "neither its customer nor a participant" in stranger.forward.dedup.reason
+
+    await world.event(
+        ref, "participant-added", T0, participant=Identity(kind="email", address="bob@beta.example")
+    )
+    again = await world.send(message("bob@beta.example", "Me again", thread=Thread(case_ref=ref)))
+    assert dedup(again) == ("follow-up", ref)
+
+
+async def test_chat_within_the_conversation_window_continues_the_open_case(world: World) -> None:
+    chat = dict(channel="chat", thread=Thread(conversation_key="tg:42"))
+    first = await world.send(message("+4930123456", "hello", **chat))
+    soon = await world.send(
+        message("+4930123456", "are you there?", at=T0 + timedelta(minutes=10), **chat)
+    )
+    late = await world.send(message("+4930123456", "new thing", at=T0 + timedelta(hours=2), **chat))
+    assert dedup(soon) == ("follow-up", dedup(first)[1])
+    assert dedup(late)[0] == "new"
+
+
+async def test_a_follow_up_to_a_closed_case_reopens_it_or_opens_a_linked_case(world: World) -> None:
+    ref = dedup(await world.send(message()))[1]
+    assert ref is not None
+    assert await world.event(ref, "closed", T0 + timedelta(days=1))
+    reopened = await world.send(
+        message(text="Not fixed", at=T0 + timedelta(days=3), thread=Thread(case_ref=ref))
+    )
+    assert reopened.forward is not None and reopened.forward.dedup is not None
+    assert (reopened.forward.dedup.verdict, reopened.forward.dedup.reopened) == ("follow-up", True)
+    assert await world.event(ref, "resolved", T0 + timedelta(days=4))
+    much_later = await world.send(
+        message(text="Again", at=T0 + timedelta(days=40), thread=Thread(case_ref=ref))
+    )
+    assert much_later.forward is not None and much_later.forward.dedup is not None
+    assert much_later.forward.dedup.verdict == "new"
+    assert much_later.forward.dedup.linked_case == ref
+    assert "has been resolved for 36 days (over 14)" in much_later.forward.dedup.reason
+
+
+async def test_case_events_are_idempotent_and_unknown_cases_rejected(world: World) -> None:
+    ref = dedup(await world.send(message()))[1]
+    event = CaseEventMessage(id="ev-1", case=ref or "", event="assigned", at=T0, assignee="zoe")
+    assert await world.store.run(apply_event, event, "C-") is True
+    assert await world.store.run(apply_event, event, "C-") is False
+    with pytest.raises(EventRejected, match="no case C-999"):
+        await world.event("C-999", "closed", T0)
+    follow = await world.send(
+        message(text="any news?", thread=Thread(case_ref=ref), at=T0 + timedelta(hours=1))
+    )
+    assert follow.forward is not None and follow.forward.history is not None
+    assert [(c.id, c.status) for c in follow.forward.history.open_cases] == [(ref, "assigned")]
+
+
+async def test_history_is_attached_to_every_forward(world: World) -> None:
+    days = [0, 2, 5, 20, 60, 100]
+    for day in days:
+        await world.send(message(text=f"request {day}", at=T0 + timedelta(days=day)))
+    await world.send(
+        message("+4930123456", "sms request", channel="sms", at=T0 + timedelta(days=100))
+    )
+    latest = await world.send(message(text="latest", at=T0 + timedelta(days=101)))
+    assert latest.forward is not None
+    customer, history = latest.forward.customer, latest.forward.history
+    assert customer is not None and history is not None
+    assert (customer.external_id, customer.name, customer.organisation) == (
+        "ACME-1",
+        "Ann Lee",
+        "Acme",
+    )
+    assert (customer.tier, customer.known) == ("gold", True)
+    counts = {c.days: (c.total, c.by_channel) for c in history.contacts}
+    assert counts == {
+        7: (2, {"email": 1, "sms": 1}),
+        30: (2, {"email": 1, "sms": 1}),
+        90: (4, {"email": 3, "sms": 1}),
+    }
+    assert history.last_queue == "support"
+    assert len(history.recent_cases) == 5
+    assert len(history.open_cases) == 7
+    assert history.repeat_contact is False
+    third = await world.send(message(text="third this week", at=T0 + timedelta(days=101, hours=1)))
+    assert third.forward is not None and third.forward.history is not None
+    assert third.forward.history.repeat_contact is True
+    assert third.forward.history.repeat_reason == "3 contacts in the last 7 days (threshold 3)"
+
+
+async def test_retention_prunes_old_records_and_fingerprints(world: World) -> None:
+    await world.send(message(text="old", at=T0))
+    await world.send(message(text="recent", at=T0 + timedelta(days=10)))
+    await world.send(message(text="new", at=T0 + timedelta(days=13)))
+    retention = DispatcherSettings().retention.model_copy(
+        update={"message_days": 7, "fingerprint_h": 48.0}
+    )
+    pruned = await world.store.prune(retention, now=T0 + timedelta(days=14))
+    assert (pruned.messages, pruned.fingerprints) == (1, 1)
+
+    def left(session):  # type: ignore[no-untyped-def]
+        rows = session.execute(select(Message.reason, Message.fingerprint)).all()
+        return sorted(row.fingerprint is not None for row in rows), session.scalar(
+            select(func.count()).select_from(Message)
+        )
+
+    assert await world.store.run(left) == ([False, True], 2)

@@ -1,0 +1,137 @@
+"""The scenario suite: 5,000 messages with repeats, cross-channel duplicates and follow-ups.
+
+One dispatcher on SQLite, and three dispatcher processes on one PostgreSQL database with one
+of them killed (SIGKILL) and restarted midway, must give exactly the same counts: 3,000 new
+cases, 1,000 updates each threaded to the right case, 1,000 repeats dropped, nothing left
+behind or dead-lettered, nothing forwarded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aio_pika.abc import AbstractChannel
+from sqlalchemy import func, select
+
+from dispatcher.store import Store
+from dispatcher.tables import Case, Message
+from tests.conftest import bodies, collect
+from tests.daemon import Daemon, Names, run_ingest
+from tests.scenario import Scenario, build
+from tests.test_dispatcher import message_count, publish
+
+TOTAL = 5000
+KILL_AFTER = 1200
+COLLECT_TIMEOUT_S = 900.0
+
+
+async def test_one_dispatcher_on_sqlite(
+    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+) -> None:
+    scenario = build(TOTAL)
+    daemon = make_daemon()
+    await run_scenario(scenario, [daemon], names, amqp, store_url=None)
+
+
+async def test_three_dispatchers_on_postgresql_one_killed_midway(
+    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel, pg_url: str
+) -> None:
+    scenario = build(TOTAL)
+    daemons = [make_daemon(store_url=pg_url, settings_name=f"d{n}.toml") for n in range(3)]
+    await run_scenario(scenario, daemons, names, amqp, store_url=pg_url, kill=True)
+
+
+async def run_scenario(
+    scenario: Scenario,
+    daemons: list[Daemon],
+    names: Names,
+    amqp: AbstractChannel,
+    store_url: str | None,
+    kill: bool = False,
+) -> None:
+    first = daemons[0]
+    directory = first.workdir / "directory.csv"
+    directory.write_text(scenario.directory)
+    imported = run_ingest(first.settings_path, "customers", "import", str(directory))
+    assert imported.returncode == 0, imported.stderr
+    await publish(names, [m.to_json() for m in scenario.phase_one])
+    for daemon in daemons:
+        daemon.start(role="dispatcher")
+    for daemon in daemons:
+        await daemon.wait_ready()
+    if kill:
+        await forwarded_at_least(amqp, names.default, KILL_AFTER)
+        first.kill()
+        assert await message_count(amqp, names.default) < scenario.expected_new
+        first.start(role="dispatcher")
+        await first.wait_ready()
+
+    opened = bodies(await collect(amqp, names.default, scenario.expected_new, COLLECT_TIMEOUT_S, 3))
+    check_new_cases(scenario, opened)
+    case_of = {case["source_id"]: case["dedup"]["case_id"] for case in opened}
+    await publish(names, [m.to_json() for m in scenario.build_phase_two(case_of)])
+    updates = bodies(
+        await collect(amqp, names.case_update, scenario.expected_updates, COLLECT_TIMEOUT_S, 3)
+    )
+    check_updates(scenario, updates, case_of)
+
+    await settled(amqp, names)
+    assert await message_count(amqp, names.case_open_dead) == 0
+    counted = await count_rows(store_url or f"sqlite:///{first.workdir}/ingest.db")
+    assert counted == (scenario.expected_new + scenario.expected_updates, scenario.expected_new)
+    assert scenario.expected_drops == 1000
+
+
+def check_new_cases(scenario: Scenario, opened: list[dict[str, Any]]) -> None:
+    assert len(opened) == scenario.expected_new == 3000
+    assert len({case["id"] for case in opened}) == len(opened), "a case forwarded twice"
+    # Whichever copy of a repeated message came first is the one forwarded.
+    assert {case["source_id"] for case in opened} == {o.source_id for o in scenario.originals}
+    assert Counter(case["dedup"]["verdict"] for case in opened) == {"new": 3000}
+    assert len({case["dedup"]["case_id"] for case in opened}) == 3000, "a case opened twice"
+    assert all(case["customer"]["known"] for case in opened)
+
+
+def check_updates(
+    scenario: Scenario, updates: list[dict[str, Any]], case_of: dict[str, str]
+) -> None:
+    assert len(updates) == scenario.expected_updates == 1000
+    assert len({update["id"] for update in updates}) == len(updates), "an update forwarded twice"
+    verdicts = Counter(update["dedup"]["verdict"] for update in updates)
+    assert verdicts == {"duplicate": 500, "follow-up": 500}
+    for update in updates:
+        original = scenario.duplicate_of[update["source_id"]]
+        assert update["dedup"]["case_id"] == case_of[original], "mis-threaded"
+
+
+async def forwarded_at_least(amqp: AbstractChannel, queue: str, count: int) -> None:
+    for _ in range(int(COLLECT_TIMEOUT_S * 100)):
+        if await message_count(amqp, queue) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} forwarded in {COLLECT_TIMEOUT_S} s")
+
+
+async def settled(amqp: AbstractChannel, names: Names, timeout_s: float = 60) -> None:
+    """Wait until every case-open is acknowledged (repeats are acked after the forwards)."""
+    for _ in range(int(timeout_s * 10)):
+        if await message_count(amqp, names.case_open) == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("case-open messages left unacknowledged")
+
+
+async def count_rows(url: str) -> tuple[int, int]:
+    store = await Store.open(url)
+    try:
+        return await store.run(
+            lambda session: (
+                session.scalar(select(func.count()).select_from(Message)),
+                session.scalar(select(func.count()).select_from(Case)),
+            )
+        )
+    finally:
+        await store.close()
