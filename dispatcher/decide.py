@@ -185,6 +185,8 @@ class Decider:
         else:
             decided = self._attach(session, enriched, root, now, match)
         enrichment = decided.enrichment
+        outcome = enrichment.applied(case)
+        assert outcome.forward is not None
         session.execute(
             update(Message)
             .where(Message.id == row_id)
@@ -194,9 +196,10 @@ class Decider:
                 reason=enrichment.dedup.reason[:500],
                 target_queue=enrichment.routing_key,
                 forward=enrichment.model_dump_json(),
+                body=outcome.forward.to_json().decode(),
             )
         )
-        return enrichment.applied(case)
+        return outcome
 
     def _attach(
         self, session: Session, case: CaseOpen, root: int, now: datetime, match: Match

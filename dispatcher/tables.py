@@ -148,6 +148,8 @@ class Message(Base):
     forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
     forward: Mapped[str | None] = mapped_column(Text)
     repeats: Mapped[int] = mapped_column(Integer, default=0)
+    body: Mapped[str | None] = mapped_column(Text)
+    """The case-open as forwarded (enriched), kept for `ingest rules replay` and audit."""
 
 
 class CaseEvent(Base):

@@ -166,6 +166,47 @@ def rules_test(
         click.echo(rules_tool.describe(decision, rule_set, facts))
 
 
+@rules.command("replay")
+@settings_option
+@click.option(
+    "--rules",
+    "proposed_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="A settings file whose [triage] section (and its includes) is the proposed rule set.",
+)
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    help="How far back: 12h, 7d, 4w.",
+)
+@click.option("--show", default=50, show_default=True, help="Changed messages to list at most.")
+def rules_replay(settings_path: Path, proposed_path: Path, since: str, show: int) -> None:
+    """Run proposed rules over the messages the store holds and print what would change.
+
+    Nothing is forwarded, stored or changed.
+    """
+    from dispatcher.triage import RulesError, load_rules
+    from dispatcher.triage.past import past_messages
+    from dispatcher.triage.replay import compare
+    from ingest import rules_tool
+    from ingest.store_commands import read_store
+
+    loaded = _load(settings_path)
+    cutoff = rules_tool.since(since)
+    try:
+        current = rules_tool.rules_from(loaded, settings_path)
+        proposed = load_rules(proposed_path, loaded.queues.declared_teams(), loaded.queues.default)
+    except RulesError as error:
+        raise click.ClickException("invalid rules:\n" + "\n".join(error.problems)) from None
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    messages = read_store(loaded, past_messages, cutoff)
+    report = compare(messages, current, proposed)
+    click.echo(rules_tool.replay_summary(report, cutoff, show))
+
+
 @main.group()
 def queue() -> None:
     """Look at what is on the broker."""

@@ -4,13 +4,15 @@ sample message run through them without touching the broker."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ulid import ULID
 
 from dispatcher.triage import Decision, Facts, RuleSet, load_rules
+from dispatcher.triage.replay import ReplayReport
 from ingest.settings import Settings
 from normalizer.envelope import Envelope, RawMail, Unprocessable, normalize
 from normalizer.model import CaseOpen
@@ -113,3 +115,29 @@ def as_json(decision: Decision) -> dict[str, Any]:
         "rules": [{"rule": hit.rule, "because": hit.because} for hit in decision.hits],
         "reason": decision.reason,
     }
+
+
+UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def since(text: str, now: datetime | None = None) -> datetime:
+    """ "7d" (or 12h, 4w) before now; ValueError for anything else."""
+    match = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", text)
+    if not match:
+        raise ValueError(f"--since takes a count and a unit (h, d, w), e.g. 7d, not {text!r}")
+    return (now or datetime.now(UTC)) - int(match.group(1)) * UNITS[match.group(2)]
+
+
+def replay_summary(report: ReplayReport, cutoff: datetime, show: int) -> str:
+    """What would change, for an admin deciding whether to put the rules live."""
+    lines = [
+        f"{report.messages} messages since {cutoff:%Y-%m-%d %H:%M %Z}; "
+        f"{len(report.changes)} would be treated differently"
+    ]
+    for (before, after), count in sorted(report.moved_between_queues().items()):
+        lines.append(f"  {count:5d} from queue {before} to {after}")
+    for change in report.changes[:show]:
+        lines.append("  " + change.describe())
+    if len(report.changes) > show:
+        lines.append(f"  ... and {len(report.changes) - show} more (--show)")
+    return "\n".join(lines)

@@ -52,6 +52,11 @@ async def _with_store(settings: Settings, work: Callable[..., T], *args: Any) ->
         await store.close()
 
 
+def read_store(settings: Settings, work: Callable[..., T], *args: Any) -> T:
+    """Run `work(session, *args)` against the store, for a command that only reads."""
+    return _run(_with_store(settings, work, *args), settings)
+
+
 def register(main: click.Group, settings_option: Any, load: Callable[[Path], Settings]) -> None:
     """Add the `db` and `customers` groups to the CLI."""
     _register_db(main, settings_option, load)

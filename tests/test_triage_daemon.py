@@ -15,7 +15,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import BROKER_URL, Daemon, Names
+from tests.daemon import BROKER_URL, Daemon, Names, run_ingest
 from tests.test_web_api import MESSAGE, submit
 
 TRIAGE = """
@@ -141,3 +141,64 @@ async def test_reloading_under_load_never_routes_by_a_partial_rule_set(
     assert len(seen) == 2  # both rule sets were in force at some point
     log = daemon.log_text()
     assert "rules reload refused, the rules in force stay" in log
+
+
+async def test_rules_replay_shows_what_proposed_rules_would_change(
+    make_daemon: Callable[..., Daemon],
+    names: Names,
+    billing: str,
+    amqp: AbstractChannel,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.d").mkdir()
+    daemon = await start(make_daemon, names, billing)
+    refund = PLAIN | {"sender": {"email": "ann@customer.example"}, "text": "A refund, please"}
+    parcel = PLAIN | {"sender": {"email": "bo@customer.example"}, "text": "My parcel is late"}
+    for message in (refund, parcel):
+        assert (await submit(daemon, message)).status_code == 202
+    assert len(await collect(amqp, billing, 1, quiet_s=0.2)) == 1
+    assert len(await collect(amqp, names.default, 1, quiet_s=0.5)) == 1
+    assert daemon.stop() == 0
+
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text(
+        "[triage]\n"
+        '[[triage.rules]]\nname = "late-parcels"\n'
+        'when = { keywords = ["parcel"] }\n'
+        f'set = {{ queue = "{billing}", tags = ["parcel"] }}\n'
+    )
+    teams = {"INGEST_QUEUES__TEAMS": json.dumps([names.default, billing])}
+    replayed = run_ingest(
+        daemon.settings_path,
+        "rules",
+        "replay",
+        "--rules",
+        str(proposed),
+        "--since",
+        "1d",
+        env=teams,
+    )
+
+    assert replayed.returncode == 0, replayed.stderr
+    out = replayed.stdout.decode()
+    assert "2 messages since" in out and "2 would be treated differently" in out
+    assert f"1 from queue {billing} to {names.default}" in out
+    assert f"1 from queue {names.default} to {billing}" in out
+    assert f"queue {names.default} -> {billing} (by late-parcels)" in out
+    assert f"queue {billing} -> {names.default} (by the defaults)" in out
+
+
+async def test_rules_replay_refuses_a_bad_window_and_bad_rules(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    proposed = tmp_path / "proposed.toml"
+    proposed.write_text('[triage]\n[[triage.rules]]\nname = "x"\nset = { queue = "nowhere" }\n')
+    bad_rules = run_ingest(daemon.settings_path, "rules", "replay", "--rules", str(proposed))
+    assert bad_rules.returncode == 1
+    assert "unknown queues name 'nowhere'" in bad_rules.stderr.decode()
+    proposed.write_text("[triage]\n")
+    bad_window = run_ingest(
+        daemon.settings_path, "rules", "replay", "--rules", str(proposed), "--since", "soon"
+    )
+    assert bad_window.returncode == 1
+    assert "--since takes a count and a unit" in bad_window.stderr.decode()
