@@ -101,10 +101,16 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Apply the missing migrations; return (revision before, revision after)."""
-    before = current_revision(engine)
+    """Apply the missing migrations; return (revision before, revision after).
+
+    On PostgreSQL the whole upgrade holds an advisory lock, and the revision before is read
+    under it: of several processes upgrading at once, one migrates, the others find it done.
+    """
     with engine.begin() as connection:
-        _upgrade(connection)
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        before = MigrationContext.configure(connection).get_current_revision()
+        command.upgrade(_config(connection), "head")
     return before, head_revision()
 
 
@@ -134,12 +140,6 @@ def _config(connection: Connection | None = None) -> Config:
     config.set_main_option("script_location", "dispatcher:migrations")
     config.attributes["connection"] = connection
     return config
-
-
-def _upgrade(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-    command.upgrade(_config(connection), "head")
 
 
 def _sqlite_connect(connection: Any, _record: Any) -> None:

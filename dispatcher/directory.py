@@ -92,7 +92,8 @@ def read_directory(
             row = _row(record, line, region)
             _not_repeated(row, first_line, owner)
         except RowError as error:
-            errors.append((line, str(error)))
+            named = clean_line(record.get("external_id") or "")
+            errors.append((line, f"{named}: {error}" if named else str(error)))
             continue
         rows.append(row)
     return rows, errors

@@ -5,7 +5,9 @@ source id, a new case-open id, as a webhook retry or a refetch makes), 10% cross
 duplicates (the same customer texts the same words by SMS) and 10% follow-ups (an email reply
 to the original, or a message naming its case). Phase one is the originals and most repeats;
 phase two, sent once phase one is through (replies come after the case exists), holds the
-duplicates, the follow-ups and the rest of the repeats.
+duplicates, the follow-ups and the rest of the repeats. A fifth of the originals come from
+senders the directory does not know (a hundred addresses writing several times each), so that
+dispatchers side by side make provisional customers for the same address at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ulid import ULID
 from normalizer.model import CaseOpen, Sender, Thread, Touchpoint
 
 CUSTOMERS = 300
+UNKNOWN_SENDERS = 100
 
 
 @dataclass
@@ -49,9 +52,13 @@ class Scenario:
     def build_phase_two(self, case_of: Mapping[str, str]) -> list[CaseOpen]:
         """Duplicates and follow-ups of the originals; `case_of` maps source id to case ref."""
         tenth = self.total // 10
-        picks = self.rng.sample(self.originals, 2 * tenth)
-        updates = [_sms_duplicate(o) for o in picks[:tenth]]
-        updates += [_follow_up(o, case_of[o.source_id], n) for n, o in enumerate(picks[tenth:])]
+        known = [o for o in self.originals if not is_unknown(o)]
+        duplicated = self.rng.sample(known, tenth)
+        chosen = {o.source_id for o in duplicated}
+        followed = self.rng.sample([o for o in self.originals if o.source_id not in chosen], tenth)
+        picks = duplicated + followed
+        updates = [_sms_duplicate(o) for o in duplicated]
+        updates += [_follow_up(o, case_of[o.source_id], n) for n, o in enumerate(followed)]
         self.duplicate_of = {u.source_id: o.source_id for u, o in zip(updates, picks, strict=True)}
         repeats = self.total - len(self.phase_one) - len(updates)
         stream = updates + [_repeat(m) for m in self.rng.sample(updates, repeats)]
@@ -71,6 +78,11 @@ def build(total: int = 5000, seed: int = 5, start: datetime | None = None) -> Sc
     return Scenario(_directory(), phase_one, originals, rng, total)
 
 
+def is_unknown(message: CaseOpen) -> bool:
+    """Whether the sender is one the directory does not name."""
+    return message.sender.address.endswith("@unknown.example")
+
+
 def _directory() -> str:
     lines = ["external_id,name,organisation,emails,phones,tier,is_customer"]
     for n in range(CUSTOMERS):
@@ -84,6 +96,9 @@ def _directory() -> str:
 def _original(n: int, rng: random.Random, start: datetime) -> CaseOpen:
     customer = rng.randrange(CUSTOMERS)
     web = n % 5 == 0
+    address = f"c{customer}@example.com"
+    if n % 5 == 1:
+        address = f"u{rng.randrange(UNKNOWN_SENDERS)}@unknown.example"
     return CaseOpen(
         id=str(ULID()),
         received_at=start + timedelta(seconds=n),
@@ -91,9 +106,7 @@ def _original(n: int, rng: random.Random, start: datetime) -> CaseOpen:
         adapter="web-api" if web else "smtp",
         source_id=f"web-{n}" if web else f"original-{n}@c{customer}.example.com",
         touchpoints=[Touchpoint(kind="api" if web else "mailbox", address="support@example.com")],
-        sender=Sender(
-            kind="email", address=f"c{customer}@example.com", name=f"Customer {customer}"
-        ),
+        sender=Sender(kind="email", address=address, name=f"Customer {customer}"),
         subject=f"Request {n}",
         text=f"Request number {n}: something about order {rng.randrange(10**9)} went wrong.",
     )

@@ -106,11 +106,11 @@ async def test_bad_rows_are_reported_by_line_and_the_good_ones_applied(
     )
     assert err.splitlines() == [
         f"{path}:3: external_id is empty",
-        f"{path}:4: email 'not-an-email': An email address must have an @-sign.",
-        f"{path}:5: phone '12345': write the number with + and its country code",
-        f"{path}:6: external_id OK-1 already on line 2",
-        f"{path}:7: email olga@example.com already given on line 2",
-        f"{path}:8: is_customer 'perhaps': write yes or no",
+        f"{path}:4: BAD-2: email 'not-an-email': An email address must have an @-sign.",
+        f"{path}:5: BAD-3: phone '12345': write the number with + and its country code",
+        f"{path}:6: OK-1: external_id OK-1 already on line 2",
+        f"{path}:7: BAD-4: email olga@example.com already given on line 2",
+        f"{path}:8: BAD-5: is_customer 'perhaps': write yes or no",
     ]
     assert directory.show("ext:OK-1")["name"] == "Olga"
 

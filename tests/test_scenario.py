@@ -17,10 +17,10 @@ from aio_pika.abc import AbstractChannel
 from sqlalchemy import func, select
 
 from dispatcher.store import Store
-from dispatcher.tables import Case, Message
+from dispatcher.tables import Case, Customer, Message
 from tests.conftest import bodies, collect
 from tests.daemon import Daemon, Names, run_ingest
-from tests.scenario import Scenario, build
+from tests.scenario import CUSTOMERS, Scenario, build, is_unknown
 from tests.test_dispatcher import message_count, publish
 
 TOTAL = 5000
@@ -81,8 +81,15 @@ async def run_scenario(
     await settled(amqp, names)
     assert await message_count(amqp, names.case_open_dead) == 0
     counted = await count_rows(store_url or f"sqlite:///{first.workdir}/ingest.db")
-    assert counted == (scenario.expected_new + scenario.expected_updates, scenario.expected_new)
+    unknown = len({o.sender.address for o in scenario.originals if is_unknown(o)})
+    assert counted == (
+        scenario.expected_new + scenario.expected_updates,
+        scenario.expected_new,
+        CUSTOMERS + unknown,
+    )
     assert scenario.expected_drops == 1000
+    for daemon in daemons:
+        assert "message failed" not in daemon.log_text()
 
 
 def check_new_cases(scenario: Scenario, opened: list[dict[str, Any]]) -> None:
@@ -92,7 +99,10 @@ def check_new_cases(scenario: Scenario, opened: list[dict[str, Any]]) -> None:
     assert {case["source_id"] for case in opened} == {o.source_id for o in scenario.originals}
     assert Counter(case["dedup"]["verdict"] for case in opened) == {"new": 3000}
     assert len({case["dedup"]["case_id"] for case in opened}) == 3000, "a case opened twice"
-    assert all(case["customer"]["known"] for case in opened)
+    for case in opened:
+        assert case["customer"]["known"] is not case["sender"]["address"].endswith(
+            "@unknown.example"
+        )
 
 
 def check_updates(
@@ -124,13 +134,14 @@ async def settled(amqp: AbstractChannel, names: Names, timeout_s: float = 60) ->
     raise AssertionError("case-open messages left unacknowledged")
 
 
-async def count_rows(url: str) -> tuple[int, int]:
+async def count_rows(url: str) -> tuple[int, int, int]:
+    """Messages, cases and customers in the store."""
     store = await Store.open(url)
     try:
         return await store.run(
-            lambda session: (
-                session.scalar(select(func.count()).select_from(Message)),
-                session.scalar(select(func.count()).select_from(Case)),
+            lambda session: tuple(
+                session.scalar(select(func.count()).select_from(table))
+                for table in (Message, Case, Customer)
             )
         )
     finally:

@@ -1,0 +1,95 @@
+"""Several dispatchers deciding at the same moment on one PostgreSQL: the database decides.
+
+Each "dispatcher" here is a store of its own (its own engine and connections), all deciding
+their batches at once in worker threads, as separate processes would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from subprocess import PIPE
+
+import pytest
+from sqlalchemy import func, select
+from ulid import ULID
+
+from dispatcher.database import head_revision
+from dispatcher.decide import Decider, Incoming, Outcome
+from dispatcher.settings import DispatcherSettings
+from dispatcher.store import Store
+from dispatcher.tables import Customer, Identity, Message
+from dispatcher.triage import DefaultQueue
+from tests.daemon import clean_environment
+from tests.test_decide import message
+
+DISPATCHERS = 3
+
+
+@pytest.fixture
+async def stores(pg_url: str) -> AsyncIterator[list[Store]]:
+    first = await Store.open(pg_url, auto_migrate=True)
+    others = [await Store.open(pg_url) for _ in range(DISPATCHERS - 1)]
+    yield [first, *others]
+    for store in [first, *others]:
+        await store.close()
+
+
+async def decide_at_once(stores: list[Store], batches: list[list[Incoming]]) -> list[Outcome]:
+    decider = Decider(DispatcherSettings(), "case-update", DefaultQueue("support"))
+    results = await asyncio.gather(
+        *(store.run(decider.batch, batch) for store, batch in zip(stores, batches, strict=True))
+    )
+    return [outcome for outcomes in results for outcome in outcomes]
+
+
+async def test_copies_and_a_new_sender_at_once_make_one_message_and_one_customer(
+    stores: list[Store],
+) -> None:
+    original = message("new.person@nowhere.example", "Where is my parcel?", source_id="k@x")
+    batches = [
+        [
+            Incoming(original.model_copy(update={"id": str(ULID())})),
+            Incoming(message("new.person@nowhere.example", f"and another thing, {n}")),
+            Incoming(message("+14155550199", "same words everywhere", channel="sms")),
+        ]
+        for n in range(DISPATCHERS)
+    ]
+    outcomes = await decide_at_once(stores, batches)
+
+    verdicts = Counter(
+        o.forward.dedup.verdict if o.forward and o.forward.dedup else "repeat" for o in outcomes
+    )
+    # One copy of k@x opens a case, the others are repeats; of the three "and another thing"
+    # messages each is new (different words); the three identical texts from one phone: one
+    # new case and two duplicates.
+    assert verdicts == {"new": 1 + DISPATCHERS + 1, "repeat": DISPATCHERS - 1, "duplicate": 2}
+
+    def counts(session):  # type: ignore[no-untyped-def]
+        return tuple(
+            session.scalar(select(func.count()).select_from(table))
+            for table in (Message, Customer, Identity)
+        )
+
+    assert await stores[0].run(counts) == (1 + DISPATCHERS + DISPATCHERS, 2, 2)
+
+
+async def test_three_upgrades_at_once_migrate_once(tmp_path: Path, pg_url: str) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[store]\nurl = "{pg_url}"\n')
+    command = [sys.executable, "-m", "ingest", "db", "upgrade", "--settings", str(settings)]
+    running = [
+        await asyncio.create_subprocess_exec(
+            *command, stdout=PIPE, stderr=PIPE, env=clean_environment()
+        )
+        for _ in range(3)
+    ]
+    outputs = await asyncio.gather(*(process.communicate() for process in running))
+    assert [process.returncode for process in running] == [0, 0, 0], outputs
+    said = sorted(out.decode().split(": ", 1)[1].strip() for out, _ in outputs)
+    assert said == [f"already at {head_revision()}"] * 2 + [
+        f"migrated from nothing to {head_revision()}"
+    ]
