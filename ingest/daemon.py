@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import Listener
 from channels.imap import ImapChannel
+from channels.replies import Repliers, build_repliers
 from channels.smtp import SmtpChannel
 from channels.telegram import telegram_channel
 from channels.twilio import TwilioChannel
@@ -32,6 +33,7 @@ from channels.web import api_router
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.store import Store
 from dispatcher.triage import LiveRules, RulesError, load_rules, watched_files
+from ingest.acknowledger import Acknowledger, AckRoutes
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
 from ingest.durable import write_durably
@@ -77,6 +79,10 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     store = await _open_store(settings.store.url) if with_dispatcher else None
     dispatcher = _dispatcher(settings, store) if store else None
     sessions: list[Session] = [dispatcher.session] if dispatcher else []
+    repliers = build_repliers(settings.channels, settings.outbound) if with_channels else None
+    acknowledger = _acknowledger(settings, repliers) if repliers else None
+    if acknowledger:
+        sessions.append(acknowledger.session)
     broker = Broker(settings.broker, settings.queues, sessions)
     checks: dict[str, ReadinessCheck] = {"broker": broker.readiness}
     if dispatcher:
@@ -109,12 +115,17 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.http.shutdown_grace_s):
             await http
-    if dispatcher:
-        dispatcher.stop()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_BUDGET_S - settings.http.shutdown_grace_s):
-                await dispatcher.idle.wait()
+    for consumer in (dispatcher, acknowledger):
+        if consumer:
+            consumer.stop()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_BUDGET_S - settings.http.shutdown_grace_s):
+            for consumer in (dispatcher, acknowledger):
+                if consumer:
+                    await consumer.idle.wait()
     await _cancel(background)
+    if repliers:
+        await repliers.close()
     if store:
         await store.close()
     log.info("stopped")
@@ -194,6 +205,19 @@ def _dispatcher(settings: Settings, store: Store) -> Dispatcher:
         dead_letters=names.case_open_dead,
     )
     return Dispatcher(store, settings.dispatcher, routes)
+
+
+def _acknowledger(settings: Settings, repliers: Repliers) -> Acknowledger | None:
+    """The sender of acknowledgements, unless turned off for this process."""
+    if not settings.outbound.enabled:
+        return None
+    names = settings.queues
+    routes = AckRoutes(
+        inbound=names.acknowledgements,
+        dead_letters=names.acknowledgements_dead,
+        delivery_limit=names.acknowledgement_delivery_limit,
+    )
+    return Acknowledger(repliers, settings.outbound, routes)
 
 
 def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
