@@ -102,9 +102,9 @@ def compose(ack: AckRequest, sender: str, sender_name: str | None = None) -> Ema
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"
     message["Precedence"] = "auto_reply"
-    message["Content-Language"] = ack.language
     message["X-Ingest-Case"] = ack.case_id
     message.set_content(ack.text)
+    message["Content-Language"] = ack.language  # after set_content, which clears Content-*
     return message
 
 
