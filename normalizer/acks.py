@@ -76,7 +76,7 @@ class AckRequest(BaseModel):
         kinds = ADDRESS_KINDS[self.channel]
         if not any(kind.match(self.to) for kind in kinds):
             wanted = " or ".join(_KIND_NAMES[kind.pattern] for kind in kinds)
-            raise ValueError(f"to: a {self.channel} reply goes to {wanted}")
+            raise ValueError(f"to: {self.channel} replies go to {wanted}")
         return self
 
     def to_json(self) -> bytes:

@@ -7,6 +7,7 @@ and be stopped and started again on the same port, as if the relay went away and
 from __future__ import annotations
 
 import asyncio
+import ssl
 import warnings
 from dataclasses import dataclass
 from email import message_from_bytes
@@ -26,13 +27,25 @@ class Received:
     rcpt_tos: list[str]
     message: EmailMessage
     login: str | None
+    tls: bool
 
 
 class MailRelay:
-    """`refuse[address] = "550 ..."` refuses that recipient; `credentials` asks for AUTH."""
+    """`refuse[address] = "550 ..."` refuses that recipient; `credentials` asks for AUTH;
+    `tls` is "starttls" (required before MAIL) or "tls" (implicit, as on port 465)."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: tuple[str, str] | None = None,
+        tls: str | None = None,
+        certificate: tuple[object, object] | None = None,
+    ) -> None:
         self.port = free_port()
+        self._tls = tls
+        self._context: ssl.SSLContext | None = None
+        if certificate is not None:
+            self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._context.load_cert_chain(*certificate)  # type: ignore[arg-type]
         self.received: list[Received] = []
         self.refuse: dict[str, str] = {}
         self._protocols: list[SMTP] = []
@@ -41,7 +54,10 @@ class MailRelay:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, "127.0.0.1", self.port)
+        implicit = self._context if self._tls == "tls" else None
+        self._server = await loop.create_server(
+            self._protocol, "127.0.0.1", self.port, ssl=implicit
+        )
 
     async def stop(self) -> None:
         """Stop listening and drop the sessions still open, as a relay that goes away."""
@@ -63,6 +79,8 @@ class MailRelay:
                 authenticator=self._authenticate if self._credentials else None,
                 auth_required=self._credentials is not None,
                 auth_require_tls=False,
+                tls_context=self._context if self._tls == "starttls" else None,
+                require_starttls=self._tls == "starttls",
             )
         self._protocols.append(protocol)
         return protocol
@@ -88,7 +106,9 @@ class MailRelay:
         message = message_from_bytes(content, policy=default)
         assert isinstance(message, EmailMessage)
         login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
+        transport = server.transport
+        tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         self.received.append(
-            Received(envelope.mail_from or "", list(envelope.rcpt_tos), message, login)
+            Received(envelope.mail_from or "", list(envelope.rcpt_tos), message, login, tls)
         )
         return "250 2.0.0 queued"

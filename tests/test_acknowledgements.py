@@ -8,7 +8,10 @@ stand-ins on loopback: an aiosmtpd relay, a Twilio REST stand-in, the Telegram s
 from __future__ import annotations
 
 import json
+import signal
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aio_pika
 import httpx
@@ -62,14 +65,17 @@ def settings(
     twilio: TwilioApi | None = None,
     *,
     mail: str = "",
+    security: str = "none",
     twilio_extra: str = "",
+    retry_first_s: float = 0.1,
 ) -> str:
     """[outbound] with short retries, the relay and Twilio pointed at the stand-ins."""
-    text = "\n[outbound]\nretry_first_s = 0.1\nretry_max_s = 0.5\n"
+    retry_max_s = max(0.5, retry_first_s)
+    text = f"\n[outbound]\nretry_first_s = {retry_first_s}\nretry_max_s = {retry_max_s}\n"
     if relay is not None:
         text += (
             f'\n[outbound.mail]\nenabled = true\nhost = "127.0.0.1"\nport = {relay.port}\n'
-            f'security = "none"\ntimeout_s = 5.0\n{mail}'
+            f'security = "{security}"\ntimeout_s = 5.0\n{mail}'
         )
     if twilio is not None:
         text += (
@@ -330,3 +336,70 @@ async def test_a_channel_without_a_replier_and_a_bad_request_are_dead_lettered_w
 async def daemon_ready(daemon: Daemon) -> int:
     async with httpx.AsyncClient() as client:
         return (await client.get(f"{daemon.url}/readyz")).status_code
+
+
+async def test_a_bot_api_outage_is_retried_and_a_blocked_bot_dead_lettered(
+    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel, names: Names
+) -> None:
+    await started(make_daemon, settings() + bot_api.settings(), **TOKEN_ENV)
+    chat_id = str(CHAT["id"])
+    bot_api.send_failures.append((502, "Bad Gateway"))
+    await publish(amqp, names, request("chat", to=chat_id, via="@bot", source_id=f"{chat_id}:9"))
+    await until(lambda: len(bot_api.called("sendMessage")) == 2)
+
+    bot_api.send_failures.append((403, "Forbidden: bot was blocked by the user"))
+    await publish(amqp, names, request("chat", to=chat_id, via="@bot", source_id=f"{chat_id}:10"))
+    [dead] = await dead_letters(amqp, names, 1)
+    assert dead.headers is not None
+    assert dead.headers["x-ingest-reason"] == ("Telegram: Forbidden: bot was blocked by the user")
+    assert len(bot_api.called("sendMessage")) == 3
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_the_relay_is_reached_over_tls_verified_against_the_configured_ca(
+    make_daemon: Callable[..., Daemon],
+    amqp: AbstractChannel,
+    names: Names,
+    certificate: tuple[Path, Path],
+    security: str,
+) -> None:
+    relay = MailRelay(tls=security, certificate=certificate)
+    await relay.start()
+    try:
+        mail = f'ca_file = "{certificate[0]}"\n'
+        await started(make_daemon, settings(relay, mail=mail, security=security))
+        await publish(amqp, names, request())
+        await until(lambda: relay.received)
+        assert relay.received[0].tls
+        assert relay.received[0].message["Auto-Submitted"] == "auto-replied"
+    finally:
+        await relay.stop()
+
+
+async def test_sigterm_during_a_retry_wait_stops_at_once_and_keeps_the_request(
+    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, names: Names
+) -> None:
+    relay = MailRelay()  # never started: every try fails
+    daemon = await started(make_daemon, settings(relay, retry_first_s=60.0))
+    waiting = request()
+    await publish(amqp, names, waiting)
+    await until(lambda: "will retry" in daemon.log_text())
+
+    began = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait_exit(15) == 0
+    assert time.monotonic() - began < 5, "a retry wait does not hold up shutdown"
+    [kept] = await collect(amqp, names.acknowledgements, 1)
+    assert AckRequest.model_validate_json(kept.body) == waiting
+
+
+async def test_a_dispatcher_only_process_sends_no_acknowledgements(
+    make_daemon: Callable[..., Daemon], relay: MailRelay, amqp: AbstractChannel, names: Names
+) -> None:
+    daemon = make_daemon(extra=settings(relay)).start(role="dispatcher")
+    await daemon.wait_ready()
+    await publish(amqp, names, request())
+    kept = await collect(amqp, names.acknowledgements, 1, quiet_s=2.0)
+    assert [m.body for m in kept] == [request().to_json()]
+    assert relay.received == []
+    assert "sending acknowledgements" not in daemon.log_text()

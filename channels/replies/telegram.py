@@ -66,7 +66,7 @@ class TelegramReplier:
             await request.shutdown()
 
     def _say(self, error: TelegramError) -> str:
-        return "Telegram: " + redact(f"{type(error).__name__}: {error.message}", self._token)
+        return "Telegram: " + redact(error.message, self._token)
 
 
 def _original_message(ack: AckRequest) -> int | None:
