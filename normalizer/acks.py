@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from normalizer.model import Channel
+from normalizer.model import CaseOpen, Channel
 
 ACK_SCHEMA = "acknowledgement/1"
 
@@ -82,6 +82,35 @@ class AckRequest(BaseModel):
     def to_json(self) -> bytes:
         """The wire form: UTF-8 JSON with the public field names."""
         return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def answering(
+        cls, case: CaseOpen, *, language: str, text: str, subject: str | None = None
+    ) -> AckRequest:
+        """The request that answers this case-open where it came from (raises ValueError,
+        a pydantic ValidationError, when the sender left no address the channel can use)."""
+        return cls(
+            case_id=case.id,
+            channel=case.channel,
+            to=_reply_address(case),
+            via=case.touchpoints[0].address,
+            source_id=case.source_id,
+            language=language,
+            subject=subject,
+            text=text,
+        )
+
+
+def _reply_address(case: CaseOpen) -> str:
+    """Telegram answers the chat (the source id's first part, the user's id in a private
+    chat); web and logged contacts prefer an email address; the rest answer the sender."""
+    if case.channel == "chat":
+        return case.source_id.partition(":")[0]
+    if case.channel in ("web", "logged"):
+        identities = [case.sender, *case.sender.alternates]
+        email = next((i.address for i in identities if i.kind == "email"), None)
+        return email or case.sender.address
+    return case.sender.address
 
 
 _KIND_NAMES = {

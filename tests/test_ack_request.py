@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
 from channels.replies.mail import compose
 from normalizer.acks import AckRequest
+from normalizer.model import CaseOpen, Identity, Sender, Touchpoint
 from normalizer.schema import ACK_SCHEMA_FILE, render_schema
 
 BASE = {
@@ -89,3 +91,71 @@ def test_the_mail_threads_on_a_message_id_but_never_on_a_hash_or_another_channel
     web = AckRequest.model_validate(BASE | {"channel": "web", "source_id": "order-7"})
     assert compose(web, "support@example.com")["References"] is None
     assert compose(web, "support@example.com")["Subject"] == f"Your request {BASE['case_id']}"
+
+
+def case_open(channel: str, sender: Sender, source_id: str, touchpoint: Touchpoint) -> CaseOpen:
+    return CaseOpen(
+        id=BASE["case_id"],
+        received_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
+        channel=channel,  # type: ignore[arg-type]
+        adapter="test",
+        source_id=source_id,
+        touchpoints=[touchpoint],
+        sender=sender,
+        text="Hello",
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "to", "via"),
+    [
+        (
+            case_open(
+                "email",
+                Sender(kind="email", address="ann@example.org"),
+                "orig-1@mail.example.org",
+                Touchpoint(kind="mailbox", address="support@example.com"),
+            ),
+            "ann@example.org",
+            "support@example.com",
+        ),
+        (
+            case_open(
+                "whatsapp",
+                Sender(kind="phone", address="+4915112345678"),
+                "SM" + "a" * 32,
+                Touchpoint(kind="number", address="+14155550100"),
+            ),
+            "+4915112345678",
+            "+14155550100",
+        ),
+        (
+            case_open(
+                "chat",
+                Sender(kind="telegram", address="381000042"),
+                "-100123:77",
+                Touchpoint(kind="bot", address="@support_test_bot"),
+            ),
+            "-100123",
+            "@support_test_bot",
+        ),
+        (
+            case_open(
+                "web",
+                Sender(
+                    kind="phone",
+                    address="+4530123456",
+                    alternates=[Identity(kind="email", address="bob@example.org")],
+                ),
+                "order-7",
+                Touchpoint(kind="api", address="api"),
+            ),
+            "bob@example.org",
+            "api",
+        ),
+    ],
+)
+def test_a_request_answers_a_case_where_it_came_from(case: CaseOpen, to: str, via: str) -> None:
+    ack = AckRequest.answering(case, language="en", text="Thanks", subject="Re")
+    assert (ack.case_id, ack.channel, ack.to, ack.via) == (case.id, case.channel, to, via)
+    assert ack.source_id == case.source_id

@@ -51,19 +51,19 @@ class TwilioReplier:
                 settings.account_sid,
                 settings.auth_token.get_secret_value(),
                 http_client=self._http,
-                environment={},  # never pick up TWILIO_* variables behind the settings' back
             )
             self._client.api.base_url = settings.api_base_url.rstrip("/")
         return self._client
 
 
 def _by_status(error: TwilioRestException | TwilioServiceException) -> Transient | Permanent:
-    """429 and 5xx are worth another try; any other 4xx is Twilio refusing this message."""
+    """429 and 5xx are worth another try, and so is 401 (the credentials are the
+    configuration's fault, not the reply's); any other 4xx is Twilio refusing this message."""
     if isinstance(error, TwilioRestException):
         text = error.msg
     else:
         text = f"{error.title}: {error.detail}" if error.detail else error.title
     reason = f"Twilio answered {error.status} (code {error.code}): {text}"
-    if error.status == 429 or error.status >= 500:
+    if error.status in (401, 429) or error.status >= 500:
         return Transient(reason)
     return Permanent(reason)
