@@ -128,15 +128,38 @@ class Dedup(Part):
     case_id: str | None = None
 
 
+class RuleHit(Part):
+    """A triage rule that matched, and the condition that decided it."""
+
+    rule: str
+    because: str
+
+
+class SlaDue(Part):
+    """When the case must be answered and solved, on the SLA policy's business calendar."""
+
+    policy: str
+    priority: str
+    response_due: AwareDatetime
+    resolution_due: AwareDatetime
+
+
 class Triage(Part):
-    """The dispatcher's routing decision; `rules` lists the rules that matched, in order."""
+    """The dispatcher's routing decision; `rules` lists the rules that matched, in order, and
+    `matched` says for each which condition decided it."""
 
     queue: str
     bucket: str | None = None
     category: str | None = None
+    product: str | None = None
     priority: str | None = None
     tags: list[str] = Field(default_factory=list)
+    sla: SlaDue | None = None
     rules: list[str] = Field(default_factory=list)
+    matched: list[RuleHit] = Field(default_factory=list)
+    acknowledged: bool = Field(
+        default=False, description="An acknowledgement was sent to the sender for this case."
+    )
     reason: str
 
 

@@ -91,6 +91,8 @@ class Decision:
     sla: SlaDue | None = None
     acknowledge: Acknowledgement | None = None
     hits: tuple[Hit, ...] = ()
+    set_by: tuple[tuple[str, str], ...] = ()
+    """(field, rule) for each field a rule set: the last rule to set it wins."""
 
     @property
     def reason(self) -> str:
@@ -205,14 +207,17 @@ class _Outcome:
     tags: dict[str, None] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     template: str | None = None
+    set_by: dict[str, str] = field(default_factory=dict)
 
     def apply(self, actions: ActionSpec, hit: Hit) -> None:
         for name in ("bucket", "category", "product", "priority", "queue"):
             value = getattr(actions, name)
             if value is not None:
                 self.fields[name] = value
+                self.set_by[name] = hit.rule
         if actions.sla is not None:
             self.sla_policy = actions.sla
+            self.set_by["sla"] = hit.rule
         self.tags.update(dict.fromkeys(actions.tags))
         self.hits.append(hit)
 
@@ -222,6 +227,7 @@ class _Outcome:
             sla_policy=self.sla_policy,
             tags=tuple(self.tags),
             hits=tuple(self.hits),
+            set_by=tuple(self.set_by.items()),
         )
 
 

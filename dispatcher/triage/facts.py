@@ -41,6 +41,30 @@ class Facts:
     history: History = History()
     now: datetime | None = None
 
+    @classmethod
+    def of(cls, case: CaseOpen, follow_up: bool = False) -> Facts:
+        """The facts of a message the dispatcher has enriched with customer and history."""
+        customer, history = case.customer, case.history
+        return cls(
+            case,
+            follow_up=follow_up,
+            customer=Customer(
+                known=customer.known,
+                tier=customer.tier,
+                id=str(customer.id),
+            )
+            if customer
+            else Customer(),
+            history=History(
+                open_cases=len(history.open_cases),
+                contacts={counts.days: counts.total for counts in history.contacts},
+                repeat_contact=history.repeat_contact,
+                last_queue=history.last_queue,
+            )
+            if history
+            else History(),
+        )
+
     @cached_property
     def subject(self) -> str:
         return fold(self.case.subject or "")
