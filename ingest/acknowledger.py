@@ -70,6 +70,8 @@ class Acknowledger:
                         message = await asyncio.wait_for(inbox.get(), IDLE_POLL_S)
                     except TimeoutError:
                         continue
+                    if self._stopping.is_set():
+                        break  # left unacked: it goes back to the queue with the channel
                     sends.create_task(self._handle(message, channel))
                 await queue.cancel(tag)
         finally:
