@@ -107,8 +107,10 @@ async def twilio() -> AsyncIterator[TwilioApi]:
     await server.stop()
 
 
-async def started(make_daemon: Callable[..., Daemon], extra: str, **env: str) -> Daemon:
-    daemon = make_daemon(extra=extra).start(role="channels", env=env)
+async def started(
+    make_daemon: Callable[..., Daemon], extra: str, role: str = "channels", **env: str
+) -> Daemon:
+    daemon = make_daemon(extra=extra).start(role=role, env=env)
     await daemon.wait_ready()
     return daemon
 
@@ -116,7 +118,7 @@ async def started(make_daemon: Callable[..., Daemon], extra: str, **env: str) ->
 async def test_an_email_reply_threads_onto_the_original_and_says_it_is_automatic(
     make_daemon: Callable[..., Daemon], relay: MailRelay, amqp: AbstractChannel, names: Names
 ) -> None:
-    daemon = await started(make_daemon, settings(relay))
+    daemon = await started(make_daemon, settings(relay), role="all")
     await publish(amqp, names, request())
 
     await until(lambda: relay.received)
