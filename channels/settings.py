@@ -31,6 +31,80 @@ class WebChannelSettings(ChannelSection):
     )
 
 
+CONTACT_LANGUAGES = ("en", "da", "de")
+"""Languages the contact form has texts for."""
+
+
+class ContactFormSettings(ChannelSection):
+    """The website contact form (`GET/POST /contact`)."""
+
+    enabled: bool = True
+    touchpoint: str = Field(default="contact-form", description="Recorded as the form's name.")
+    languages: list[str] = Field(
+        default_factory=lambda: list(CONTACT_LANGUAGES),
+        min_length=1,
+        description="Languages offered, chosen by ?lang= or Accept-Language.",
+    )
+    default_language: str = "en"
+    max_body_bytes: int = Field(
+        default=26_214_400, ge=4096, description="The whole submission, files included."
+    )
+    max_files: int = Field(default=5, ge=0, le=50)
+    max_file_bytes: int = Field(default=10_485_760, ge=1)
+    file_types: list[str] = Field(
+        default_factory=lambda: [
+            "application/pdf",
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "text/plain",
+        ],
+        description="Media types accepted for attachments.",
+    )
+    max_message_chars: int = Field(default=20_000, ge=100)
+    rate_limit_per_email: int = Field(default=5, ge=1, description="Submissions per window.")
+    rate_limit_per_ip: int = Field(default=20, ge=1, description="Submissions per window.")
+    rate_window_s: int = Field(default=3600, ge=1)
+    csrf_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs form tokens; INGEST_CHANNELS__CONTACT__CSRF_SECRET. Unset: a random "
+        "one per start (forms open across a restart must then be reloaded).",
+    )
+    form_max_age_s: int = Field(default=7200, ge=60, description="How long a form is valid.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins besides the daemon's own that may post the form, e.g. a proxy's.",
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, values: list[str]) -> list[str]:
+        unknown = sorted(set(values) - set(CONTACT_LANGUAGES))
+        if unknown:
+            raise ValueError(f"no texts for {unknown}; known: {list(CONTACT_LANGUAGES)}")
+        return list(dict.fromkeys(values))
+
+    @field_validator("file_types")
+    @classmethod
+    def _lower_types(cls, values: list[str]) -> list[str]:
+        return [value.strip().lower() for value in values]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"https?://[^/\s]+", value):
+                raise ValueError(f"{value!r} is not an origin like https://www.example.com")
+        return [value.lower() for value in values]
+
+    @model_validator(mode="after")
+    def _default_offered(self) -> ContactFormSettings:
+        if self.default_language not in self.languages:
+            raise ValueError(f"default_language {self.default_language!r} is not in languages")
+        return self
+
+
 class SmtpChannelSettings(ChannelSection):
     """Inbound SMTP from a site's MTA (or as the MX behind a firewall)."""
 
@@ -179,6 +253,20 @@ class TwilioChannelSettings(ChannelSection):
     verify_signatures: bool = Field(
         default=True, description="Off only for local testing: then anyone can post cases."
     )
+    account_sid: str | None = Field(
+        default=None,
+        pattern=r"^AC[0-9a-f]{32}$",
+        description="The account SID (AC...): media are fetched with the account's "
+        "credentials, and acknowledgements go out as SMS and WhatsApp messages through "
+        "Twilio's REST API (with auth_token).",
+    )
+    fetch_media: bool = Field(
+        default=False,
+        description="Fetch MMS/WhatsApp media into the blob store after acknowledging.",
+    )
+    media_max_bytes: int = Field(default=5_242_880, ge=1024)
+    media_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    media_fetch_attempts: int = Field(default=5, ge=1, le=50)
     max_body_bytes: int = Field(default=65_536, ge=1024)
     acknowledgement: dict[str, str] = Field(
         default_factory=lambda: {
@@ -211,12 +299,6 @@ class TwilioChannelSettings(ChannelSection):
         ge=0,
         description="How long after a call ended a case waits for its recording.",
     )
-    account_sid: str | None = Field(
-        default=None,
-        pattern=r"^AC[0-9a-f]{32}$",
-        description="The account's SID; with auth_token, acknowledgements go out as SMS and "
-        "WhatsApp messages through Twilio's REST API.",
-    )
     api_base_url: str = Field(
         default="https://api.twilio.com",
         pattern=r"^https?://[^/?#\s]+/?$",
@@ -239,7 +321,7 @@ class TwilioChannelSettings(ChannelSection):
         if self.acknowledgement and self.default_language not in self.acknowledgement:
             raise ValueError("acknowledgement needs a text in default_language")
         if self.account_sid and self.auth_token is None:
-            raise ValueError("account_sid needs auth_token to send replies")
+            raise ValueError("account_sid needs auth_token")
         return self
 
     @field_validator("public_url")
@@ -389,6 +471,7 @@ class ChannelSettings(ChannelSection):
     """One section per channel adapter."""
 
     web: WebChannelSettings = Field(default_factory=WebChannelSettings)
+    contact: ContactFormSettings = Field(default_factory=ContactFormSettings)
     smtp: SmtpChannelSettings = Field(default_factory=SmtpChannelSettings)
     imap: ImapChannelSettings = Field(default_factory=ImapChannelSettings)
     mail: MailSettings = Field(default_factory=MailSettings)

@@ -72,7 +72,7 @@ def api_router(settings: WebChannelSettings, emit: Emit) -> APIRouter:
         message = _parse(body, settings)
         source_id = _source_id(request, message)
         envelope = Envelope(
-            channel="web",
+            channel=message.channel,
             adapter="web-api",
             touchpoint=settings.touchpoint,
             received_at=datetime.now(UTC),

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from channels.base import Listener
+from channels.contact import contact_router
 from channels.imap import ImapChannel
 from channels.replies import Repliers, build_repliers
 from channels.smtp import SmtpChannel
@@ -162,6 +163,8 @@ def _channels(
     )
     if settings.channels.web.enabled:
         app.include_router(api_router(settings.channels.web, pipeline.emit))
+    if settings.channels.contact.enabled:
+        app.include_router(contact_router(settings.channels.contact, pipeline.emit))
     listeners: list[Listener] = []
     if settings.channels.smtp.enabled:
         listeners.append(SmtpChannel(settings.channels.smtp, pipeline.emit))
@@ -172,7 +175,11 @@ def _channels(
         )
     if settings.channels.twilio.enabled:
         twilio = TwilioChannel(
-            settings.channels.twilio, pipeline.emit, data_dir / "twilio-calls", write_durably
+            settings.channels.twilio,
+            pipeline.emit,
+            data_dir / "twilio-calls",
+            write_durably,
+            data_dir / "twilio-media",
         )
         app.include_router(twilio.router)
         listeners.append(twilio)

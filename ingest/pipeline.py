@@ -53,7 +53,7 @@ class Pipeline:
         Raises `Rejected` (original quarantined) for input that can never become a case-open
         and `NotSafe` when neither the broker nor the spool can take it.
         """
-        case_id = str(ULID())
+        case_id = envelope.case_id or str(ULID())
         try:
             normalized = await self._normalize(envelope, case_id)
         except Unprocessable as error:

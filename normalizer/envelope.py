@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from normalizer.blobs import Blob
+from normalizer.contact import ContactSubmission, normalize_contact
 from normalizer.language import detect_language
 from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
@@ -21,6 +22,7 @@ from normalizer.twilio import (
     TwilioCall,
     TwilioMessage,
     UnusableNumber,
+    media_blobs,
     normalize_call,
     normalize_message,
 )
@@ -35,7 +37,7 @@ class RawMail:
     recipients: tuple[str, ...]
 
 
-Payload = WebMessage | RawMail | TwilioMessage | TwilioCall | TelegramPayload
+Payload = WebMessage | RawMail | TwilioMessage | TwilioCall | TelegramPayload | ContactSubmission
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,9 @@ class Envelope:
     received_at: datetime
     payload: Payload
     source_id: str | None = None
+    case_id: str | None = None
+    """Set when the channel had to name the case-open before emitting it (a reply that
+    quotes the reference was sent first); otherwise the pipeline assigns one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +153,7 @@ def _normalize_twilio_message(
         )
     except UnusableNumber as error:
         raise Unprocessable(str(error)) from None
-    return Normalized(case)
+    return Normalized(case, media_blobs(message))
 
 
 def _normalize_twilio_call(
@@ -174,6 +179,19 @@ def _normalize_telegram(
     except UnprocessableUpdate as error:
         raise Unprocessable(str(error)) from None
     return Normalized(result.case, result.blobs)
+
+
+def _normalize_contact(
+    envelope: Envelope, submission: ContactSubmission, case_id: str, options: Options
+) -> Normalized:
+    case, blobs = normalize_contact(
+        submission,
+        case_id=case_id,
+        source_id=envelope.source_id or case_id,
+        received_at=envelope.received_at,
+        touchpoint=envelope.touchpoint,
+    )
+    return Normalized(case, blobs)
 
 
 PAYLOAD_KINDS: dict[str, PayloadKind] = {
@@ -214,6 +232,13 @@ PAYLOAD_KINDS: dict[str, PayloadKind] = {
             _normalize_telegram,
             encode=lambda payload: payload.model_dump_json().encode(),
             decode=lambda data, _touchpoints: TelegramPayload.model_validate_json(data),
+        ),
+        PayloadKind(
+            "contact",
+            ContactSubmission,
+            _normalize_contact,
+            encode=lambda submission: submission.model_dump_json().encode(),
+            decode=lambda data, _touchpoints: ContactSubmission.model_validate_json(data),
         ),
     ]
 }

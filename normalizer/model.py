@@ -15,6 +15,7 @@ SCHEMA = "case-open/1"
 
 Channel = Literal["email", "sms", "whatsapp", "voice", "chat", "web", "logged"]
 IdentityKind = Literal["email", "phone", "telegram", "web"]
+LoggedVia = Literal["phone-call", "walk-in", "letter", "social"]
 
 
 class Part(BaseModel):
@@ -44,6 +45,13 @@ class Touchpoint(Part):
 
     kind: Literal["mailbox", "number", "bot", "form", "api", "agent"]
     address: str
+
+
+class Logged(Part):
+    """A contact an agent took in by hand and logged on the customer's behalf."""
+
+    via: LoggedVia = Field(description="How the customer made contact.")
+    agent_id: str = Field(min_length=1, description="The agent who logged it.")
 
 
 class Thread(Part):
@@ -190,6 +198,9 @@ class CaseOpen(Part):
         default_factory=dict,
         description="Control fields the source set (priority, queue, tags: X-Ingest-* mail "
         "headers, the API's `controls`); triage obeys them only from trusted touchpoints.",
+    )
+    logged: Logged | None = Field(
+        default=None, description='Who logged the contact and how it came (channel "logged").'
     )
     dedup: Dedup | None = Field(default=None, description="Set by the dispatcher.")
     triage: Triage | None = Field(default=None, description="Set by the dispatcher.")

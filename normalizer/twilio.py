@@ -12,8 +12,9 @@ import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
 
+from normalizer.blobs import Blob
 from normalizer.model import Attachment, CaseOpen, Flags, Sender, Thread, Touchpoint
 from normalizer.phone import InvalidPhoneNumber, to_e164
 from normalizer.text import clean_line, clean_text
@@ -34,6 +35,9 @@ class TwilioMedia(BaseModel):
 
     url: str = Field(pattern=r"^https?://", max_length=2048)
     media_type: str = Field(max_length=255)
+    content: Base64Bytes | None = Field(
+        default=None, description="The bytes, when the channel fetched them from Twilio."
+    )
 
 
 class TwilioMessage(BaseModel):
@@ -90,7 +94,8 @@ def normalize_message(
     received_at: datetime,
     case_ref_pattern: str | None = None,
 ) -> CaseOpen:
-    """An SMS, MMS or WhatsApp message as a case-open; media stay links to Twilio."""
+    """An SMS, MMS or WhatsApp message as a case-open; media fetched by the channel are
+    stored (with their link kept), the others stay links to Twilio."""
     text = clean_text(message.body)
     name = clean_line(message.profile_name) if message.profile_name else None
     return CaseOpen(
@@ -148,7 +153,23 @@ def _media_attachment(media: TwilioMedia) -> Attachment:
     media_type = media.media_type.strip().lower() or "application/octet-stream"
     item_sid = media.url.rstrip("/").rsplit("/", 1)[-1] or "media"
     extension = mimetypes.guess_extension(media_type.split(";")[0]) or ""
-    return Attachment(name=item_sid + extension, media_type=media_type, url=media.url)
+    name = item_sid + extension
+    if media.content is None:
+        return Attachment(name=name, media_type=media_type, url=media.url)
+    blob = Blob.of(media.content)
+    return Attachment(
+        name=name,
+        media_type=media_type,
+        size=len(media.content),
+        sha256=blob.sha256,
+        ref=blob.ref,
+        url=media.url,
+    )
+
+
+def media_blobs(message: TwilioMessage) -> list[Blob]:
+    """The fetched media bytes, to be stored before the case-open is published."""
+    return [Blob.of(item.content) for item in message.media if item.content is not None]
 
 
 def _case_ref(pattern: str | None, text: str) -> str | None:

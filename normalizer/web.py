@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -14,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from normalizer.model import CaseOpen, Identity, Sender, Touchpoint
+from normalizer.model import CaseOpen, Identity, Logged, LoggedVia, Sender, Touchpoint
 from normalizer.phone import to_e164
 from normalizer.text import clean_line, clean_text
 
@@ -61,11 +63,34 @@ class WebControls(BaseModel):
         return {name: value for name, value in fields.items() if value}
 
 
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
 class WebMessage(BaseModel):
-    """A message submitted to `POST /api/v1/messages`."""
+    """A message submitted to `POST /api/v1/messages`: one the customer sent through the web
+    (`channel` "web", the default), or a contact an agent logs on the customer's behalf
+    (`channel` "logged", with `via` and `agent_id`)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    channel: Literal["web", "logged"] = Field(
+        default="web", description='"logged" for a contact an agent took in by hand.'
+    )
+    via: LoggedVia | None = Field(
+        default=None,
+        validate_default=True,
+        description='How the customer made contact; required with channel "logged".',
+    )
+    agent_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        validate_default=True,
+        description='Who logged the contact; required with channel "logged".',
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When the customer made contact, if not just now."
+    )
     sender: WebSender
     subject: str | None = Field(default=None, max_length=998)
     text: str = Field(min_length=1, max_length=100_000)
@@ -81,6 +106,25 @@ class WebMessage(BaseModel):
     controls: WebControls | None = Field(
         default=None, description="Priority, queue, tags; obeyed only from a trusted touchpoint."
     )
+
+    @field_validator("via", "agent_id")
+    @classmethod
+    def _only_when_logged(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "channel" not in info.data:
+            return value  # the channel itself is invalid and reported
+        logged = info.data["channel"] == "logged"
+        if logged and value is None:
+            raise ValueError('required for channel "logged"')
+        if not logged and value is not None:
+            raise ValueError('only for channel "logged"')
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError("lies in the future")
+        return value
 
     @field_validator("text")
     @classmethod
@@ -98,19 +142,31 @@ def normalize_web(
     received_at: datetime,
     touchpoint: str,
 ) -> CaseOpen:
-    """Turn a validated web submission into a case-open; pure, so the caller gives id and time."""
+    """Turn a validated web submission into a case-open; pure, so the caller gives id and time.
+
+    A logged contact reached the agent who logged it first (its primary touchpoint), then the
+    API; both are listed, so that triage can match the agent and trust the API as for any
+    other message.
+    """
+    logged = None
+    touchpoints = [Touchpoint(kind="api", address=touchpoint)]
+    if message.channel == "logged" and message.via and message.agent_id:
+        logged = Logged(via=message.via, agent_id=message.agent_id)
+        touchpoints.insert(0, Touchpoint(kind="agent", address=message.agent_id))
     return CaseOpen(
         id=case_id,
         received_at=received_at,
-        channel="web",
+        sent_at=message.occurred_at,
+        channel=message.channel,
         adapter="web-api",
         source_id=source_id,
-        touchpoints=[Touchpoint(kind="api", address=touchpoint)],
+        touchpoints=touchpoints,
         sender=_sender(message.sender),
         subject=clean_line(message.subject) if message.subject else None,
         text=clean_text(message.text),
         language=message.language,
         controls=message.controls.as_fields() if message.controls else {},
+        logged=logged,
     )
 
 

@@ -73,6 +73,18 @@ def test_store_urls_get_their_async_driver() -> None:
             "channels.imap: Value error, account names must be unique",
         ),
         (IMAP_ACCOUNT + 'password_env = "P"\nafter = "delete"\n', "channels.imap.accounts.0.after"),
+        (
+            '[channels.contact]\nlanguages = ["en", "fr"]\n',
+            "channels.contact.languages: Value error, no texts for ['fr']",
+        ),
+        (
+            '[channels.contact]\nlanguages = ["en", "da"]\ndefault_language = "de"\n',
+            "channels.contact: Value error, default_language 'de' is not in languages",
+        ),
+        (
+            '[channels.contact]\nallowed_origins = ["www.example.com"]\n',
+            "channels.contact.allowed_origins: Value error, 'www.example.com' is not an origin",
+        ),
     ],
 )
 def test_invalid_settings_name_file_key_and_reason(

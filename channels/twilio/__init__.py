@@ -25,6 +25,7 @@ from fastapi import APIRouter
 from channels.base import Emit
 from channels.settings import TwilioChannelSettings
 from channels.twilio.calls import CallBook, WriteDurably
+from channels.twilio.media import MediaFetcher, MediaInbox
 from channels.twilio.messages import messages_router
 from channels.twilio.opener import CallOpener
 from channels.twilio.voice import voice_router
@@ -44,23 +45,29 @@ class TwilioChannel:
         emit: Emit,
         calls_directory: Path,
         write: WriteDurably,
+        media_directory: Path,
     ) -> None:
         self._settings = settings
         self._book = CallBook(calls_directory, write)
         self._opener = CallOpener(settings, self._book, emit)
-        self._task: asyncio.Task[None] | None = None
+        inbox = MediaInbox(media_directory, write) if settings.fetch_media else None
+        self._fetcher = MediaFetcher(settings, inbox, emit) if inbox else None
+        self._tasks: list[asyncio.Task[None]] = []
         gate = Gate(settings)
         self.router = APIRouter()
-        self.router.include_router(messages_router(settings, gate, emit))
+        self.router.include_router(messages_router(settings, gate, emit, inbox))
         self.router.include_router(voice_router(settings, gate, self._book))
 
     async def start(self) -> None:
         if not self._settings.verify_signatures:
             log.warning("twilio signatures are NOT verified: anyone can post cases")
-        self._task = asyncio.create_task(self._opener.run(), name="twilio-calls")
+        self._tasks.append(asyncio.create_task(self._opener.run(), name="twilio-calls"))
+        if self._fetcher is not None:
+            self._tasks.append(asyncio.create_task(self._fetcher.run(), name="twilio-media"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task

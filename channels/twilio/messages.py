@@ -12,10 +12,22 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 from twilio.twiml.messaging_response import MessagingResponse
+from ulid import ULID
 
 from channels.base import Emit
+from channels.problems import Problem
 from channels.settings import TwilioChannelSettings
-from channels.twilio.webhook import Form, Gate, emit_safely, invalid, required, sid, twiml
+from channels.twilio.media import MediaInbox, PendingMessage
+from channels.twilio.webhook import (
+    RETRY_AFTER_S,
+    Form,
+    Gate,
+    emit_safely,
+    invalid,
+    required,
+    sid,
+    twiml,
+)
 from normalizer.envelope import Envelope
 from normalizer.phone import region_of
 from normalizer.twilio import (
@@ -29,14 +41,20 @@ from normalizer.twilio import (
 MAX_MEDIA = 10
 
 
-def messages_router(settings: TwilioChannelSettings, gate: Gate, emit: Emit) -> APIRouter:
-    """The messaging webhook, bound to its settings and the pipeline's `emit`."""
+def messages_router(
+    settings: TwilioChannelSettings, gate: Gate, emit: Emit, inbox: MediaInbox | None
+) -> APIRouter:
+    """The messaging webhook, bound to its settings and the pipeline's `emit`; with an inbox,
+    messages with media are acknowledged once kept there and fetched afterwards."""
     router = APIRouter(prefix="/twilio", tags=["twilio"])
 
     @router.post("/sms", summary="Twilio messaging webhook (SMS, MMS, WhatsApp); TwiML reply.")
     async def message(request: Request) -> Response:
         form = await gate.form(request)
         message = _message(form)
+        if inbox is not None and message.media:
+            case_id = await _keep_for_fetching(inbox, message)
+            return twiml(_reply(settings, message.sender, case_id))
         envelope = Envelope(
             channel=message_channel(message.sender),
             adapter="twilio",
@@ -49,6 +67,25 @@ def messages_router(settings: TwilioChannelSettings, gate: Gate, emit: Emit) -> 
         return twiml(_reply(settings, message.sender, case_id))
 
     return router
+
+
+async def _keep_for_fetching(inbox: MediaInbox, message: TwilioMessage) -> str:
+    """Keep the message durably (once per MessageSid); its reference is named now."""
+    pending = inbox.get(message.message_sid)
+    if pending is None:
+        pending = PendingMessage(
+            case_id=str(ULID()), received_at=datetime.now(UTC), message=message
+        )
+        try:
+            await inbox.put(pending)
+        except OSError as error:
+            raise Problem(
+                503,
+                "Service Unavailable",
+                f"the message cannot be kept right now: {error.strerror}",
+                headers={"Retry-After": RETRY_AFTER_S},
+            ) from None
+    return pending.case_id
 
 
 FORM_FIELDS = {

@@ -67,3 +67,7 @@ ensure_rabbitmq() {
 ensure_dovecot() {  # the tests run their own Dovecot IMAP servers on loopback ports
   [ -x /usr/sbin/dovecot ] || apt_install dovecot-imapd
 }
+
+ensure_chromium() {  # the contact-form tests drive Debian's Chromium with Playwright
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}

@@ -7,4 +7,5 @@ cd "$ROOT"
 ensure_venv "[test]"
 ensure_rabbitmq
 ensure_dovecot
+ensure_chromium
 exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,125 @@
+"""The contact form in a real browser: Debian's headless Chromium driven by Playwright.
+
+The screenshot of the form is kept at test-artifacts/contact-form.png (git-ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractChannel
+from playwright.async_api import Browser, Page, async_playwright
+
+from ingest.blobstore import BlobStore
+from tests.conftest import bodies, collect
+from tests.contact import CONTACT_SETTINGS, PDF
+from tests.daemon import Daemon
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (deploy/local/test.sh does)"
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(locale="en-GB")
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+async def form_daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
+    running = make_daemon(extra=CONTACT_SETTINGS).start()
+    await running.wait_ready()
+    return running
+
+
+async def test_a_person_fills_in_the_form_and_the_case_arrives(
+    form_daemon: Daemon, page: Page, amqp: AbstractChannel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await page.goto(f"{form_daemon.url}/contact")
+    await page.get_by_label("Name").fill("Ann Lee")
+    await page.get_by_label("Email address").fill("ann.lee@example.com")
+    await page.get_by_label("Phone number (optional)").fill("+44 20 7946 0958")
+    await page.get_by_label("Subject").fill("Kettle stopped heating")
+    await page.get_by_label("Message").fill("My kettle (order 1234) stopped heating.")
+    await page.get_by_label("Attachments (optional)").set_input_files(
+        [{"name": "receipt.pdf", "mimeType": "application/pdf", "buffer": PDF}]
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "contact-form.png"
+    await page.screenshot(path=str(screenshot), full_page=True)
+    with capsys.disabled():
+        print(f"\ncontact form screenshot: {screenshot}")
+    assert screenshot.stat().st_size > 10_000
+
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Send message").click()
+    assert await page.get_by_role("heading", level=1).inner_text() == (
+        "Thank you, we have your message"
+    )
+    reference = (await page.locator("#reference").inner_text()).strip()
+
+    [case] = bodies(await collect(amqp, form_daemon.names.default, expected=1))
+    assert case["id"] == reference
+    assert (case["channel"], case["adapter"]) == ("web", "contact-form")
+    assert case["sender"]["address"] == "ann.lee@example.com"
+    assert case["sender"]["alternates"] == [{"kind": "phone", "address": "+442079460958"}]
+    assert case["text"] == "My kettle (order 1234) stopped heating."
+    [attachment] = case["attachments"]
+    assert (attachment["name"], attachment["media_type"]) == ("receipt.pdf", "application/pdf")
+    assert BlobStore(form_daemon.workdir / "var" / "blobs").get(attachment["ref"]) == PDF
+
+
+async def test_a_validation_error_shows_next_to_its_field_with_the_input_kept(
+    form_daemon: Daemon, page: Page, amqp: AbstractChannel
+) -> None:
+    await page.goto(f"{form_daemon.url}/contact?lang=da")
+    await page.get_by_label("Navn").fill("Ann Lee")
+    await page.get_by_label("E-mailadresse").fill("ann.lee@")
+    await page.get_by_label("Emne").fill("Elkedel")
+    await page.get_by_label("Besked").fill("Den virker ikke.")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Send besked").click()
+
+    email = page.get_by_label("E-mailadresse")
+    assert await email.get_attribute("aria-invalid") == "true"
+    described_by = (await email.get_attribute("aria-describedby") or "").split()
+    error = page.locator("#f-email-error")
+    assert "f-email-error" in described_by
+    shown = " ".join((await error.text_content() or "").split())
+    assert shown == "Fejl: Skriv en e-mailadresse som navn@eksempel.dk."
+    assert await error.is_visible()
+    # The error sits in the same field group as its input.
+    assert await page.locator(".field.invalid").filter(has=email).count() == 1
+    assert await page.locator(".field.invalid").count() == 1
+    assert await email.input_value() == "ann.lee@"
+    assert await page.get_by_label("Navn").input_value() == "Ann Lee"
+    assert await page.get_by_label("Besked").input_value() == "Den virker ikke."
+    assert await page.locator(".summary a").inner_text() == (
+        "E-mailadresse: Skriv en e-mailadresse som navn@eksempel.dk."
+    )
+
+    await email.fill("ann.lee@example.com")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Send besked").click()
+    reference = (await page.locator("#reference").inner_text()).strip()
+    [case] = bodies(await collect(amqp, form_daemon.names.default, expected=1))
+    assert (case["id"], case["language"]) == (reference, "da")
