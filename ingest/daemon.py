@@ -30,6 +30,7 @@ from channels.smtp import SmtpChannel
 from channels.telegram import telegram_channel
 from channels.twilio import TwilioChannel
 from channels.web import api_router
+from dispatcher.acks import AckPolicy
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.database import StoreNotMigrated, shown_url
 from dispatcher.decide import Decider
@@ -217,8 +218,10 @@ def _dispatcher(settings: Settings, store: Store, rules: LiveRules) -> Dispatche
         inbound=names.case_open,
         exchange=names.cases_exchange,
         dead_letters=names.case_open_dead,
+        acknowledgements=names.acknowledgements,
     )
-    decider = Decider(settings.dispatcher, names.case_update, RulesRouter(rules))
+    router = RulesRouter(rules)
+    decider = Decider(settings.dispatcher, names.case_update, router, AckPolicy(router))
     return Dispatcher(store, decider, settings.dispatcher, routes)
 
 
