@@ -254,7 +254,11 @@ class TwilioChannelSettings(ChannelSection):
         default=True, description="Off only for local testing: then anyone can post cases."
     )
     account_sid: str | None = Field(
-        default=None, description="The account SID (AC...), to fetch media with credentials."
+        default=None,
+        pattern=r"^AC[0-9a-f]{32}$",
+        description="The account SID (AC...): media are fetched with the account's "
+        "credentials, and acknowledgements go out as SMS and WhatsApp messages through "
+        "Twilio's REST API (with auth_token).",
     )
     fetch_media: bool = Field(
         default=False,
@@ -295,6 +299,17 @@ class TwilioChannelSettings(ChannelSection):
         ge=0,
         description="How long after a call ended a case waits for its recording.",
     )
+    api_base_url: str = Field(
+        default="https://api.twilio.com",
+        pattern=r"^https?://[^/?#\s]+/?$",
+        description="Twilio's REST API; changed only to point tests at a stand-in.",
+    )
+    api_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one API request.")
+    acknowledge_calls_by_sms: bool = Field(
+        default=False,
+        description="Acknowledge a call or voicemail by SMS from the number called (it must "
+        "be able to send SMS); otherwise calls are not acknowledged.",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> TwilioChannelSettings:
@@ -305,6 +320,8 @@ class TwilioChannelSettings(ChannelSection):
                 raise ValueError("public_url is needed to verify signatures")
         if self.acknowledgement and self.default_language not in self.acknowledgement:
             raise ValueError("acknowledgement needs a text in default_language")
+        if self.account_sid and self.auth_token is None:
+            raise ValueError("account_sid needs auth_token")
         return self
 
     @field_validator("public_url")
@@ -393,6 +410,61 @@ class TelegramChannelSettings(ChannelSection):
         ):
             raise ValueError("use 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
         return value
+
+
+class OutboundMailSettings(ChannelSection):
+    """The SMTP relay acknowledgements by email go out through (the site's MTA or provider)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = Field(
+        default="starttls", description="none (loopback only), starttls, or tls (port 465)."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the relay; unset: the system's."
+    )
+    user: str | None = Field(default=None, description="When set, log in (AUTH) as this user.")
+    password: SecretStr | None = Field(
+        default=None, description="Set it in the environment: INGEST_OUTBOUND__MAIL__PASSWORD."
+    )
+    from_address: str | None = Field(
+        default=None,
+        description="The From of every reply; unset: the mailbox the message came to (`via`).",
+    )
+    from_name: str | None = Field(default=None, description="A display name for From.")
+    null_sender: bool = Field(
+        default=True,
+        description="Send with an empty envelope sender (MAIL FROM:<>), as RFC 3834 asks of "
+        "automatic replies, so a bounce of a reply goes nowhere; off for relays that refuse it.",
+    )
+    helo_name: str | None = Field(default=None, description="Our name in EHLO; unset: the FQDN.")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> OutboundMailSettings:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("user and password go together")
+        return self
+
+    @field_validator("from_address")
+    @classmethod
+    def _lower_address(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else None
+
+
+class OutboundSettings(ChannelSection):
+    """Acknowledgements the dispatcher asks for, sent by the channels role."""
+
+    enabled: bool = Field(
+        default=True, description="Consume the acknowledgements queue in the channels role."
+    )
+    concurrency: int = Field(default=8, ge=1, le=200, description="Replies in flight at once.")
+    retry_first_s: float = Field(
+        default=2.0, gt=0, description="Wait before retrying a transient failure; doubles."
+    )
+    retry_max_s: float = Field(default=60.0, gt=0)
+    mail: OutboundMailSettings = Field(default_factory=OutboundMailSettings)
 
 
 class ChannelSettings(ChannelSection):

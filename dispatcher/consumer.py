@@ -35,6 +35,7 @@ from dispatcher.database import is_transient
 from dispatcher.decide import Decider, Incoming, Key, Outcome
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
+from normalizer.acks import ACK_SCHEMA, AckRequest
 from normalizer.model import SCHEMA, CaseOpen
 
 log = structlog.get_logger("dispatcher")
@@ -50,6 +51,7 @@ class Routes:
     inbound: str
     exchange: str
     dead_letters: str
+    acknowledgements: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,10 @@ class Dispatcher:
         for outcome in verdicts.forward:
             assert outcome.forward is not None and outcome.routing_key is not None
             await exchange.publish(_forward(outcome.forward), routing_key=outcome.routing_key)
+            if outcome.ack is not None and self._routes.acknowledgements:
+                await channel.default_exchange.publish(
+                    _acknowledgement(outcome.ack), routing_key=self._routes.acknowledgements
+                )
         for message, reason in verdicts.rejects:
             await channel.default_exchange.publish(
                 _dead_letter(message, reason, self._routes.inbound),
@@ -292,6 +298,16 @@ def _forward(enriched: CaseOpen) -> aio_pika.Message:
             "x-dedup": enriched.dedup.verdict,
             "x-case": enriched.dedup.case_id or "",
         },
+    )
+
+
+def _acknowledgement(request: AckRequest) -> aio_pika.Message:
+    return aio_pika.Message(
+        request.to_json(),
+        content_type="application/json",
+        content_encoding="utf-8",
+        delivery_mode=DeliveryMode.PERSISTENT,
+        headers={"x-schema": ACK_SCHEMA, "x-case": request.case_id},
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dispatcher.acks import AckPolicy
 from dispatcher.dedup import Match, duplicate_of, fingerprint, follow_up_of
 from dispatcher.history import customer_info, history
 from dispatcher.identity import (
@@ -31,6 +32,7 @@ from dispatcher.identity import (
 )
 from dispatcher.settings import DispatcherSettings
 from dispatcher.tables import Case, CaseEvent, Customer, Message
+from normalizer.acks import AckRequest
 from normalizer.model import CaseOpen, CustomerInfo, Dedup, History, Triage
 
 Key = tuple[str, str]
@@ -38,7 +40,6 @@ Key = tuple[str, str]
 
 Router = Callable[[CaseOpen, bool], Triage]
 """Triage of an enriched message; the flag says it is a follow-up or duplicate."""
-"""Triage: the enriched message of a new case in, the target queue and the reason out."""
 
 CLOSED_STATES = ("resolved", "closed")
 
@@ -59,6 +60,8 @@ class Outcome:
     forward: CaseOpen | None = None
     routing_key: str | None = None
     repeat_of: str | None = None
+    ack: AckRequest | None = None
+    """An acknowledgement to publish with the forward, in the same broker transaction."""
 
 
 class Enrichment(BaseModel):
@@ -71,20 +74,28 @@ class Enrichment(BaseModel):
     dedup: Dedup
     triage: Triage
     routing_key: str
+    ack: AckRequest | None = None
 
     def applied(self, case: CaseOpen) -> Outcome:
         fields = {"customer": self.customer, "history": self.history}
         enriched = case.model_copy(update=fields | {"dedup": self.dedup, "triage": self.triage})
-        return Outcome(case, forward=enriched, routing_key=self.routing_key)
+        return Outcome(case, forward=enriched, routing_key=self.routing_key, ack=self.ack)
 
 
 class Decider:
     """Decides batches; holds the settings, the case-update queue and the triage seam."""
 
-    def __init__(self, settings: DispatcherSettings, case_update_queue: str, router: Router):
+    def __init__(
+        self,
+        settings: DispatcherSettings,
+        case_update_queue: str,
+        router: Router,
+        ack_policy: AckPolicy | None = None,
+    ):
         self._settings = settings
         self._case_update = case_update_queue
         self._route = router
+        self._acknowledge = ack_policy
         self._prefix = settings.case_ref_prefix
 
     def batch(
@@ -250,7 +261,11 @@ class Decider:
         session.flush()
         dedup = dedup.model_copy(update={"case_id": self.ref(opened.id)})
         _event(session, opened.id, "opened", now, case.id, reason)
-        return _decided(case, dedup, triage, triage.queue, opened.id)
+        ack = None
+        if self._acknowledge is not None:
+            ack = self._acknowledge(session, case, triage, self.ref(opened.id), opened.id, now)
+            triage = triage.model_copy(update={"acknowledged": ack is not None})
+        return _decided(case, dedup, triage, triage.queue, opened.id, ack)
 
     def _update(
         self, session: Session, case: CaseOpen, now: datetime, match: Match, reopen: bool
@@ -296,7 +311,12 @@ class _Decided:
 
 
 def _decided(
-    case: CaseOpen, dedup: Dedup, triage: Triage, routing_key: str, case_id: int
+    case: CaseOpen,
+    dedup: Dedup,
+    triage: Triage,
+    routing_key: str,
+    case_id: int,
+    ack: AckRequest | None = None,
 ) -> _Decided:
     assert case.customer is not None and case.history is not None
     enrichment = Enrichment(
@@ -305,6 +325,7 @@ def _decided(
         dedup=dedup,
         triage=triage,
         routing_key=routing_key,
+        ack=ack,
     )
     return _Decided(enrichment, case_id)
 

@@ -167,6 +167,18 @@ class CaseEvent(Base):
     detail: Mapped[str | None] = mapped_column(String(1000))
 
 
+class Acknowledgement(Base):
+    """An acknowledgement requested for an address: counted for the daily cap."""
+
+    __tablename__ = "acknowledgements"
+    __table_args__ = (Index(None, "address", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    sent_at: Mapped[datetime] = mapped_column(Timestamp)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+
+
 class IdentityMerge(Base):
     """The audit record of a merge (by hand or by the directory import) and of its undoing."""
 

@@ -294,15 +294,19 @@ def quarantine_replay(settings_path: Path, entry_id: str) -> None:
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="Rewrite the committed file instead of printing.")
-def schema(write: bool) -> None:
-    """Print (or rewrite) the JSON Schema of the case-open/1 message."""
+@click.argument(
+    "name", default="case-open/1", type=click.Choice(["case-open/1", "acknowledgement/1"])
+)
+@click.option("--write", is_flag=True, help="Rewrite every committed schema file instead.")
+def schema(name: str, write: bool) -> None:
+    """Print the JSON Schema of a message (case-open/1 or acknowledgement/1)."""
     from normalizer.schema import render_schema, write_schema
 
     if write:
-        click.echo(f"wrote {write_schema()}")
+        for path in write_schema():
+            click.echo(f"wrote {path}")
     else:
-        click.echo(render_schema(), nl=False)
+        click.echo(render_schema(name), nl=False)
 
 
 def _register_store_commands() -> None:

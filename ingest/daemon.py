@@ -25,16 +25,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from channels.base import Listener
 from channels.contact import contact_router
 from channels.imap import ImapChannel
+from channels.replies import Repliers, build_repliers
 from channels.smtp import SmtpChannel
 from channels.telegram import telegram_channel
 from channels.twilio import TwilioChannel
 from channels.web import api_router
+from dispatcher.acks import AckPolicy
 from dispatcher.consumer import Dispatcher, Routes
 from dispatcher.database import StoreNotMigrated, shown_url
 from dispatcher.decide import Decider
 from dispatcher.feedback import CaseEvents
 from dispatcher.store import Store
 from dispatcher.triage import LiveRules, RulesError, RulesRouter, load_rules, watched_files
+from ingest.acknowledger import Acknowledger, AckRoutes
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
 from ingest.durable import write_durably
@@ -83,6 +86,10 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     if dispatcher and store:
         events = CaseEvents(store, settings.dispatcher.case_ref_prefix, _event_routes(settings))
         sessions = [dispatcher.session, events.session]
+    repliers = build_repliers(settings.channels, settings.outbound) if with_channels else None
+    acknowledger = _acknowledger(settings, repliers) if repliers else None
+    if acknowledger:
+        sessions.append(acknowledger.session)
     broker = Broker(settings.broker, settings.queues, sessions)
     checks: dict[str, ReadinessCheck] = {"broker": broker.readiness}
     if dispatcher:
@@ -115,12 +122,17 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.http.shutdown_grace_s):
             await http
-    if dispatcher:
-        dispatcher.stop()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_BUDGET_S - settings.http.shutdown_grace_s):
-                await dispatcher.idle.wait()
+    for consumer in (dispatcher, acknowledger):
+        if consumer:
+            consumer.stop()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_BUDGET_S - settings.http.shutdown_grace_s):
+            for consumer in (dispatcher, acknowledger):
+                if consumer:
+                    await consumer.idle.wait()
     await _cancel(background)
+    if repliers:
+        await repliers.close()
     if store:
         await store.close()
     log.info("stopped")
@@ -206,13 +218,28 @@ def _dispatcher(settings: Settings, store: Store, rules: LiveRules) -> Dispatche
         inbound=names.case_open,
         exchange=names.cases_exchange,
         dead_letters=names.case_open_dead,
+        acknowledgements=names.acknowledgements,
     )
-    decider = Decider(settings.dispatcher, names.case_update, RulesRouter(rules))
+    router = RulesRouter(rules)
+    decider = Decider(settings.dispatcher, names.case_update, router, AckPolicy(router))
     return Dispatcher(store, decider, settings.dispatcher, routes)
 
 
 def _event_routes(settings: Settings) -> tuple[str, str]:
     return settings.queues.case_events, settings.queues.case_events_dead
+
+
+def _acknowledger(settings: Settings, repliers: Repliers) -> Acknowledger | None:
+    """The sender of acknowledgements, unless turned off for this process."""
+    if not settings.outbound.enabled:
+        return None
+    names = settings.queues
+    routes = AckRoutes(
+        inbound=names.acknowledgements,
+        dead_letters=names.acknowledgements_dead,
+        delivery_limit=names.acknowledgement_delivery_limit,
+    )
+    return Acknowledger(repliers, settings.outbound, routes)
 
 
 def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:

@@ -49,7 +49,7 @@ def configure_logging(settings: LogSettings) -> None:
     libraries = ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy", "alembic")
     for name in (*libraries, "mail.log"):
         logging.getLogger(name).setLevel(quiet)
-    # These name request URLs, and a Telegram bot's URLs hold its token: warnings only, even
-    # when debugging, so the token never reaches a log.
-    for name in ("httpx", "httpcore", "telegram"):
+    # These name request URLs, and a Telegram bot's URLs hold its token (Twilio's client logs
+    # every request's recipient and text): warnings only, even when debugging.
+    for name in ("httpx", "httpcore", "telegram", "twilio"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -18,7 +18,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from channels.settings import ChannelSettings
+from channels.settings import ChannelSettings, OutboundSettings
 from dispatcher.settings import DispatcherSettings
 from normalizer.envelope import Options
 
@@ -105,6 +105,11 @@ class QueueSettings(Section):
     team_dead: str = "cases.dead"
     delivery_limit: int = Field(default=5, ge=1, le=1000)
     team_delivery_limit: int = Field(default=20, ge=1, le=1000)
+    acknowledgements: str = "acknowledgements"
+    acknowledgements_dead: str = "acknowledgements.dead"
+    acknowledgement_delivery_limit: int = Field(
+        default=10, ge=2, le=1000, description="Send attempts of one acknowledgement."
+    )
 
     def declared_teams(self) -> list[str]:
         """The team queues to declare: the configured ones plus the default, once each."""
@@ -142,6 +147,7 @@ class Settings(BaseSettings):
     paths: PathSettings = Field(default_factory=PathSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     queues: QueueSettings = Field(default_factory=QueueSettings)
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
     normalizer: NormalizerSettings = Field(default_factory=NormalizerSettings)

@@ -44,6 +44,14 @@ async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> No
         durable=True,
         arguments=quorum_arguments(names.case_events_dead, names.delivery_limit),
     )
+    await channel.declare_queue(names.acknowledgements_dead, durable=True, arguments=quorum)
+    await channel.declare_queue(
+        names.acknowledgements,
+        durable=True,
+        arguments=quorum_arguments(
+            names.acknowledgements_dead, names.acknowledgement_delivery_limit
+        ),
+    )
     # What the `cases` exchange cannot route (a team queue removed by hand) is kept in the
     # team dead letters by the broker itself, through an alternate exchange.
     unroutable = await channel.declare_exchange(

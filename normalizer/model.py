@@ -217,8 +217,12 @@ class Triage(Part):
     sla: SlaDue | None = None
     rules: list[str] = Field(default_factory=list)
     matched: list[RuleHit] = Field(default_factory=list)
+    acknowledge: str | None = Field(
+        default=None, description="The acknowledgement template the rules chose, if any."
+    )
     acknowledged: bool = Field(
-        default=False, description="An acknowledgement was sent to the sender for this case."
+        default=False,
+        description="An acknowledgement was requested (not capped, not a loop risk).",
     )
     reason: str
 

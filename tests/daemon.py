@@ -71,10 +71,20 @@ class Names:
     def team_dead(self) -> str:
         return f"{self.prefix}.cases.dead"
 
+    @property
+    def acknowledgements(self) -> str:
+        return f"{self.prefix}.acknowledgements"
+
+    @property
+    def acknowledgements_dead(self) -> str:
+        return f"{self.prefix}.acknowledgements.dead"
+
     def queues(self) -> list[str]:
         return [
             self.case_open,
             self.case_open_dead,
+            self.acknowledgements,
+            self.acknowledgements_dead,
             self.case_update,
             self.case_events,
             self.case_events_dead,
@@ -97,6 +107,8 @@ class Names:
             default=self.default,
             teams=[self.default],
             team_dead=self.team_dead,
+            acknowledgements=self.acknowledgements,
+            acknowledgements_dead=self.acknowledgements_dead,
         )
 
 
@@ -164,6 +176,8 @@ default = "{names.default}"
 teams = ["{names.default}"]
 team_dead = "{names.team_dead}"
 delivery_limit = 5
+acknowledgements = "{names.acknowledgements}"
+acknowledgements_dead = "{names.acknowledgements_dead}"
 
 [log]
 level = "{log_level}"

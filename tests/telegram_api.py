@@ -87,6 +87,8 @@ class BotApi:
         self.calls: list[Call] = []
         self.pending: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
+        self.send_failures: list[tuple[int, str]] = []
+        """Error answers for the next sendMessage calls, used up in order."""
         self.downloads_open = asyncio.Event()
         self.downloads_open.set()
         self.download_requested = asyncio.Event()
@@ -202,6 +204,8 @@ class BotApi:
         return _ok(batch)
 
     async def _send_message(self, call: Call) -> web.Response:
+        if self.send_failures:
+            return _error(*self.send_failures.pop(0))
         chat_id = call.params["chat_id"]
         return _ok(
             {

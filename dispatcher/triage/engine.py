@@ -16,6 +16,7 @@ from dispatcher.triage.calendar import Calendar
 from dispatcher.triage.conditions import Check
 from dispatcher.triage.facts import Facts
 from dispatcher.triage.spec import ActionSpec, TemplateSpec
+from normalizer.model import CaseOpen
 
 CONTROL_FIELDS = ("priority", "queue", "tags")
 
@@ -90,6 +91,7 @@ class Decision:
     sla_policy: str | None = None
     sla: SlaDue | None = None
     acknowledge: Acknowledgement | None = None
+    """The acknowledgement the rules ask for, rendered with the case-open id as reference."""
     hits: tuple[Hit, ...] = ()
     set_by: tuple[tuple[str, str], ...] = ()
     """(field, rule) for each field a rule set: the last rule to set it wins."""
@@ -115,6 +117,7 @@ class RuleSet:
     trusted: list[Trusted] = field(default_factory=list)
     queues: frozenset[str] = frozenset()
     sources: list[str] = field(default_factory=list)
+    ack_daily_cap: int = 3
 
     def __post_init__(self) -> None:
         # Each message walks only the rules for its kind, in order.
@@ -172,15 +175,19 @@ class RuleSet:
         )
 
     def _ack(self, name: str | None, facts: Facts) -> Acknowledgement | None:
-        if name is None:
+        return None if name is None else self.acknowledgement(name, facts.case, facts.case.id)
+
+    def acknowledgement(self, name: str, case: CaseOpen, reference: str) -> Acknowledgement | None:
+        """Template `name` for this message, in its language if the template has it."""
+        spec = self.templates.get(name)
+        if spec is None:
             return None
-        spec = self.templates[name]
-        language = facts.case.language if facts.case.language in spec.text else None
+        language = case.language if case.language in spec.text else None
         language = language or spec.default_language
         values = _Values(
-            reference=facts.case.id,
-            subject=facts.case.subject or "",
-            name=facts.case.sender.name or "",
+            reference=reference,
+            subject=case.subject or "",
+            name=case.sender.name or "",
         )
         subject = spec.subject.get(language) or spec.subject.get(spec.default_language)
         return Acknowledgement(

@@ -193,6 +193,7 @@ def _compile(collected: _Collected, queues: list[str], default_queue: str) -> Ru
         ],
         queues=frozenset(queues),
         sources=collected.sources,
+        ack_daily_cap=spec.ack_daily_cap,
     )
 
 

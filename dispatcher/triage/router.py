@@ -7,7 +7,7 @@ never mixes two rule sets in one decision. `DefaultQueue` routes everything to o
 
 from __future__ import annotations
 
-from dispatcher.triage.engine import Decision
+from dispatcher.triage.engine import Acknowledgement, Decision
 from dispatcher.triage.facts import Facts
 from dispatcher.triage.live import LiveRules
 from normalizer.model import CaseOpen, RuleHit, SlaDue, Triage
@@ -22,6 +22,16 @@ class RulesRouter:
     def __call__(self, case: CaseOpen, follow_up: bool = False) -> Triage:
         rule_set = self._rules.current  # one rule set for the whole message
         return to_triage(rule_set.evaluate(Facts.of(case, follow_up=follow_up)))
+
+    def acknowledgement(
+        self, template: str, case: CaseOpen, reference: str
+    ) -> Acknowledgement | None:
+        """The template rendered for this case (None if a reload removed it meanwhile)."""
+        return self._rules.current.acknowledgement(template, case, reference)
+
+    @property
+    def ack_daily_cap(self) -> int:
+        return self._rules.current.ack_daily_cap
 
 
 class DefaultQueue:
@@ -53,6 +63,7 @@ def to_triage(decision: Decision) -> Triage:
             resolution_due=sla.resolution_due,
         ),
         rules=[hit.rule for hit in decision.hits],
+        acknowledge=decision.acknowledge.template if decision.acknowledge else None,
         matched=[RuleHit(rule=hit.rule, because=hit.because) for hit in decision.hits],
         reason=decision.reason,
     )
