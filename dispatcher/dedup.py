@@ -37,9 +37,10 @@ class Match:
 
 def fingerprint(message: CaseOpen) -> str | None:
     """sha256 of the content as a person reads it: text (else subject), case and spacing
-    folded, plus attachment hashes; None when there is no content to compare."""
+    folded, plus attachment hashes (for a file the source only links to, its URL); None when
+    there is no content to compare."""
     words = " ".join(unicodedata.normalize("NFKC", message.text or message.subject or "").split())
-    hashes = sorted(attachment.sha256 for attachment in message.attachments)
+    hashes = sorted(a.sha256 or a.url or a.name for a in message.attachments)
     if not words and not hashes:
         return None
     content = "\n".join([words.casefold(), *hashes])

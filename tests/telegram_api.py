@@ -117,7 +117,10 @@ class BotApi:
             "max_attachment_bytes": 65536,
         } | overrides
         lines = [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-        return "\n[channels.telegram]\n" + "\n".join(lines) + "\n"
+        # These tests look at the channel: every chat message is to reach the team queue as a
+        # case-open of its own, so the dispatcher's chat conversation window (level 3) is off.
+        no_window = "\n[dispatcher.dedup]\nconversation_channels = []\n"
+        return no_window + "\n[channels.telegram]\n" + "\n".join(lines) + "\n"
 
     async def start(self) -> None:
         app = web.Application()

@@ -21,7 +21,7 @@ from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from dispatcher.tables import Message
 from dispatcher.triage import DefaultQueue
-from normalizer.model import CaseOpen, Identity, Sender, Thread, Touchpoint
+from normalizer.model import Attachment, CaseOpen, Identity, Sender, Thread, Touchpoint
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DIRECTORY = """external_id,name,organisation,emails,phones,tier,is_customer
@@ -130,6 +130,19 @@ async def test_level_2_same_customer_same_text_on_another_channel_is_a_duplicate
         message(text="Invoice 77 is wrong. Thanks", at=T0 + timedelta(hours=28))
     )
     assert dedup(later)[0] == "new"
+
+
+async def test_media_the_source_only_links_to_counts_as_content_by_its_url(world: World) -> None:
+    def mms(url: str, at: datetime) -> CaseOpen:
+        photo = Attachment(name="photo.jpg", media_type="image/jpeg", url=url)
+        return message("+4930123456", "", channel="sms", at=at, attachments=[photo])
+
+    first = await world.send(mms("https://api.twilio.example/Media/ME1", T0))
+    same = await world.send(mms("https://api.twilio.example/Media/ME1", T0 + timedelta(hours=1)))
+    other = await world.send(mms("https://api.twilio.example/Media/ME2", T0 + timedelta(days=2)))
+    assert dedup(first)[0] == "new"
+    assert dedup(same) == ("duplicate", dedup(first)[1])
+    assert dedup(other)[0] == "new"
 
 
 async def test_a_display_name_alone_links_no_one(world: World) -> None:
