@@ -20,7 +20,7 @@ from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 
-from channels.replies import Permanent, Repliers, SendFailed, Transient
+from channels.replies import Permanent, Repliers, SendFailed, Transient, Unconfigured
 from channels.settings import OutboundSettings
 from dispatcher.consumer import REASON_HEADER
 from normalizer.acks import ACK_SCHEMA, AckRequest
@@ -49,6 +49,7 @@ class Acknowledger:
         self._stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
+        self._unconfigured_seen: set[str] = set()
 
     def stop(self) -> None:
         """Take no new request; waits for a retry end at once (the request goes back)."""
@@ -89,6 +90,10 @@ class Acknowledger:
         try:
             replier = self._repliers.for_request(ack)
             receipt = await replier.send(ack)
+        except Unconfigured as failure:
+            quiet = ack.channel in self._unconfigured_seen
+            self._unconfigured_seen.add(ack.channel)
+            await self._dead_letter(message, channel, str(failure), attempt, ack, quiet=quiet)
         except Permanent as failure:
             await self._dead_letter(message, channel, str(failure), attempt, ack)
         except Transient as failure:
@@ -147,8 +152,11 @@ class Acknowledger:
         reason: str,
         attempt: int,
         ack: AckRequest | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
-        """Keep the request with the reason, confirmed, before it leaves the queue."""
+        """Keep the request with the reason, confirmed, before it leaves the queue; `quiet`
+        logs at info level (a channel without a replier, already warned about once)."""
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason[:1000]
         headers["x-ingest-origin"] = self._routes.inbound
@@ -165,7 +173,8 @@ class Acknowledger:
             mandatory=True,
         )
         await message.ack()
-        log.warning(
+        report = log.info if quiet else log.warning
+        report(
             "acknowledgement dead-lettered",
             case_id=ack.case_id if ack else None,
             channel=ack.channel if ack else None,

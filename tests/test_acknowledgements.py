@@ -311,11 +311,13 @@ async def test_a_channel_without_a_replier_and_a_bad_request_are_dead_lettered_w
 ) -> None:
     daemon = await started(make_daemon, settings())
     email = request()
+    another_email = request(case_id="C-2")
     call = request("voice", to="+442079460958", via=OUR_NUMBER)
     phone_only = request("web", to="+442079460958", via="api")
-    await publish(amqp, names, email, call, phone_only, b'{"schema": "acknowledgement/1"}', b"\xff")
+    bad = [b'{"schema": "acknowledgement/1"}', b"\xff"]
+    await publish(amqp, names, email, another_email, call, phone_only, *bad)
 
-    dead = await dead_letters(amqp, names, 5)
+    dead = await dead_letters(amqp, names, 6)
     reasons: dict[bytes, str] = {}
     for message in dead:
         assert message.headers is not None
@@ -331,7 +333,10 @@ async def test_a_channel_without_a_replier_and_a_bad_request_are_dead_lettered_w
         "not a valid acknowledgement/1 request: case_id: Field required"
     )
     assert reasons[b"\xff"].startswith("not a valid acknowledgement/1 request")
-    assert daemon.log_text().count("acknowledgement dead-lettered") == 5
+    log = daemon.log_text()
+    assert log.count("acknowledgement dead-lettered") == 6
+    # A channel without a replier is a setting: warned about once, then logged at info.
+    assert log.count('level=info event="acknowledgement dead-lettered"') == 1
     assert (await daemon_ready(daemon)) == 200, "the daemon stays up"
 
 

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from channels.replies.base import Permanent, Replier, SendFailed, Transient
+from channels.replies.base import Permanent, Replier, SendFailed, Transient, Unconfigured
 from channels.replies.mail import MailReplier
 from channels.replies.telegram import TelegramReplier
 from channels.replies.twilio import TwilioReplier
 from channels.settings import ChannelSettings, OutboundSettings
 from normalizer.acks import AckRequest
 
-__all__ = ["Permanent", "Replier", "Repliers", "SendFailed", "Transient", "build_repliers"]
+__all__ = [
+    "Permanent",
+    "Replier",
+    "Repliers",
+    "SendFailed",
+    "Transient",
+    "Unconfigured",
+    "build_repliers",
+]
 
 
 @dataclass(frozen=True)
@@ -72,5 +80,5 @@ def build_repliers(channels: ChannelSettings, outbound: OutboundSettings) -> Rep
 
 def _needed(replier: Replier | None, reason: str) -> Replier:
     if replier is None:
-        raise Permanent(f"no replier configured: {reason}")
+        raise Unconfigured(f"no replier configured: {reason}")
     return replier

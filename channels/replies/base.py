@@ -33,6 +33,11 @@ class Permanent(SendFailed):
     """Trying again cannot help; the request goes to the dead letters with this reason."""
 
 
+class Unconfigured(Permanent):
+    """No replier is configured for the channel: a setting, not an incident, so it is
+    logged as a warning once per channel and at info level after that."""
+
+
 class Replier(Protocol):
     """Sends replies through one service."""
 
