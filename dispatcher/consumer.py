@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from dispatcher.database import is_transient
+from dispatcher.dead_letters import dead_letter, invalid
 from dispatcher.decide import Decider, Incoming, Key, Outcome
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
@@ -40,7 +41,6 @@ from normalizer.model import SCHEMA, CaseOpen
 
 log = structlog.get_logger("dispatcher")
 
-REASON_HEADER = "x-ingest-reason"
 IDLE_POLL_S = 0.25
 
 
@@ -164,7 +164,7 @@ class Dispatcher:
                 )
         for message, reason in verdicts.rejects:
             await channel.default_exchange.publish(
-                _dead_letter(message, reason, self._routes.inbound),
+                dead_letter(message, reason, self._routes.inbound),
                 routing_key=self._routes.dead_letters,
             )
         await batch[-1].ack(multiple=True)  # the batch is every delivery not yet settled
@@ -203,7 +203,7 @@ class Dispatcher:
             try:
                 case = CaseOpen.model_validate_json(message.body)
             except ValidationError as error:
-                rejects.append((message, _describe(error)))
+                rejects.append((message, invalid(error, f"{SCHEMA} message")))
                 continue
             parsed.append((message, Incoming(case, bool(message.redelivered))))
         incoming = [item for _, item in parsed]
@@ -309,27 +309,6 @@ def _acknowledgement(request: AckRequest) -> aio_pika.Message:
         delivery_mode=DeliveryMode.PERSISTENT,
         headers={"x-schema": ACK_SCHEMA, "x-case": request.case_id},
     )
-
-
-def _dead_letter(message: AbstractIncomingMessage, reason: str, origin: str) -> aio_pika.Message:
-    headers = dict(message.headers or {})
-    headers[REASON_HEADER] = reason[:1000]
-    headers["x-ingest-origin"] = origin
-    return aio_pika.Message(
-        message.body,
-        message_id=message.message_id,
-        content_type=message.content_type,
-        delivery_mode=DeliveryMode.PERSISTENT,
-        headers=headers,
-    )
-
-
-def _describe(error: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(p) for p in item['loc']) or '(body)'}: {item['msg']}"
-        for item in error.errors(include_url=False)[:5]
-    ]
-    return f"not a valid {SCHEMA} message: " + "; ".join(problems)
 
 
 def _text(error: BaseException) -> str:

@@ -13,15 +13,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Literal
 
-import aio_pika
 import structlog
-from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatcher.database import is_transient
+from dispatcher.dead_letters import dead_letter, invalid
 from dispatcher.identity import lock_identities, normalise, resolve_sender
 from dispatcher.store import Store
 from dispatcher.tables import Case, CaseEvent, CaseParticipant
@@ -29,7 +28,6 @@ from normalizer.model import Identity
 
 log = structlog.get_logger("dispatcher.feedback")
 
-REASON_HEADER = "x-ingest-reason"
 PREFETCH = 50
 ATTEMPTS = 3
 
@@ -123,7 +121,7 @@ class CaseEvents:
                 reason = await self._apply(message)
                 if reason is not None:
                     await channel.default_exchange.publish(
-                        _dead_letter(message, reason, self._queue), routing_key=self._dead
+                        dead_letter(message, reason, self._queue), routing_key=self._dead
                     )
                     log.warning("case event dead-lettered", reason=reason)
                 await message.ack()
@@ -134,11 +132,7 @@ class CaseEvents:
         try:
             event = CaseEventMessage.model_validate_json(message.body)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
-                for e in error.errors(include_url=False)[:5]
-            )
-            return f"not a valid case event: {problems}"
+            return invalid(error, "case event")
         failures = 0
         while True:
             try:
@@ -154,16 +148,3 @@ class CaseEvents:
                 continue
             log.info("case event", id=event.id, case=event.case, kind=event.event, new=applied)
             return None
-
-
-def _dead_letter(message: AbstractIncomingMessage, reason: str, origin: str) -> aio_pika.Message:
-    headers = dict(message.headers or {})
-    headers[REASON_HEADER] = reason[:1000]
-    headers["x-ingest-origin"] = origin
-    return aio_pika.Message(
-        message.body,
-        message_id=message.message_id,
-        content_type=message.content_type,
-        delivery_mode=DeliveryMode.PERSISTENT,
-        headers=headers,
-    )

@@ -14,15 +14,13 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-import aio_pika
 import structlog
-from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 
 from channels.replies import Permanent, Repliers, SendFailed, Transient, Unconfigured
 from channels.settings import OutboundSettings
-from dispatcher.consumer import REASON_HEADER
+from dispatcher.dead_letters import dead_letter, invalid
 from normalizer.acks import ACK_SCHEMA, AckRequest
 
 log = structlog.get_logger("ingest.acknowledger")
@@ -85,7 +83,9 @@ class Acknowledger:
         try:
             ack = AckRequest.model_validate_json(message.body)
         except ValidationError as error:
-            await self._dead_letter(message, channel, _describe(error), attempt)
+            await self._dead_letter(
+                message, channel, invalid(error, f"{ACK_SCHEMA} request"), attempt
+            )
             return
         try:
             replier = self._repliers.for_request(ack)
@@ -157,18 +157,8 @@ class Acknowledger:
     ) -> None:
         """Keep the request with the reason, confirmed, before it leaves the queue; `quiet`
         logs at info level (a channel without a replier, already warned about once)."""
-        headers = dict(message.headers or {})
-        headers[REASON_HEADER] = reason[:1000]
-        headers["x-ingest-origin"] = self._routes.inbound
-        headers["x-ingest-attempts"] = attempt
         await channel.default_exchange.publish(
-            aio_pika.Message(
-                message.body,
-                message_id=message.message_id,
-                content_type=message.content_type,
-                delivery_mode=DeliveryMode.PERSISTENT,
-                headers=headers,
-            ),
+            dead_letter(message, reason, self._routes.inbound, **{"x-ingest-attempts": attempt}),
             routing_key=self._routes.dead_letters,
             mandatory=True,
         )
@@ -188,11 +178,3 @@ def _delivery_count(message: AbstractIncomingMessage) -> int:
     """How often the broker delivered this before (quorum queues count it in a header)."""
     count = (message.headers or {}).get("x-delivery-count", 0)
     return count if isinstance(count, int) else 0
-
-
-def _describe(error: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(p) for p in item['loc']) or '(body)'}: {item['msg']}"
-        for item in error.errors(include_url=False)[:5]
-    ]
-    return f"not a valid {ACK_SCHEMA} request: " + "; ".join(problems)
