@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from normalizer.blobs import Blob
 from normalizer.contact import ContactSubmission, normalize_contact
 from normalizer.language import detect_language
@@ -76,13 +78,16 @@ class Unprocessable(ValueError):
     """The input cannot become a case-open; str() is the reason. The original must be kept."""
 
 
+Normalizer = Callable[[Envelope, Any, str, Options], Normalized]
+
+
 @dataclass(frozen=True, slots=True)
 class PayloadKind:
     """How one payload type is normalised, kept as bytes, and read back for a replay."""
 
     name: str
     type: type
-    normalize: Callable[[Envelope, Any, str, Options], Normalized]
+    normalize: Normalizer
     encode: Callable[[Any], bytes]
     decode: Callable[[bytes, tuple[str, ...]], Any]
     """Read the kept bytes back, given the touchpoints the message reached."""
@@ -194,6 +199,17 @@ def _normalize_contact(
     return Normalized(case, blobs)
 
 
+def _json_kind(name: str, model: type[BaseModel], normalize: Normalizer) -> PayloadKind:
+    """A payload that is a pydantic model, kept as its JSON."""
+    return PayloadKind(
+        name,
+        model,
+        normalize,
+        encode=lambda payload: payload.model_dump_json().encode(),
+        decode=lambda data, _touchpoints: model.model_validate_json(data),
+    )
+
+
 PAYLOAD_KINDS: dict[str, PayloadKind] = {
     kind.name: kind
     for kind in [
@@ -205,40 +221,10 @@ PAYLOAD_KINDS: dict[str, PayloadKind] = {
             decode=lambda data, touchpoints: RawMail(data, touchpoints),
             slow=True,
         ),
-        PayloadKind(
-            "web",
-            WebMessage,
-            _normalize_web,
-            encode=lambda message: message.model_dump_json().encode(),
-            decode=lambda data, _touchpoints: WebMessage.model_validate_json(data),
-        ),
-        PayloadKind(
-            "twilio-message",
-            TwilioMessage,
-            _normalize_twilio_message,
-            encode=lambda message: message.model_dump_json().encode(),
-            decode=lambda data, _touchpoints: TwilioMessage.model_validate_json(data),
-        ),
-        PayloadKind(
-            "twilio-call",
-            TwilioCall,
-            _normalize_twilio_call,
-            encode=lambda call: call.model_dump_json().encode(),
-            decode=lambda data, _touchpoints: TwilioCall.model_validate_json(data),
-        ),
-        PayloadKind(
-            "telegram",
-            TelegramPayload,
-            _normalize_telegram,
-            encode=lambda payload: payload.model_dump_json().encode(),
-            decode=lambda data, _touchpoints: TelegramPayload.model_validate_json(data),
-        ),
-        PayloadKind(
-            "contact",
-            ContactSubmission,
-            _normalize_contact,
-            encode=lambda submission: submission.model_dump_json().encode(),
-            decode=lambda data, _touchpoints: ContactSubmission.model_validate_json(data),
-        ),
+        _json_kind("web", WebMessage, _normalize_web),
+        _json_kind("twilio-message", TwilioMessage, _normalize_twilio_message),
+        _json_kind("twilio-call", TwilioCall, _normalize_twilio_call),
+        _json_kind("telegram", TelegramPayload, _normalize_telegram),
+        _json_kind("contact", ContactSubmission, _normalize_contact),
     ]
 }
