@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import psycopg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from tests.daemon import BROKER_URL, Daemon, Names, delete_names
+from tests.daemon import BROKER_URL, Daemon, Names, delete_names, postgres_database
+from tests.mail_relay import MailRelay
 from tests.proxy import TcpProxy
 from tests.telegram_api import BotApi
 
@@ -125,20 +124,20 @@ def bodies(messages: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
     return [json.loads(message.body) for message in messages]
 
 
-POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database for this test (dropped afterwards), as a plain URL."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    maintenance = await psycopg.AsyncConnection.connect(POSTGRES_MAINTENANCE, autocommit=True)
-    try:
-        await maintenance.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await maintenance.close()
+    async with postgres_database("t") as url:
+        yield url
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[MailRelay]:
+    """A stand-in outbound SMTP relay on loopback, started."""
+    server = MailRelay()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

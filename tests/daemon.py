@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
 import httpx
+import psycopg
 
 from ingest.settings import QueueSettings
 
@@ -24,6 +27,22 @@ SUPPORT_ADDRESS = "support@example.com"
 BILLING_ADDRESS = "billing@example.com"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+
+
+POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@asynccontextmanager
+async def postgres_database(prefix: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database named `<prefix>_<random>`, dropped afterwards; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    maintenance = await psycopg.AsyncConnection.connect(POSTGRES_MAINTENANCE, autocommit=True)
+    try:
+        await maintenance.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await maintenance.close()
 
 
 def free_port() -> int:

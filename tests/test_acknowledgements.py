@@ -92,14 +92,6 @@ async def dead_letters(
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[MailRelay]:
-    server = MailRelay()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def twilio() -> AsyncIterator[TwilioApi]:
     server = TwilioApi(ACCOUNT_SID, AUTH_TOKEN)
     await server.start()

@@ -4,9 +4,8 @@ auto-replies and never more than the daily cap per address; the relay stand-in r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
@@ -29,14 +28,6 @@ name = "acknowledge"
 when = { channel = ["email", "web"] }
 acknowledge = "received"
 """
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[MailRelay]:
-    server = MailRelay()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def start(make_daemon: Callable[..., Daemon], relay: MailRelay) -> Daemon:

@@ -29,22 +29,19 @@ import json
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
-import psycopg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from ingest.topology import declare_topology
 from normalizer.model import CaseOpen
-from tests.daemon import BROKER_URL, Daemon, Names, delete_names, run_ingest
+from tests.daemon import BROKER_URL, Daemon, Names, delete_names, postgres_database, run_ingest
 from tests.scenario import build
 
-MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONFIGURATIONS = ("sqlite-1", "sqlite-3", "postgresql-1", "postgresql-3")
 TIMEOUT_S = 900.0
 IN_FLIGHT = 500
@@ -94,14 +91,8 @@ async def fresh_store(kind: str, workdir: Path) -> AsyncIterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir}/bench.db"
         return
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    maintenance = await psycopg.AsyncConnection.connect(MAINTENANCE, autocommit=True)
-    try:
-        await maintenance.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await maintenance.close()
+    async with postgres_database("bench") as url:
+        yield url
 
 
 async def publish(
