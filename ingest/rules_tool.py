@@ -11,7 +11,7 @@ from typing import Any
 
 from ulid import ULID
 
-from dispatcher.triage import Decision, Facts, RuleSet, load_rules
+from dispatcher.triage import Decision, Facts, RuleSet, load_rules, to_triage
 from dispatcher.triage.replay import ReplayReport
 from ingest.settings import Settings
 from normalizer.envelope import Envelope, RawMail, Unprocessable, normalize
@@ -95,26 +95,12 @@ def describe(decision: Decision, rules: RuleSet, facts: Facts) -> str:
 
 
 def as_json(decision: Decision) -> dict[str, Any]:
-    """The decision as the forwarded message's `triage` carries it."""
-    sla = decision.sla
-    return {
-        "queue": decision.queue,
-        "bucket": decision.bucket,
-        "category": decision.category,
-        "product": decision.product,
-        "priority": decision.priority,
-        "tags": list(decision.tags),
-        "sla": None
-        if sla is None
-        else {
-            "policy": sla.policy,
-            "response_due": sla.response_due.isoformat(),
-            "resolution_due": sla.resolution_due.isoformat(),
-        },
-        "acknowledge": None if decision.acknowledge is None else decision.acknowledge.template,
-        "rules": [{"rule": hit.rule, "because": hit.because} for hit in decision.hits],
-        "reason": decision.reason,
-    }
+    """The decision as the forwarded message's `triage` carries it, `rules` with their
+    reasons."""
+    triage = to_triage(decision)
+    shown = triage.model_dump(mode="json", exclude={"rules", "matched", "acknowledged"})
+    shown["rules"] = [hit.model_dump() for hit in triage.matched]
+    return shown
 
 
 UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}

@@ -12,7 +12,7 @@ import regex
 
 from dispatcher.triage.calendar import Calendar
 from dispatcher.triage.facts import Facts
-from dispatcher.triage.spec import ConditionSpec, OneOrMany
+from dispatcher.triage.spec import ConditionSpec, ContactsSpec, OneOrMany
 from dispatcher.triage.text import Keywords
 
 Check = Callable[[Facts], str | None]
@@ -216,7 +216,7 @@ def _hours(inside: bool) -> Callable[..., Check]:
         where = "inside" if inside else "outside"
 
         def check(facts: Facts) -> str | None:
-            is_open = calendar.is_open(facts.moment)
+            is_open = calendar.is_open(facts.case.received_at)
             return f"{where} business hours ({name})" if is_open == inside else None
 
         return check
@@ -232,8 +232,8 @@ def _open_cases(least: int, _context: Context) -> Check:
     return check
 
 
-def _contacts(spec: object, _context: Context) -> Check:
-    days, least = spec.days, spec.at_least  # type: ignore[attr-defined]
+def _contacts(spec: ContactsSpec, _context: Context) -> Check:
+    days, least = spec.days, spec.at_least
 
     def check(facts: Facts) -> str | None:
         count = facts.history.contacts.get(days, 0)

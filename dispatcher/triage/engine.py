@@ -137,20 +137,21 @@ class RuleSet:
             outcome.template = rule.acknowledge or outcome.template
             if rule.stop:
                 break
-        decision = self._obey_controls(outcome.decision(), facts)
+        self._obey_controls(outcome, facts)
+        decision = outcome.decision()
         return replace(
             decision,
             sla=self._sla(decision, facts),
             acknowledge=self._ack(outcome.template, facts),
         )
 
-    def _obey_controls(self, decision: Decision, facts: Facts) -> Decision:
+    def _obey_controls(self, outcome: _Outcome, facts: Facts) -> None:
         given = {k: v for k, v in facts.controls.items() if k in CONTROL_FIELDS and v}
         if not given:
-            return decision
+            return
         source = next((t for t in self.trusted if t.vouches_for(facts)), None)
         if source is None:
-            return decision  # control fields from anyone else are ignored
+            return  # control fields from anyone else are ignored
         tags = [tag.strip() for tag in given.get("tags", "").split(",") if tag.strip()]
         # Only names the configuration knows: a control field never invents a queue.
         actions = ActionSpec(
@@ -159,7 +160,7 @@ class RuleSet:
             tags=tags,
         )
         shown = ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
-        return _apply(decision, actions, Hit("trusted-source", f"{source.touchpoint}: {shown}"))
+        outcome.apply(actions, Hit("trusted-source", f"{source.touchpoint}: {shown}"))
 
     def _sla(self, decision: Decision, facts: Facts) -> SlaDue | None:
         priority = self.priorities.get(decision.priority or "")
@@ -236,15 +237,3 @@ class _Outcome:
             hits=tuple(self.hits),
             set_by=tuple(self.set_by.items()),
         )
-
-
-def _apply(decision: Decision, actions: ActionSpec, hit: Hit) -> Decision:
-    changes: dict[str, object] = {
-        name: value
-        for name in ("bucket", "category", "product", "priority", "queue")
-        if (value := getattr(actions, name)) is not None
-    }
-    if actions.sla is not None:
-        changes["sla_policy"] = actions.sla
-    tags = tuple(dict.fromkeys([*decision.tags, *actions.tags]))
-    return replace(decision, **changes, tags=tags, hits=(*decision.hits, hit))  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cached_property
 
 from dispatcher.triage.text import fold
@@ -39,7 +38,6 @@ class Facts:
     follow_up: bool = False
     customer: Customer = Customer()
     history: History = History()
-    now: datetime | None = None
 
     @classmethod
     def of(cls, case: CaseOpen, follow_up: bool = False) -> Facts:
@@ -85,8 +83,3 @@ class Facts:
     def controls(self) -> Mapping[str, str]:
         """Control fields the source set; the engine decides whether they are obeyed."""
         return {name.lower(): value for name, value in self.case.controls.items()}
-
-    @property
-    def moment(self) -> datetime:
-        """When the clock for business hours is read: the message's arrival."""
-        return self.now or self.case.received_at

@@ -62,6 +62,7 @@ class _Source:
 
 @dataclass
 class _Collected:
+    settings: _Source | None = None
     spec: TriageSpec | None = None
     included: list[tuple[_Source, IncludedSpec]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -95,6 +96,7 @@ def _collect(settings_path: Path) -> _Collected:
     source, data = _read(settings_path, "triage.", collected)
     if source is None:
         return collected
+    collected.settings = source
     collected.spec = _validate(TriageSpec, data.get("triage", {}), source, collected)
     if collected.spec is None:
         return collected
@@ -141,9 +143,9 @@ def _validate(
 
 def _compile(collected: _Collected, queues: list[str], default_queue: str) -> RuleSet:
     spec = collected.spec
-    assert spec is not None
+    assert spec is not None and collected.settings is not None
     problems: list[str] = []
-    parts = [(None, spec), *collected.included]
+    parts = [(collected.settings, spec), *collected.included]
     rules_with_origin = [
         (source, index, rule) for source, part in parts for index, rule in enumerate(part.rules)
     ]
@@ -167,7 +169,7 @@ def _compile(collected: _Collected, queues: list[str], default_queue: str) -> Ru
     rules = []
     names: set[str] = set()
     for source, index, rule in rules_with_origin:
-        where = _where(source, collected, index)
+        where = f"{source.path}:{source.line_of(('rules', index))}"
         if rule.name in names:
             problems.append(f"{where}: a second rule named {rule.name!r}")
         names.add(rule.name)
@@ -221,15 +223,6 @@ class _Known:
                 known = ", ".join(sorted(getattr(self, kind))) or "none defined"
                 problems.append(f"unknown {kind} name {value!r} (known: {known})")
         return problems
-
-
-def _where(source: _Source | None, collected: _Collected, index: int) -> str:
-    """file:line of the index-th rule of a file (None: the settings file)."""
-    if source is None:
-        path = Path(collected.sources[0])
-        settings = _Source(path, path.read_text(encoding="utf-8"), "triage.")
-        return f"{path}:{settings.line_of(('rules', index))}"
-    return f"{source.path}:{source.line_of(('rules', index))}"
 
 
 def _calendars(parts: list[tuple[Any, Any]], problems: list[str]) -> dict[str, Calendar]:
