@@ -10,7 +10,6 @@ mail stays where it is and is tried again after a pause.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 import time
@@ -32,7 +31,7 @@ EmitBlocking = Callable[[Envelope], str]
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
 IDLE_CHECK_S = 1.0
 NOT_SAFE_PAUSE_S = 5.0
-CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError)
+CONNECTION_ERRORS = (IMAPClientError, OSError)  # timeouts and TLS errors are OSErrors
 
 
 class Stopped(Exception):
