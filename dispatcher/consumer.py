@@ -15,7 +15,8 @@ the dead-letter queue with the error as its reason; the rest of the batch goes o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -42,6 +43,13 @@ from normalizer.model import SCHEMA, CaseOpen
 log = structlog.get_logger("dispatcher")
 
 IDLE_POLL_S = 0.25
+
+Tally = Callable[[str, int], None]
+"""Counts settled deliveries by outcome (`tally("repeat", 3)`), after they are settled."""
+
+
+def no_tally(outcome: str, count: int) -> None:
+    """The tally of a consumer nobody counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +79,15 @@ class Dispatcher:
     """Consumes case-open while a connection is up; `stop()` finishes the batch in hand."""
 
     def __init__(
-        self, store: Store, decider: Decider, settings: DispatcherSettings, routes: Routes
+        self,
+        store: Store,
+        decider: Decider,
+        settings: DispatcherSettings,
+        routes: Routes,
+        tally: Tally = no_tally,
     ) -> None:
         self._store = store
+        self._tally = tally
         self._decider = decider
         self._settings = settings
         self._routes = routes
@@ -172,8 +186,10 @@ class Dispatcher:
         self._after_commit(verdicts)
 
     def _after_commit(self, verdicts: Verdicts) -> None:
+        settled: Counter[str] = Counter()
         for outcome in verdicts.forward:
             assert outcome.forward is not None and outcome.forward.dedup is not None
+            settled[outcome.forward.dedup.verdict] += 1
             log.info(
                 "forwarded",
                 id=outcome.case.id,
@@ -193,6 +209,10 @@ class Dispatcher:
             )
         for message, reason in verdicts.rejects:
             log.warning("dead-lettered", message_id=message.message_id, reason=reason)
+        settled.update({"repeat": len(verdicts.repeats), "dead-lettered": len(verdicts.rejects)})
+        for outcome, count in settled.items():
+            if count:
+                self._tally(outcome, count)
         # Marked done with the next batch's store transaction (or when idle), saving a commit.
         self._unmarked.extend((o.case.channel, o.case.source_id) for o in verdicts.forward)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,17 +52,20 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def create_engine(url: str, pool_size: int = 5) -> Engine:
-    """An engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+def create_engine(url: str, pool_size: int = 5, lock_timeout_s: float = 10.0) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and write-locking transactions, PostgreSQL
+    a lock timeout: a lock held elsewhere fails a transaction (to be retried) in bounded time."""
     target = driver_url(url)
+    timeout_ms = max(1, round(lock_timeout_s * 1000))
     if target.get_backend_name() == "sqlite":
         if target.database not in (None, "", ":memory:"):
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sqlalchemy_engine(target)
-        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "connect", partial(_sqlite_connect, timeout_ms))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sqlalchemy_engine(target, pool_pre_ping=True, pool_size=pool_size)
+    options = {"options": f"-c lock_timeout={timeout_ms}"}
+    return sqlalchemy_engine(target, pool_pre_ping=True, pool_size=pool_size, connect_args=options)
 
 
 async def in_transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
@@ -142,13 +146,13 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _sqlite_connect(connection: Any, _record: Any) -> None:
+def _sqlite_connect(busy_timeout_ms: int, connection: Any, _record: Any) -> None:
     # Transactions are begun by hand (below), so that the driver never opens one itself.
     connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

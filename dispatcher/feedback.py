@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatcher.consumer import Tally, no_tally
 from dispatcher.database import is_transient
 from dispatcher.dead_letters import dead_letter, invalid
 from dispatcher.identity import lock_identities, normalise, resolve_sender
@@ -104,8 +105,11 @@ def _change(session: Session, target: Case, event: CaseEventMessage) -> None:
 class CaseEvents:
     """Consumes `case-events` while a connection is up; each event in its own transaction."""
 
-    def __init__(self, store: Store, prefix: str, queues: tuple[str, str]) -> None:
+    def __init__(
+        self, store: Store, prefix: str, queues: tuple[str, str], tally: Tally = no_tally
+    ) -> None:
         self._store = store
+        self._tally = tally
         self._prefix = prefix
         self._queue, self._dead = queues
 
@@ -118,7 +122,7 @@ class CaseEvents:
         queue = await channel.get_queue(self._queue, ensure=False)
         async with queue.iterator() as deliveries:
             async for message in deliveries:
-                reason = await self._apply(message)
+                outcome, reason = await self._apply(message)
                 if reason is not None:
                     await channel.default_exchange.publish(
                         dead_letter(message, reason, self._queue), routing_key=self._dead
@@ -126,25 +130,27 @@ class CaseEvents:
                     log.warning("case event dead-lettered", reason=reason)
                 await message.ack()
                 await transaction.commit()
+                self._tally(outcome, 1)
 
-    async def _apply(self, message: AbstractIncomingMessage) -> str | None:
-        """None when applied (or applied before), else the reason it never will be."""
+    async def _apply(self, message: AbstractIncomingMessage) -> tuple[str, str | None]:
+        """The outcome (applied, repeat, dead-lettered) and the reason it never will be."""
         try:
             event = CaseEventMessage.model_validate_json(message.body)
         except ValidationError as error:
-            return invalid(error, "case event")
+            return "dead-lettered", invalid(error, "case event")
         failures = 0
         while True:
             try:
                 applied = await self._store.run(apply_event, event, self._prefix)
             except EventRejected as error:
-                return str(error)
+                return "dead-lettered", str(error)
             except Exception as error:
                 failures += 0 if is_transient(error) else 1
                 if failures >= ATTEMPTS:
-                    return f"failed {ATTEMPTS} times: {type(error).__name__}: {error}"[:1000]
+                    reason = f"failed {ATTEMPTS} times: {type(error).__name__}: {error}"
+                    return "dead-lettered", reason[:1000]
                 log.warning("case event failed, retrying", error=f"{type(error).__name__}: {error}")
                 await asyncio.sleep(0.5)
                 continue
             log.info("case event", id=event.id, case=event.case, kind=event.event, new=applied)
-            return None
+            return ("applied" if applied else "repeat"), None

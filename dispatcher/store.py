@@ -38,9 +38,15 @@ class Store:
         self.engine = engine
 
     @classmethod
-    async def open(cls, url: str, auto_migrate: bool = False, pool_size: int = 5) -> Store:
+    async def open(
+        cls,
+        url: str,
+        auto_migrate: bool = False,
+        pool_size: int = 5,
+        lock_timeout_s: float = 10.0,
+    ) -> Store:
         """Connect and check the schema (raise StoreNotMigrated, or migrate if allowed)."""
-        engine = create_engine(url, pool_size)
+        engine = create_engine(url, pool_size, lock_timeout_s)
         try:
             await asyncio.to_thread(check_migrated, engine, url, auto_migrate)
         except BaseException:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from channels.replies import Permanent, Repliers, SendFailed, Transient, Unconfigured
 from channels.settings import OutboundSettings
+from dispatcher.consumer import Tally, no_tally
 from dispatcher.dead_letters import dead_letter, invalid
 from normalizer.acks import ACK_SCHEMA, AckRequest
 
@@ -40,8 +41,15 @@ class AckRoutes:
 class Acknowledger:
     """A broker session that sends acknowledgements; `stop()` lets the sends in hand finish."""
 
-    def __init__(self, repliers: Repliers, settings: OutboundSettings, routes: AckRoutes) -> None:
+    def __init__(
+        self,
+        repliers: Repliers,
+        settings: OutboundSettings,
+        routes: AckRoutes,
+        tally: Tally = no_tally,
+    ) -> None:
         self._repliers = repliers
+        self._tally = tally
         self._settings = settings
         self._routes = routes
         self._stopping = asyncio.Event()
@@ -104,6 +112,7 @@ class Acknowledger:
             await self._retry(message, channel, failure, attempt, ack)
         else:
             await message.ack()
+            self._tally("sent", 1)
             log.info(
                 "acknowledgement sent",
                 case_id=ack.case_id,
@@ -139,6 +148,7 @@ class Acknowledger:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), wait_s)
         await message.nack(requeue=True)
+        self._tally("retried", 1)
 
     def _wait_s(self, attempt: int, failure: SendFailed) -> float:
         backoff = self._settings.retry_first_s * 2 ** (attempt - 1)
@@ -163,6 +173,7 @@ class Acknowledger:
             mandatory=True,
         )
         await message.ack()
+        self._tally("dead-lettered", 1)
         report = log.info if quiet else log.warning
         report(
             "acknowledgement dead-lettered",

@@ -71,23 +71,30 @@ def package_version() -> str:
         return "dev"
 
 
-async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
-    """Run until SIGTERM or SIGINT, then shut down in order."""
+async def serve(
+    settings: Settings, role: Role, settings_path: Path, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then shut down in order.
+
+    A caller that owns the signals (a test running the daemon in its own process) passes
+    `stop` instead, and sets it to shut down.
+    """
     listener = _listen(settings.http.host, settings.http.port)
-    stop = asyncio.Event()
     with_channels = role in ("all", "channels")
     with_dispatcher = role in ("all", "dispatcher")
     rules = _rules(settings, settings_path) if with_dispatcher else None
-    _install_signal_handlers(stop, rules)
+    if stop is None:
+        stop = asyncio.Event()
+        _install_signal_handlers(stop, rules)
 
+    metrics = Metrics()
     store = await _open_store(settings.store) if with_dispatcher else None
-    dispatcher = _dispatcher(settings, store, rules) if store and rules else None
+    dispatcher = _dispatcher(settings, store, rules, metrics) if store and rules else None
     sessions: list[Session] = []
     if dispatcher and store:
-        events = CaseEvents(store, settings.dispatcher.case_ref_prefix, _event_routes(settings))
-        sessions = [dispatcher.session, events.session]
+        sessions = [dispatcher.session, _case_events(settings, store, metrics).session]
     repliers = build_repliers(settings.channels, settings.outbound) if with_channels else None
-    acknowledger = _acknowledger(settings, repliers) if repliers else None
+    acknowledger = _acknowledger(settings, repliers, metrics) if repliers else None
     if acknowledger:
         sessions.append(acknowledger.session)
     broker = Broker(settings.broker, settings.queues, sessions)
@@ -95,7 +102,6 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     if dispatcher:
         checks["store"] = dispatcher.readiness
 
-    metrics = Metrics()
     metrics.gauge(
         "ingest_broker_connected",
         "1 while the broker connection is up.",
@@ -122,14 +128,8 @@ async def serve(settings: Settings, role: Role, settings_path: Path) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.http.shutdown_grace_s):
             await http
-    for consumer in (dispatcher, acknowledger):
-        if consumer:
-            consumer.stop()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(STOP_BUDGET_S - settings.http.shutdown_grace_s):
-            for consumer in (dispatcher, acknowledger):
-                if consumer:
-                    await consumer.idle.wait()
+    consumers = [c for c in (dispatcher, acknowledger) if c is not None]
+    await _drain(consumers, STOP_BUDGET_S - settings.http.shutdown_grace_s)
     await _cancel(background)
     if repliers:
         await repliers.close()
@@ -203,7 +203,9 @@ class StartupError(Exception):
 
 async def _open_store(settings: StoreSettings) -> Store:
     try:
-        return await Store.open(settings.url, settings.auto_migrate, settings.pool_size)
+        return await Store.open(
+            settings.url, settings.auto_migrate, settings.pool_size, settings.lock_timeout_s
+        )
     except StoreNotMigrated as error:
         raise StartupError(str(error)) from None
     except (OSError, SQLAlchemyError) as error:
@@ -212,7 +214,7 @@ async def _open_store(settings: StoreSettings) -> Store:
         ) from None
 
 
-def _dispatcher(settings: Settings, store: Store, rules: LiveRules) -> Dispatcher:
+def _dispatcher(settings: Settings, store: Store, rules: LiveRules, metrics: Metrics) -> Dispatcher:
     names = settings.queues
     routes = Routes(
         inbound=names.case_open,
@@ -222,14 +224,16 @@ def _dispatcher(settings: Settings, store: Store, rules: LiveRules) -> Dispatche
     )
     router = RulesRouter(rules)
     decider = Decider(settings.dispatcher, names.case_update, router, AckPolicy(router))
-    return Dispatcher(store, decider, settings.dispatcher, routes)
+    return Dispatcher(store, decider, settings.dispatcher, routes, metrics.tally("case-open"))
 
 
-def _event_routes(settings: Settings) -> tuple[str, str]:
-    return settings.queues.case_events, settings.queues.case_events_dead
+def _case_events(settings: Settings, store: Store, metrics: Metrics) -> CaseEvents:
+    routes = settings.queues.case_events, settings.queues.case_events_dead
+    prefix = settings.dispatcher.case_ref_prefix
+    return CaseEvents(store, prefix, routes, metrics.tally("case-events"))
 
 
-def _acknowledger(settings: Settings, repliers: Repliers) -> Acknowledger | None:
+def _acknowledger(settings: Settings, repliers: Repliers, metrics: Metrics) -> Acknowledger | None:
     """The sender of acknowledgements, unless turned off for this process."""
     if not settings.outbound.enabled:
         return None
@@ -239,7 +243,7 @@ def _acknowledger(settings: Settings, repliers: Repliers) -> Acknowledger | None
         dead_letters=names.acknowledgements_dead,
         delivery_limit=names.acknowledgement_delivery_limit,
     )
-    return Acknowledger(repliers, settings.outbound, routes)
+    return Acknowledger(repliers, settings.outbound, routes, metrics.tally("acknowledgements"))
 
 
 def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
@@ -303,6 +307,16 @@ async def _wait_for_stop(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
     waiter.cancel()
     if http.done() and not stop.is_set():
         raise StartupError("the HTTP server stopped unexpectedly")
+
+
+async def _drain(consumers: list[Dispatcher | Acknowledger], budget_s: float) -> None:
+    """Let consumers take no new work and finish what they hold, within the budget."""
+    for consumer in consumers:
+        consumer.stop()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(budget_s):
+            for consumer in consumers:
+                await consumer.idle.wait()
 
 
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:

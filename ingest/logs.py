@@ -10,8 +10,9 @@ import structlog
 from ingest.settings import LogSettings
 
 
-def configure_logging(settings: LogSettings) -> None:
-    """Route structlog and the standard library (aio-pika, uvicorn) through one renderer."""
+def configure_logging(settings: LogSettings, handler: logging.Handler | None = None) -> None:
+    """Route structlog and the standard library (aio-pika, uvicorn) through one renderer, to
+    standard error unless another handler is given (the tests' in-process daemons)."""
     renderer: structlog.typing.Processor
     if settings.format == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -39,7 +40,7 @@ def configure_logging(settings: LogSettings) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = handler or logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

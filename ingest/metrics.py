@@ -40,6 +40,18 @@ class Metrics:
             ["channel", "adapter"],
             registry=self.registry,
         )
+        self.consumed = Counter(
+            "ingest_consumed",
+            "Deliveries settled by a consumer, by queue role (case-open, case-events,"
+            " acknowledgements) and outcome (new, duplicate, follow-up, repeat, applied, sent,"
+            " retried, dead-lettered).",
+            ["queue", "outcome"],
+            registry=self.registry,
+        )
+
+    def tally(self, queue: str) -> Callable[[str, int], None]:
+        """A consumer's counter of settled deliveries: `tally(outcome, n)`."""
+        return lambda outcome, n=1: self.consumed.labels(queue, outcome).inc(n)
 
     def gauge(self, name: str, description: str, read: Callable[[], float]) -> None:
         """A gauge read when scraped (spool depth, broker connected, ...)."""

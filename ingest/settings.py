@@ -58,11 +58,14 @@ class StoreSettings(Section):
     """The SQL store: a plain database URL; the async driver is chosen from the scheme.
 
     `auto_migrate`: apply missing migrations at start-up instead of refusing to start.
+    `lock_timeout_s`: how long a transaction waits for a lock another holds before it fails
+    (and is retried): SQLite's busy timeout, PostgreSQL's `lock_timeout`.
     """
 
     url: str = "sqlite:///var/ingest.db"
     auto_migrate: bool = False
     pool_size: int = Field(default=5, ge=1, le=100)
+    lock_timeout_s: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod

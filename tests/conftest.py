@@ -6,14 +6,18 @@ import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from ulid import ULID
 
+from normalizer.model import CaseOpen, Sender, Touchpoint
 from tests.daemon import BROKER_URL, Daemon, Names, delete_names, postgres_database
+from tests.local import LocalDaemon, route_logs_to_daemons
 from tests.mail_relay import MailRelay
 from tests.proxy import TcpProxy
 from tests.telegram_api import BotApi
@@ -69,8 +73,9 @@ async def bot_api() -> AsyncIterator[BotApi]:
 
 
 @pytest.fixture
-def make_daemon(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]:
-    """Build daemons sharing one working folder (so a restart finds the same spool and store)."""
+def make_process(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]:
+    """Build `ingest run` processes sharing one working folder (so a restart finds the same
+    spool and store), for tests that need a process: signals, SIGKILL, restarts."""
     started: list[Daemon] = []
 
     def make(broker_url: str = BROKER_URL, extra: str = "", **options: Any) -> Daemon:
@@ -84,39 +89,98 @@ def make_daemon(tmp_path: Path, names: Names) -> Iterator[Callable[..., Daemon]]
 
 
 @pytest.fixture
-async def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
-    """One ready daemon running every role."""
-    running = make_daemon().start()
-    await running.wait_ready()
-    return running
+async def make_daemon(tmp_path: Path, names: Names) -> AsyncIterator[Callable[..., LocalDaemon]]:
+    """Build daemons that run in the test's process, sharing one working folder; each is
+    shut down afterwards. `start()` and `wait_ready()` as for a process."""
+    made: list[LocalDaemon] = []
+
+    def make(broker_url: str = BROKER_URL, extra: str = "", **options: Any) -> LocalDaemon:
+        daemon = LocalDaemon(tmp_path, names, broker_url, extra, **options)
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in reversed(made):
+        await daemon.close()
+
+
+@pytest.fixture
+async def daemon(make_daemon: Callable[..., LocalDaemon]) -> LocalDaemon:
+    """One ready daemon running every role, in the test's process."""
+    return await make_daemon().launch()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    route_logs_to_daemons()
 
 
 async def collect(
-    channel: AbstractChannel,
-    queue_name: str,
-    expected: int,
-    timeout_s: float = 30.0,
-    quiet_s: float = 1.0,
+    channel: AbstractChannel, queue_name: str, expected: int, timeout_s: float = 30.0
 ) -> list[AbstractIncomingMessage]:
-    """Take messages off a queue until `expected` arrived, then wait `quiet_s` for extras."""
+    """Take messages off a queue until `expected` arrived (or the time is up), then whatever
+    else is on it at that moment.
+
+    It does not wait for quiet: a test that must show that nothing more arrives first waits
+    for the fact that every input was handled (`Daemon.settled`, a marker behind them).
+    """
     queue = await channel.get_queue(queue_name)
     taken: list[AbstractIncomingMessage] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    quiet_until: float | None = None
     while True:
         message = await queue.get(no_ack=True, fail=False)
         if message is not None:
             taken.append(message)
-            continue
-        now = loop.time()
-        if len(taken) >= expected:
-            quiet_until = quiet_until or now + quiet_s
-            if now >= quiet_until:
-                return taken
-        elif now >= deadline:
+        elif len(taken) >= expected or loop.time() >= deadline:
             return taken
-        await asyncio.sleep(0.05)
+        else:
+            await asyncio.sleep(0.02)
+
+
+async def collect_through(
+    channel: AbstractChannel, queue_name: str, marker_id: str, timeout_s: float = 60.0
+) -> list[AbstractIncomingMessage]:
+    """Take messages off a queue up to a marker (by message id), which is not returned.
+
+    A marker sent behind the inputs proves, when it comes out, that every input ahead of it
+    was handled: whatever they caused is in the list.
+    """
+    queue = await channel.get_queue(queue_name)
+    taken: list[AbstractIncomingMessage] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is not None and message.message_id == marker_id:
+            return taken
+        if message is not None:
+            taken.append(message)
+            continue
+        assert loop.time() < deadline, f"marker not through in {timeout_s} s ({len(taken)} taken)"
+        await asyncio.sleep(0.02)
+
+
+async def forwarded_behind(
+    amqp: AbstractChannel, names: Names, timeout_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """What the dispatcher forwards to the default team queue from now until a marker,
+    published to case-open behind everything there, comes out: with no triage rules that
+    send it elsewhere, an empty list proves that nothing more arrives."""
+    marker = CaseOpen(
+        id=str(ULID()),
+        received_at=datetime.now(UTC),
+        channel="web",
+        adapter="web-api",
+        source_id=f"marker-{ULID()}",
+        touchpoints=[Touchpoint(kind="api", address="api")],
+        sender=Sender(kind="email", address=f"marker-{ULID()}@tests.example"),
+        text="A marker: everything before it was handled.",
+    )
+    message = aio_pika.Message(
+        marker.to_json(), message_id=marker.id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+    )
+    await amqp.default_exchange.publish(message, routing_key=names.case_open)
+    return bodies(await collect_through(amqp, names.default, marker.id, timeout_s))
 
 
 def bodies(messages: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -14,10 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self, TypeVar
 
 import aio_pika
 import httpx
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.settings import QueueSettings
 
@@ -36,20 +39,48 @@ POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
 async def postgres_database(prefix: str) -> AsyncIterator[str]:
     """A fresh PostgreSQL database named `<prefix>_<random>`, dropped afterwards; its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-    maintenance = await psycopg.AsyncConnection.connect(POSTGRES_MAINTENANCE, autocommit=True)
-    try:
+    async with await psycopg.AsyncConnection.connect(
+        POSTGRES_MAINTENANCE, autocommit=True
+    ) as maintenance:
         await maintenance.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await maintenance.close()
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+PORTS_PER_WORKER = 1500
+_next_port = itertools.count()
+
+
+def _port_range() -> range:
+    """This test process's own ports, below the kernel's ephemeral range (32768 and up).
+
+    Ports the kernel hands out for port 0 can be handed out again to a parallel test process
+    before a daemon binds them; a range per pytest-xdist worker cannot. The start within the
+    range is random, so that two test runs side by side rarely meet either.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 20000 + (int(worker) % 8) * PORTS_PER_WORKER
+    return range(first, first + PORTS_PER_WORKER)
+
+
+_ports = _port_range()
+_port_offset = int.from_bytes(os.urandom(2), "big")
 
 
 def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port of this test process's range that nothing listens on right now."""
+    for _ in range(len(_ports)):
+        port = _ports[(_port_offset + next(_next_port)) % len(_ports)]
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_ports}")
 
 
 @dataclass(frozen=True)
@@ -221,8 +252,13 @@ def run_ingest(
     )
 
 
-class Daemon:
-    """One `ingest run` process; start(), wait_ready(), stop() or kill(), log_text()."""
+AnyDaemon = TypeVar("AnyDaemon", bound="DaemonBase")
+"""A daemon in a process of its own or in the test's, for helpers that start either."""
+
+
+class DaemonBase:
+    """What a test sees of one daemon, in a process of its own or in the test's: its settings
+    file, folders, ports and queue names, and its HTTP side (readiness, metrics), its log."""
 
     def __init__(
         self,
@@ -254,11 +290,108 @@ class Daemon:
         self.settings_path.write_text(text)
         stem = self.settings_path.stem
         self.log_path = workdir / ("daemon.log" if stem == "settings" else f"{stem}.log")
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        """The daemon runs (it was started and has not exited)."""
+        raise NotImplementedError
+
+    async def launch(self, role: str = "all", env: dict[str, str] | None = None) -> Self:
+        """Start it with `env` (INGEST_ overrides) and wait until it is ready."""
+        raise NotImplementedError
+
+    def _check_alive(self) -> None:
+        assert self.alive(), f"the daemon is not running:\n{self.log_text()}"
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait for /readyz to answer 200."""
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"daemon not ready in {timeout_s} s:\n{self.log_text()}")
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample on /metrics, keyed by name and sorted labels."""
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            response = await client.get("/metrics")
+        assert response.status_code == 200, response.text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+
+    async def counted(self, name: str, **labels: str) -> int:
+        """The sum of a counter's samples (`ingest_..._total`) that carry these labels."""
+        wanted = set(labels.items())
+        samples = await self.metrics()
+        return int(
+            sum(v for (n, found), v in samples.items() if n == name and wanted <= set(found))
+        )
+
+    async def wait_counted(
+        self, count: int, name: str, timeout_s: float = 30.0, **labels: str
+    ) -> None:
+        """Wait until a counter with these labels reached `count`."""
+        deadline = time.monotonic() + timeout_s
+        while (seen := await self.counted(name, **labels)) < count:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} {labels} at {seen}, not {count}, in {timeout_s} s")
+            await asyncio.sleep(0.05)
+
+    async def consumed(self, queue: str = "case-open", *outcomes: str) -> int:
+        """Deliveries of a queue this daemon settled, of the outcomes given (or all)."""
+        if not outcomes:
+            return await self.counted("ingest_consumed_total", queue=queue)
+        counts = [
+            await self.counted("ingest_consumed_total", queue=queue, outcome=o) for o in outcomes
+        ]
+        return sum(counts)
+
+    async def settled(
+        self, count: int, queue: str = "case-open", *outcomes: str, timeout_s: float = 30.0
+    ) -> None:
+        """Wait until this daemon settled `count` deliveries of a queue (of the outcomes given).
+
+        Settled means forwarded and committed, dropped as a repeat or dead-lettered: once the
+        dispatcher has settled every case-open a test caused, whatever it forwards is on its
+        queue, so the test can tell that nothing more will come without waiting for quiet.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (seen := await self.consumed(queue, *outcomes)) < count:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{seen} of {count} {queue} deliveries settled in time")
+            await asyncio.sleep(0.05)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Daemon(DaemonBase):
+    """One `ingest run` process: for what needs a process (signals, crashes, restarts, the
+    command line beside it); start(), wait_ready(), stop() or kill(), log_text()."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def launch(self, role: str = "all", env: dict[str, str] | None = None) -> Self:
+        self.start(role, env)
+        await self.wait_ready()
+        return self
 
     def start(self, role: str = "all", env: dict[str, str] | None = None) -> Daemon:
         """Start `ingest run`; `env` adds INGEST_ overrides for this process."""
@@ -271,20 +404,6 @@ class Daemon:
                 env=clean_environment() | (env or {}),
             )
         return self
-
-    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Wait for /readyz to answer 200."""
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                assert self.process is not None and self.process.poll() is None, self.log_text()
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"daemon not ready in {timeout_s} s:\n{self.log_text()}")
 
     def signal(self, signum: signal.Signals) -> None:
         assert self.process is not None
@@ -316,6 +435,3 @@ class Daemon:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.daemon import BROKER_URL, Daemon, free_port
+from tests.daemon import BROKER_URL, AnyDaemon, free_port
 
 TOKEN = "7012345678:AAtest-token-never-in-logs_0123456789"
 TOKEN_ENV = {"INGEST_CHANNELS__TELEGRAM__TOKEN": TOKEN}
@@ -43,16 +43,14 @@ SENT = 1_763_888_400  # 2025-11-23 09:00:00 UTC
 
 
 async def start_daemon(
-    make_daemon: Callable[..., Daemon],
+    make: Callable[..., AnyDaemon],
     api: BotApi,
     broker_url: str = BROKER_URL,
     **settings: object,
-) -> Daemon:
+) -> AnyDaemon:
     """A ready daemon with the Telegram channel pointed at the stand-in; token from the env."""
     extra = api.settings(**settings)
-    daemon = make_daemon(broker_url, extra=extra).start(env=TOKEN_ENV | SECRET_ENV)
-    await daemon.wait_ready()
-    return daemon
+    return await make(broker_url, extra=extra).launch(env=TOKEN_ENV | SECRET_ENV)
 
 
 async def until(condition: Callable[[], object], timeout_s: float = 20.0) -> None:

@@ -6,11 +6,11 @@ import contextlib
 from collections.abc import Iterator
 
 from ingest.publisher import spool_directory
-from tests.daemon import Daemon
+from tests.daemon import DaemonBase
 
 
 @contextlib.contextmanager
-def spool_unwritable(daemon: Daemon) -> Iterator[None]:
+def spool_unwritable(daemon: DaemonBase) -> Iterator[None]:
     """A file where the spool folder was, as a failed disk: every spool write fails until exit.
 
     With the broker cut off as well, no case-open can be made safe (the pipeline's NotSafe).

@@ -20,7 +20,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from normalizer.acks import ACK_SCHEMA, AckRequest
 from tests.conftest import collect
-from tests.daemon import SUPPORT_ADDRESS, Daemon, Names
+from tests.daemon import SUPPORT_ADDRESS, AnyDaemon, Daemon, DaemonBase, Names
+from tests.local import LocalDaemon
 from tests.mail_relay import MailRelay
 from tests.telegram_api import CHAT, TOKEN_ENV, BotApi, until
 from tests.twilio_api import TwilioApi, error_body
@@ -100,15 +101,13 @@ async def twilio() -> AsyncIterator[TwilioApi]:
 
 
 async def started(
-    make_daemon: Callable[..., Daemon], extra: str, role: str = "channels", **env: str
-) -> Daemon:
-    daemon = make_daemon(extra=extra).start(role=role, env=env)
-    await daemon.wait_ready()
-    return daemon
+    make: Callable[..., AnyDaemon], extra: str, role: str = "channels", **env: str
+) -> AnyDaemon:
+    return await make(extra=extra).launch(role, env)
 
 
 async def test_an_email_reply_threads_onto_the_original_and_says_it_is_automatic(
-    make_daemon: Callable[..., Daemon], relay: MailRelay, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], relay: MailRelay, amqp: AbstractChannel, names: Names
 ) -> None:
     daemon = await started(make_daemon, settings(relay), role="all")
     await publish(amqp, names, request())
@@ -134,13 +133,13 @@ async def test_an_email_reply_threads_onto_the_original_and_says_it_is_automatic
         headers.get_content().strip() == f"Thank you, we have your message. Your reference: {CASE}"
     )
 
-    assert await collect(amqp, names.acknowledgements, 0, quiet_s=0.5) == []
-    assert await collect(amqp, names.acknowledgements_dead, 0, quiet_s=0.5) == []
-    assert "acknowledgement sent" in daemon.log_text()
+    await daemon.settled(1, "acknowledgements")
+    assert await daemon.consumed("acknowledgements", "sent") == 1
+    assert await collect(amqp, names.acknowledgements_dead, 0) == []
 
 
 async def test_a_web_contact_is_answered_by_email_from_the_configured_address(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel, names: Names
 ) -> None:
     relay = MailRelay(credentials=("acks", RELAY_PASSWORD))
     await relay.start()
@@ -171,27 +170,29 @@ async def test_a_web_contact_is_answered_by_email_from_the_configured_address(
         await relay.stop()
 
 
+@pytest.mark.slow
 async def test_while_the_relay_is_down_a_reply_is_retried_then_sent_once(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel, names: Names
 ) -> None:
     relay = MailRelay()  # not started: connections are refused
     daemon = await started(make_daemon, settings(relay))
     await publish(amqp, names, request())
 
-    await until(lambda: daemon.log_text().count("will retry") >= 2)
+    await daemon.settled(2, "acknowledgements", "retried")
     await relay.start()
     try:
         await until(lambda: relay.received)
+        await daemon.settled(1, "acknowledgements", "sent")
         assert len(relay.received) == 1
-        assert await collect(amqp, names.acknowledgements_dead, 0, quiet_s=1.0) == []
-        assert await collect(amqp, names.acknowledgements, 0, quiet_s=0.5) == []
+        assert await daemon.consumed("acknowledgements", "dead-lettered") == 0
+        assert await collect(amqp, names.acknowledgements_dead, 0) == []
         assert "unreachable" in daemon.log_text()
     finally:
         await relay.stop()
 
 
 async def test_a_refused_recipient_is_dead_lettered_at_once_with_the_reason(
-    make_daemon: Callable[..., Daemon], relay: MailRelay, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], relay: MailRelay, amqp: AbstractChannel, names: Names
 ) -> None:
     relay.refuse["gone@example.org"] = "550 5.1.1 <gone@example.org>: user unknown"
     await started(make_daemon, settings(relay))
@@ -208,8 +209,9 @@ async def test_a_refused_recipient_is_dead_lettered_at_once_with_the_reason(
     assert relay.received == []
 
 
+@pytest.mark.slow
 async def test_a_relay_that_keeps_failing_is_tried_up_to_the_limit_then_dead_lettered(
-    make_daemon: Callable[..., Daemon], relay: MailRelay, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], relay: MailRelay, amqp: AbstractChannel, names: Names
 ) -> None:
     relay.refuse["ann@example.org"] = "451 4.3.0 try again later"
     daemon = await started(make_daemon, settings(relay))
@@ -222,11 +224,11 @@ async def test_a_relay_that_keeps_failing_is_tried_up_to_the_limit_then_dead_let
     reason = dead.headers["x-ingest-reason"]
     assert isinstance(reason, str) and reason.startswith(f"gave up after {limit + 1} attempts")
     assert "451" in reason
-    assert daemon.log_text().count("will retry") == limit
+    assert await daemon.consumed("acknowledgements", "retried") == limit
 
 
 async def test_sms_and_whatsapp_replies_go_through_twilio_from_our_number(
-    make_daemon: Callable[..., Daemon], twilio: TwilioApi, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], twilio: TwilioApi, amqp: AbstractChannel, names: Names
 ) -> None:
     daemon = await started(make_daemon, settings(twilio=twilio), **TWILIO_TOKEN_ENV)
     sms = request("sms", to="+4915112345678", via=OUR_NUMBER, source_id="SM" + "a" * 32)
@@ -240,14 +242,16 @@ async def test_sms_and_whatsapp_replies_go_through_twilio_from_our_number(
         {"To": "+4915112345678", "From": OUR_NUMBER, "Body": sms.text},
         {"To": "whatsapp:+4915112345679", "From": f"whatsapp:{OUR_NUMBER}", "Body": sms.text},
     ]
-    assert await collect(amqp, names.acknowledgements_dead, 0, quiet_s=0.5) == []
+    await daemon.settled(2, "acknowledgements")
+    assert await daemon.consumed("acknowledgements", "sent") == 2
+    assert await collect(amqp, names.acknowledgements_dead, 0) == []
     log = daemon.log_text()
-    assert log.count("acknowledgement sent") == 2 and "replier=twilio" in log
+    assert "replier=twilio" in log
     assert AUTH_TOKEN not in log
 
 
 async def test_twilio_busy_is_retried_and_a_refused_number_dead_lettered(
-    make_daemon: Callable[..., Daemon], twilio: TwilioApi, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], twilio: TwilioApi, amqp: AbstractChannel, names: Names
 ) -> None:
     await started(make_daemon, settings(twilio=twilio), **TWILIO_TOKEN_ENV)
     twilio.answers.append((503, {"message": "Service Unavailable", "status": 503}))
@@ -269,7 +273,7 @@ async def test_twilio_busy_is_retried_and_a_refused_number_dead_lettered(
 
 
 async def test_a_call_is_acknowledged_by_sms_only_when_configured(
-    make_daemon: Callable[..., Daemon], twilio: TwilioApi, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], twilio: TwilioApi, amqp: AbstractChannel, names: Names
 ) -> None:
     extra = settings(twilio=twilio, twilio_extra="acknowledge_calls_by_sms = true\n")
     await started(make_daemon, extra, **TWILIO_TOKEN_ENV)
@@ -281,7 +285,7 @@ async def test_a_call_is_acknowledged_by_sms_only_when_configured(
 
 
 async def test_a_chat_reply_goes_through_the_bot_quoting_the_original(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel, names: Names
 ) -> None:
     daemon = await started(make_daemon, settings() + bot_api.settings(), **TOKEN_ENV)
     chat_id = str(CHAT["id"])
@@ -294,12 +298,14 @@ async def test_a_chat_reply_goes_through_the_bot_quoting_the_original(
     assert sent.params["text"] == chat.text
     reply = json.loads(sent.params["reply_parameters"])
     assert reply == {"message_id": 4711, "allow_sending_without_reply": True}
-    assert await collect(amqp, names.acknowledgements_dead, 0, quiet_s=0.5) == []
+    await daemon.settled(1, "acknowledgements")
+    assert await daemon.consumed("acknowledgements", "sent") == 1
+    assert await collect(amqp, names.acknowledgements_dead, 0) == []
     assert TOKEN_ENV["INGEST_CHANNELS__TELEGRAM__TOKEN"].split(":")[1] not in daemon.log_text()
 
 
 async def test_a_channel_without_a_replier_and_a_bad_request_are_dead_lettered_with_reasons(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel, names: Names
 ) -> None:
     daemon = await started(make_daemon, settings())
     email = request()
@@ -332,13 +338,13 @@ async def test_a_channel_without_a_replier_and_a_bad_request_are_dead_lettered_w
     assert (await daemon_ready(daemon)) == 200, "the daemon stays up"
 
 
-async def daemon_ready(daemon: Daemon) -> int:
+async def daemon_ready(daemon: DaemonBase) -> int:
     async with httpx.AsyncClient() as client:
         return (await client.get(f"{daemon.url}/readyz")).status_code
 
 
 async def test_a_bot_api_outage_is_retried_and_a_blocked_bot_dead_lettered(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel, names: Names
 ) -> None:
     await started(make_daemon, settings() + bot_api.settings(), **TOKEN_ENV)
     chat_id = str(CHAT["id"])
@@ -356,7 +362,7 @@ async def test_a_bot_api_outage_is_retried_and_a_blocked_bot_dead_lettered(
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 async def test_the_relay_is_reached_over_tls_verified_against_the_configured_ca(
-    make_daemon: Callable[..., Daemon],
+    make_daemon: Callable[..., LocalDaemon],
     amqp: AbstractChannel,
     names: Names,
     certificate: tuple[Path, Path],
@@ -375,11 +381,12 @@ async def test_the_relay_is_reached_over_tls_verified_against_the_configured_ca(
         await relay.stop()
 
 
+@pytest.mark.slow
 async def test_sigterm_during_a_retry_wait_stops_at_once_and_keeps_the_request(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, names: Names
+    make_process: Callable[..., Daemon], amqp: AbstractChannel, names: Names
 ) -> None:
     relay = MailRelay()  # never started: every try fails
-    daemon = await started(make_daemon, settings(relay, retry_first_s=60.0))
+    daemon = await started(make_process, settings(relay, retry_first_s=60.0))
     waiting = request()
     await publish(amqp, names, waiting)
     await until(lambda: "will retry" in daemon.log_text())
@@ -393,12 +400,12 @@ async def test_sigterm_during_a_retry_wait_stops_at_once_and_keeps_the_request(
 
 
 async def test_a_dispatcher_only_process_sends_no_acknowledgements(
-    make_daemon: Callable[..., Daemon], relay: MailRelay, amqp: AbstractChannel, names: Names
+    make_daemon: Callable[..., LocalDaemon], relay: MailRelay, amqp: AbstractChannel, names: Names
 ) -> None:
     daemon = make_daemon(extra=settings(relay)).start(role="dispatcher")
     await daemon.wait_ready()
     await publish(amqp, names, request())
-    kept = await collect(amqp, names.acknowledgements, 1, quiet_s=2.0)
+    kept = await collect(amqp, names.acknowledgements, 1)
     assert [m.body for m in kept] == [request().to_json()]
     assert relay.received == []
     assert "sending acknowledgements" not in daemon.log_text()

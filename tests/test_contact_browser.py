@@ -15,14 +15,19 @@ from playwright.async_api import Browser, Page, async_playwright
 from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect
 from tests.contact import CONTACT_SETTINGS, PDF
-from tests.daemon import Daemon
+from tests.daemon import DaemonBase
+from tests.local import LocalDaemon
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (deploy/local/test.sh does)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed (deploy/local/test.sh does)",
+    ),
+]
 
 
 @pytest.fixture
@@ -45,14 +50,14 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 
 @pytest.fixture
-async def form_daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
+async def form_daemon(make_daemon: Callable[..., LocalDaemon]) -> DaemonBase:
     running = make_daemon(extra=CONTACT_SETTINGS).start()
     await running.wait_ready()
     return running
 
 
 async def test_a_person_fills_in_the_form_and_the_case_arrives(
-    form_daemon: Daemon, page: Page, amqp: AbstractChannel, capsys: pytest.CaptureFixture[str]
+    form_daemon: DaemonBase, page: Page, amqp: AbstractChannel, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await page.goto(f"{form_daemon.url}/contact")
     await page.get_by_label("Name").fill("Ann Lee")
@@ -89,7 +94,7 @@ async def test_a_person_fills_in_the_form_and_the_case_arrives(
 
 
 async def test_a_validation_error_shows_next_to_its_field_with_the_input_kept(
-    form_daemon: Daemon, page: Page, amqp: AbstractChannel
+    form_daemon: DaemonBase, page: Page, amqp: AbstractChannel
 ) -> None:
     await page.goto(f"{form_daemon.url}/contact?lang=da")
     await page.get_by_label("Navn").fill("Ann Lee")

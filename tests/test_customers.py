@@ -70,6 +70,7 @@ async def directory(tmp_path: Path, store_url: str) -> AsyncIterator[Directory]:
     await store.close()
 
 
+@pytest.mark.slow
 async def test_import_upserts_idempotently_and_normalises_addresses(directory: Directory) -> None:
     path = directory.csv("good.csv", GOOD)
     out, _ = directory.cli("customers", "import", path)
@@ -146,6 +147,7 @@ async def test_the_directory_merges_a_provisional_customer_it_names(directory: D
     ]
 
 
+@pytest.mark.slow
 async def test_merge_and_unmerge_by_hand_leave_an_audit_trail(directory: Directory) -> None:
     by_mail = await directory.send(message("zed@example.org", "by mail"))
     by_phone = await directory.send(message("+14155550123", "by phone", channel="sms"))

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aio_pika
+import pytest
 from aio_pika.abc import AbstractChannel
 from ulid import ULID
 
 from ingest.topology import declare_topology
 from normalizer.model import CaseOpen, Sender, Touchpoint
-from tests.conftest import bodies, collect
+from tests.conftest import bodies, collect, collect_through
 from tests.daemon import BROKER_URL, Daemon, Names
+from tests.local import LocalDaemon
 
 SLOW_BATCHES = "[dispatcher]\nbatch_size = 5\nbatch_wait_ms = 0\n"
 
@@ -53,13 +55,15 @@ async def message_count(channel: AbstractChannel, queue: str) -> int:
     return declared.declaration_result.message_count or 0
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_stream_forwards_every_message_exactly_once(
-    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], names: Names, amqp: AbstractChannel
 ) -> None:
     cases = [case_open(n) for n in range(1000)]
-    await publish(names, [case.to_json() for case in cases])
+    marker = case_open(1000)
+    await publish(names, [case.to_json() for case in [*cases, marker]])
 
-    first = make_daemon(extra=SLOW_BATCHES).start(role="dispatcher")
+    first = make_process(extra=SLOW_BATCHES).start(role="dispatcher")
     await first.wait_ready()
     forwarded_before_kill = 0
     while forwarded_before_kill < 150:
@@ -69,9 +73,9 @@ async def test_sigkill_mid_stream_forwards_every_message_exactly_once(
     forwarded_at_kill = await message_count(amqp, names.default)
     assert forwarded_at_kill < 1000, "the stream ended before the kill; make batches slower"
 
-    second = make_daemon(extra=SLOW_BATCHES).start(role="dispatcher")
+    second = make_process(extra=SLOW_BATCHES).start(role="dispatcher")
     await second.wait_ready()
-    forwarded = bodies(await collect(amqp, names.default, 1000, timeout_s=60, quiet_s=2.0))
+    forwarded = bodies(await collect_through(amqp, names.default, marker.id))
     ids = [case["id"] for case in forwarded]
     assert len(ids) == 1000
     assert set(ids) == {case.id for case in cases}
@@ -79,7 +83,7 @@ async def test_sigkill_mid_stream_forwards_every_message_exactly_once(
 
 
 async def test_invalid_messages_go_to_the_dead_letter_queue_with_a_reason(
-    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], names: Names, amqp: AbstractChannel
 ) -> None:
     good = case_open(1)
     wrong_schema = json.loads(good.to_json()) | {"schema": "case-open/9", "id": str(ULID())}
@@ -97,24 +101,25 @@ async def test_invalid_messages_go_to_the_dead_letter_queue_with_a_reason(
     assert dead[0].body == b"not json at all"
     assert "not a valid case-open/1 message: (body): Invalid JSON" in str(reasons[0])
     assert "schema: Input should be 'case-open/1'" in str(reasons[1])
-    assert daemon.process is not None and daemon.process.poll() is None
+    assert daemon.alive()
 
 
 async def test_repeats_of_a_source_id_are_dropped_even_from_separate_batches(
-    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], names: Names, amqp: AbstractChannel
 ) -> None:
     first = case_open(7)
     later = first.model_copy(update={"id": str(ULID()), "text": "sent again"})
     await publish(names, [first.to_json(), first.to_json(), later.to_json()])
     daemon = make_daemon(extra=SLOW_BATCHES.replace("5", "1")).start(role="dispatcher")
     await daemon.wait_ready()
-    forwarded = bodies(await collect(amqp, names.default, 1, quiet_s=2.0))
+    await daemon.settled(3)
+    forwarded = bodies(await collect(amqp, names.default, 1))
     assert [case["id"] for case in forwarded] == [first.id]
-    assert daemon.log_text().count("dropped repeat") == 2
+    assert await daemon.consumed("case-open", "repeat") == 2
 
 
 async def test_a_forward_with_no_queue_to_go_to_is_kept_in_dead_letters(
-    make_daemon: Callable[..., Daemon], names: Names, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], names: Names, amqp: AbstractChannel
 ) -> None:
     daemon = make_daemon().start(role="dispatcher")
     await daemon.wait_ready()

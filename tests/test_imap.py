@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from tests.conftest import bodies, collect
+from tests.conftest import bodies, collect, forwarded_behind
 from tests.daemon import Daemon
 from tests.imap_server import PASSWORD, SECOND_USER, USER, Dovecot
 from tests.proxy import TcpProxy
@@ -76,21 +76,19 @@ def all_seen(server: Dovecot) -> bool:
     return bool(flags) and all(SEEN in f for f in flags.values())
 
 
-async def start(make_daemon: Callable[..., Daemon], extra: str, **kwargs: str) -> Daemon:
-    daemon = make_daemon(extra=extra, **kwargs).start(env=PASSWORD_ENV)
-    await daemon.wait_ready()
-    return daemon
+async def start(make_process: Callable[..., Daemon], extra: str, **kwargs: str) -> Daemon:
+    return await make_process(extra=extra, **kwargs).launch(env=PASSWORD_ENV)
 
 
 async def test_waiting_and_new_mail_is_fetched_then_flagged_seen(
-    dovecot: Dovecot, make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    dovecot: Dovecot, make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
     dovecot.append(mail("Waiting one"))
     dovecot.append(mail("Already read by a person"), flags=(SEEN,))
     dovecot.append(mail("Waiting two"))
-    daemon = await start(make_daemon, imap_settings(dovecot))
+    daemon = await start(make_process, imap_settings(dovecot))
 
-    cases = bodies(await collect(amqp, daemon.names.default, 2, quiet_s=1.5))
+    cases = bodies(await collect(amqp, daemon.names.default, 2))
     assert [case["subject"] for case in cases] == ["Waiting one", "Waiting two"]
     assert {case["adapter"] for case in cases} == {"imap"}
     assert cases[0]["touchpoints"] == [{"kind": "mailbox", "address": USER}]
@@ -98,17 +96,18 @@ async def test_waiting_and_new_mail_is_fetched_then_flagged_seen(
     await eventually(lambda: all_seen(dovecot))
 
     dovecot.append(mail("Arrives while watching"))  # IDLE tells the adapter at once
-    [new] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=10, quiet_s=1.0))
+    [new] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=10))
     assert new["subject"] == "Arrives while watching"
     await eventually(lambda: all_seen(dovecot))
 
 
+@pytest.mark.slow
 async def test_a_restart_neither_refetches_nor_misses(
-    dovecot: Dovecot, make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    dovecot: Dovecot, make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
     dovecot.append(mail("Before the restart"))
-    first = await start(make_daemon, imap_settings(dovecot))
-    assert len(await collect(amqp, first.names.default, 1, quiet_s=0.5)) == 1
+    first = await start(make_process, imap_settings(dovecot))
+    assert len(await collect(amqp, first.names.default, 1)) == 1
     await eventually(lambda: all_seen(dovecot))
     assert first.stop() == 0
 
@@ -117,43 +116,45 @@ async def test_a_restart_neither_refetches_nor_misses(
     with dovecot.client() as client:
         client.select_folder("INBOX")
         client.add_flags(client.search("ALL"), [SEEN])
-    second = await start(make_daemon, imap_settings(dovecot))
+    second = await start(make_process, imap_settings(dovecot))
 
-    cases = bodies(await collect(amqp, second.names.default, 1, quiet_s=2.0))
+    cases = bodies(await collect(amqp, second.names.default, 1))
+    cases += await forwarded_behind(amqp, second.names)
     assert [case["subject"] for case in cases] == ["While the daemon was down"]
 
 
+@pytest.mark.slow
 async def test_move_mode_polls_a_server_without_idle_and_moves_after_publish(
-    dovecot_without_idle: Dovecot, make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    dovecot_without_idle: Dovecot, make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
     server = dovecot_without_idle
     with server.client() as client:
         assert b"IDLE" not in client.capabilities()
     server.append(mail("Move me"), flags=(SEEN,))  # moved whether read or not
     settings = imap_settings(server, after="move", move_to="Processed")
-    daemon = await start(make_daemon, settings)
+    daemon = await start(make_process, settings)
 
-    cases = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=0.5))
+    cases = bodies(await collect(amqp, daemon.names.default, 1))
     assert [case["subject"] for case in cases] == ["Move me"], daemon.log_text()
     await eventually(lambda: server.uids("INBOX") == [] and len(server.uids("Processed")) == 1)
 
     server.append(mail("Found by polling"))
-    [polled] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=10, quiet_s=1.0))
+    [polled] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=10))
     assert polled["subject"] == "Found by polling"
     await eventually(lambda: len(server.uids("Processed")) == 2)
     assert "imap watching" in daemon.log_text()
 
 
 async def test_unprocessable_and_oversize_mail_go_to_their_folder_and_block_nothing(
-    dovecot: Dovecot, make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    dovecot: Dovecot, make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
     dovecot.append(b"Subject: no sender at all\r\n\r\nwho wrote this?\r\n")
     dovecot.append(mail("Far too long") + b"x" * 4096 + b"\r\n")
     dovecot.append(mail("Behind the bad ones"))
     settings = imap_settings(dovecot, max_message_bytes=2048, unprocessable_folder="Bad")
-    daemon = await start(make_daemon, settings)
+    daemon = await start(make_process, settings)
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.5))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["subject"] == "Behind the bad ones"
     await eventually(lambda: len(dovecot.uids("Bad")) == 2)
     assert dovecot.uids("INBOX") == [3]
@@ -164,13 +165,14 @@ async def test_unprocessable_and_oversize_mail_go_to_their_folder_and_block_noth
     assert "imap mail over the size limit" in log
 
 
+@pytest.mark.slow
 async def test_mail_stays_unflagged_until_it_can_be_made_safe(
     dovecot: Dovecot,
-    make_daemon: Callable[..., Daemon],
+    make_process: Callable[..., Daemon],
     proxy: TcpProxy,
     amqp: AbstractChannel,
 ) -> None:
-    daemon = await start(make_daemon, imap_settings(dovecot), broker_url=proxy.amqp_url)
+    daemon = await start(make_process, imap_settings(dovecot), broker_url=proxy.amqp_url)
     # Neither the broker nor the spool can take a message: the mail must stay as it is.
     await proxy.cut()
     incoming = daemon.workdir / "var" / "spool" / "incoming"
@@ -183,55 +185,59 @@ async def test_mail_stays_unflagged_until_it_can_be_made_safe(
     incoming.unlink()
     incoming.mkdir()
     await proxy.start()
-    cases = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=30, quiet_s=2.0))
+    cases = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=30))
     assert [case["subject"] for case in cases] == ["Not safe yet"]
     await eventually(lambda: all_seen(dovecot))
 
 
+@pytest.mark.slow
 async def test_reconnects_after_the_server_restarts(
-    dovecot: Dovecot, make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    dovecot: Dovecot, make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
-    daemon = await start(make_daemon, imap_settings(dovecot))
+    daemon = await start(make_process, imap_settings(dovecot))
     await eventually(lambda: "imap watching" in daemon.log_text())
     dovecot.stop()
     await eventually(lambda: "imap session failed" in daemon.log_text())
     dovecot.start()
     dovecot.append(mail("After the outage"))
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=20, quiet_s=0.5))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=20))
     assert case["subject"] == "After the outage"
     assert "imap session back" in daemon.log_text()
     assert daemon.log_text().count("imap session failed") == 1  # once per outage
 
 
+@pytest.mark.slow
 async def test_a_renumbered_folder_is_scanned_again(
-    dovecot: Dovecot, make_daemon: Callable[..., Daemon], amqp: AbstractChannel, tmp_path: Path
+    dovecot: Dovecot, make_process: Callable[..., Daemon], amqp: AbstractChannel, tmp_path: Path
 ) -> None:
     dovecot.append(mail("Unseen in a renumbered folder"))
-    state = tmp_path / "var" / "imap"  # make_daemon's working folder
+    state = tmp_path / "var" / "imap"  # make_process's working folder
     state.mkdir(parents=True)
     (state / "support.json").write_text(json.dumps({"uidvalidity": 1, "last_uid": 999}))
-    daemon = await start(make_daemon, imap_settings(dovecot))
+    daemon = await start(make_process, imap_settings(dovecot))
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.0))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["subject"] == "Unseen in a renumbered folder"
     assert "imap folder renumbered (UIDVALIDITY)" in daemon.log_text()
 
 
+@pytest.mark.slow
 async def test_a_wrong_password_is_logged_and_the_daemon_stays_up(
-    dovecot: Dovecot, make_daemon: Callable[..., Daemon]
+    dovecot: Dovecot, make_process: Callable[..., Daemon]
 ) -> None:
-    daemon = make_daemon(extra=imap_settings(dovecot)).start(
+    daemon = make_process(extra=imap_settings(dovecot)).start(
         env={"TEST_IMAP_PASSWORD": "not-the-password"}
     )
     await daemon.wait_ready()
     await eventually(lambda: "imap session failed" in daemon.log_text())
     assert "not-the-password" not in daemon.log_text()
-    assert daemon.process.poll() is None
+    assert daemon.alive()
 
 
+@pytest.mark.slow
 async def test_two_accounts_over_tls_and_starttls_with_a_private_ca(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel, certificate: tuple[Path, Path]
+    make_process: Callable[..., Daemon], amqp: AbstractChannel, certificate: tuple[Path, Path]
 ) -> None:
     server = Dovecot(certificate=certificate).start()
     try:
@@ -243,9 +249,9 @@ async def test_two_accounts_over_tls_and_starttls_with_a_private_ca(
             server, name="billing", user=SECOND_USER, security="starttls", ca_file=cert
         )
         accounts = support + billing.split("\n", 2)[2]  # the second [[accounts]] table only
-        daemon = await start(make_daemon, accounts)
+        daemon = await start(make_process, accounts)
 
-        cases = bodies(await collect(amqp, daemon.names.default, 2, quiet_s=1.0))
+        cases = bodies(await collect(amqp, daemon.names.default, 2))
         touchpoints = {case["subject"]: case["touchpoints"][0]["address"] for case in cases}
         assert touchpoints == {"Over implicit TLS": USER, "Over STARTTLS": SECOND_USER}
         assert server.log_text().count("TLS, session=") >= 2  # both logins were encrypted

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import Daemon
+from tests.daemon import DaemonBase
 from tests.test_web_api import MESSAGE, submit
 
 WALK_IN = {
@@ -21,7 +21,9 @@ WALK_IN = {
 }
 
 
-async def test_a_logged_contact_enters_the_same_flow(daemon: Daemon, amqp: AbstractChannel) -> None:
+async def test_a_logged_contact_enters_the_same_flow(
+    daemon: DaemonBase, amqp: AbstractChannel
+) -> None:
     logged = await submit(daemon, WALK_IN, **{"Idempotency-Key": "desk-2026-11-20-001"})
     plain = await submit(daemon)
     assert (logged.status_code, plain.status_code) == (202, 202), logged.text
@@ -47,7 +49,7 @@ async def test_a_logged_contact_enters_the_same_flow(daemon: Daemon, amqp: Abstr
     assert web["touchpoints"] == [{"kind": "api", "address": "api"}]
 
 
-async def test_every_way_of_logging_is_accepted(daemon: Daemon, amqp: AbstractChannel) -> None:
+async def test_every_way_of_logging_is_accepted(daemon: DaemonBase, amqp: AbstractChannel) -> None:
     ways = ["phone-call", "walk-in", "letter", "social"]
     for via in ways:
         answer = await submit(daemon, {**WALK_IN, "via": via, "text": f"Logged by {via}."})
@@ -56,7 +58,9 @@ async def test_every_way_of_logging_is_accepted(daemon: Daemon, amqp: AbstractCh
     assert sorted(case["logged"]["via"] for case in forwarded) == sorted(ways)
 
 
-async def test_bad_logged_contacts_get_clear_errors(daemon: Daemon, amqp: AbstractChannel) -> None:
+async def test_bad_logged_contacts_get_clear_errors(
+    daemon: DaemonBase, amqp: AbstractChannel
+) -> None:
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     without = {k: v for k, v in WALK_IN.items() if k not in ("via", "agent_id")}
     cases = [

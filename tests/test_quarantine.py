@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
 from normalizer.envelope import PAYLOAD_KINDS
 from tests.conftest import bodies, collect
-from tests.daemon import Daemon, run_ingest
+from tests.daemon import DaemonBase, run_ingest
 
 WEB_MESSAGE = b'{"sender": {"email": "kept@customer.example"}, "text": "Kept, then replayed."}'
 
 
-def keep(daemon: Daemon, raw: bytes, payload: str, source_id: str | None = None) -> str:
+def keep(daemon: DaemonBase, raw: bytes, payload: str, source_id: str | None = None) -> str:
     """Put an entry into the daemon's quarantine as the pipeline would."""
     var = daemon.workdir / "var"
     quarantine = Quarantine(var / "quarantine", BlobStore(var / "blobs"))
@@ -34,7 +35,7 @@ def keep(daemon: Daemon, raw: bytes, payload: str, source_id: str | None = None)
 
 
 async def test_a_kept_web_message_replays_with_its_source_id(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     entry_id = keep(daemon, WEB_MESSAGE, "web", source_id="form-4711")
 
@@ -42,14 +43,15 @@ async def test_a_kept_web_message_replays_with_its_source_id(
 
     assert replayed.returncode == 0, replayed.stderr
     assert f"replayed {entry_id} as case-open {entry_id}" in replayed.stdout.decode()
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.0))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["channel"] == "web"
     assert case["source_id"] == "form-4711"
     assert case["sender"]["address"] == "kept@customer.example"
     assert run_ingest(daemon.settings_path, "quarantine", "list").stdout == b""
 
 
-async def test_a_payload_that_no_longer_decodes_stays_with_a_reason(daemon: Daemon) -> None:
+@pytest.mark.slow
+async def test_a_payload_that_no_longer_decodes_stays_with_a_reason(daemon: DaemonBase) -> None:
     entry_id = keep(daemon, b'{"sender": {}, "text": ""}', "web")
 
     replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
@@ -59,7 +61,7 @@ async def test_a_payload_that_no_longer_decodes_stays_with_a_reason(daemon: Daem
     assert entry_id in run_ingest(daemon.settings_path, "quarantine", "list").stdout.decode()
 
 
-async def test_an_unknown_payload_kind_is_named(daemon: Daemon) -> None:
+async def test_an_unknown_payload_kind_is_named(daemon: DaemonBase) -> None:
     assert "carrier-pigeon" not in PAYLOAD_KINDS
     entry_id = keep(daemon, b"coo", "carrier-pigeon")
 

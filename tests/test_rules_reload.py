@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.daemon import Daemon, Names
+from tests.daemon import Daemon, DaemonBase, Names
 
 TRIAGE = """
 [triage]
@@ -24,12 +25,14 @@ set = {{ queue = "{queue}", tags = ["refund"] }}
 RULE = '[[rules]]\nname = "{name}"\nwhen = {{ channel = "sms" }}\nset = {{ tags = ["{name}"] }}\n'
 
 
-async def rules_health(daemon: Daemon) -> dict[str, object]:
+async def rules_health(daemon: DaemonBase) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         return (await client.get("/healthz")).json()["rules"]
 
 
-async def until(daemon: Daemon, check: Callable[[dict[str, object]], bool]) -> dict[str, object]:
+async def until(
+    daemon: DaemonBase, check: Callable[[dict[str, object]], bool]
+) -> dict[str, object]:
     for _ in range(100):
         health = await rules_health(daemon)
         if check(health):
@@ -38,13 +41,14 @@ async def until(daemon: Daemon, check: Callable[[dict[str, object]], bool]) -> d
     raise AssertionError(f"rules health never became as expected: {health}")
 
 
+@pytest.mark.slow
 async def test_file_changes_and_sighup_reload_and_bad_changes_are_refused(
-    make_daemon: Callable[..., Daemon], names: Names, tmp_path: Path
+    make_process: Callable[..., Daemon], names: Names, tmp_path: Path
 ) -> None:
-    included = tmp_path / "rules.d"  # make_daemon's folder, beside its settings.toml
+    included = tmp_path / "rules.d"  # make_process's folder, beside its settings.toml
     included.mkdir()
     (included / "10-first.toml").write_text(RULE.format(name="first"))
-    daemon = make_daemon(extra=TRIAGE.format(queue=names.default)).start()
+    daemon = make_process(extra=TRIAGE.format(queue=names.default)).start()
     await daemon.wait_ready()
     health = await rules_health(daemon)
     assert (health["status"], health["rules"]) == ("ok", 2)
@@ -64,14 +68,14 @@ async def test_file_changes_and_sighup_reload_and_bad_changes_are_refused(
 
     daemon.signal(signal.SIGHUP)
     await until(daemon, lambda h: "why=SIGHUP" in daemon.log_text())
-    assert daemon.process is not None and daemon.process.poll() is None
+    assert daemon.alive()
 
 
 async def test_invalid_rules_stop_start_up_with_the_reason(
-    make_daemon: Callable[..., Daemon], names: Names
+    make_process: Callable[..., Daemon], names: Names
 ) -> None:
     bad = TRIAGE.format(queue="not-a-team")
-    daemon = make_daemon(extra=bad).start()
+    daemon = make_process(extra=bad).start()
     assert await daemon.wait_exit(20) == 1
     assert "cannot start: invalid triage rules:" in daemon.log_text()
     assert "unknown queues name 'not-a-team'" in daemon.log_text()

@@ -12,14 +12,17 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import SUPPORT_ADDRESS, Daemon
+from tests.daemon import SUPPORT_ADDRESS, DaemonBase
+from tests.local import LocalDaemon
 from tests.test_smtp import mail, wire
 
 PASSWORD = "relay-secret-42"
 
 
 @pytest.fixture
-async def tls_daemon(make_daemon: Callable[..., Daemon], certificate: tuple[Path, Path]) -> Daemon:
+async def tls_daemon(
+    make_daemon: Callable[..., LocalDaemon], certificate: tuple[Path, Path]
+) -> DaemonBase:
     cert, key = certificate
     daemon = make_daemon().start(
         env={
@@ -33,7 +36,7 @@ async def tls_daemon(make_daemon: Callable[..., Daemon], certificate: tuple[Path
     return daemon
 
 
-def session(daemon: Daemon, cert: Path, password: str | None) -> tuple[int, bytes]:
+def session(daemon: DaemonBase, cert: Path, password: str | None) -> tuple[int, bytes]:
     """STARTTLS, AUTH, then one mail; the answer to DATA (or to MAIL when refused)."""
     with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
         client.starttls(context=ssl.create_default_context(cafile=str(cert)))
@@ -49,7 +52,7 @@ def session(daemon: Daemon, cert: Path, password: str | None) -> tuple[int, byte
 
 
 async def test_a_relay_authenticated_over_starttls_is_accepted(
-    tls_daemon: Daemon, certificate: tuple[Path, Path], amqp: AbstractChannel
+    tls_daemon: DaemonBase, certificate: tuple[Path, Path], amqp: AbstractChannel
 ) -> None:
     code, _ = await asyncio.to_thread(session, tls_daemon, certificate[0], PASSWORD)
     assert code == 250
@@ -58,7 +61,7 @@ async def test_a_relay_authenticated_over_starttls_is_accepted(
 
 
 async def test_without_auth_or_with_a_wrong_password_nothing_is_accepted(
-    tls_daemon: Daemon, certificate: tuple[Path, Path]
+    tls_daemon: DaemonBase, certificate: tuple[Path, Path]
 ) -> None:
     code, answer = await asyncio.to_thread(session, tls_daemon, certificate[0], None)
     assert code == 530, answer

@@ -8,12 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from aio_pika.abc import AbstractChannel
 
 from ingest.publisher import spool_directory
 from ingest.spool import Outgoing, Spool
-from tests.conftest import bodies, collect
-from tests.daemon import API_KEY, Daemon
+from tests.conftest import bodies, collect, forwarded_behind
+from tests.daemon import API_KEY, Daemon, DaemonBase
+from tests.local import LocalDaemon
 from tests.proxy import TcpProxy
 
 
@@ -42,7 +44,7 @@ def test_spooled_messages_come_back_in_order_after_a_restart(tmp_path: Path) -> 
     assert [Spool.load(p).message_id for p in reopened.pending()] == ["m1", "m2", "m3", "m4", "m5"]
 
 
-async def submit_many(daemon: Daemon, keys: list[str]) -> list[int]:
+async def submit_many(daemon: DaemonBase, keys: list[str]) -> list[int]:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         answers = [
             await client.post(
@@ -55,7 +57,7 @@ async def submit_many(daemon: Daemon, keys: list[str]) -> list[int]:
     return [answer.status_code for answer in answers]
 
 
-async def wait_not_ready(daemon: Daemon) -> dict[str, object]:
+async def wait_not_ready(daemon: DaemonBase) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         for _ in range(100):
             ready = await client.get("/readyz")
@@ -65,8 +67,9 @@ async def wait_not_ready(daemon: Daemon) -> dict[str, object]:
     raise AssertionError("the daemon never noticed the broker was gone")
 
 
+@pytest.mark.slow
 async def test_broker_outage_spools_then_delivers_each_message_once_in_order(
-    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
     daemon = make_daemon(proxy.amqp_url).start()
     await daemon.wait_ready()
@@ -79,16 +82,18 @@ async def test_broker_outage_spools_then_delivers_each_message_once_in_order(
     assert len(list(spool_directory(daemon.workdir / "var").glob("*.json"))) == len(keys)
 
     await proxy.start()
-    forwarded = bodies(await collect(amqp, daemon.names.default, len(keys), quiet_s=2.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, len(keys)))
+    forwarded += await forwarded_behind(amqp, daemon.names)
     assert [case["source_id"] for case in forwarded] == keys
     assert not list(spool_directory(daemon.workdir / "var").glob("*.json"))
     assert "spool drained" in daemon.log_text()
 
 
+@pytest.mark.slow
 async def test_a_restart_with_a_full_spool_loses_nothing(
-    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
-    first = make_daemon(proxy.amqp_url).start()
+    first = make_process(proxy.amqp_url).start()
     await first.wait_ready()
     await proxy.cut()
     await wait_not_ready(first)
@@ -97,8 +102,9 @@ async def test_a_restart_with_a_full_spool_loses_nothing(
     first.signal(signal.SIGTERM)
     assert await first.wait_exit(10) == 0
 
-    second = make_daemon().start()  # same folder, broker reachable again
+    second = make_process().start()  # same folder, broker reachable again
     await second.wait_ready()
-    forwarded = bodies(await collect(amqp, second.names.default, len(keys), quiet_s=2.0))
+    forwarded = bodies(await collect(amqp, second.names.default, len(keys)))
+    forwarded += await forwarded_behind(amqp, second.names)
     assert [case["source_id"] for case in forwarded] == keys
     assert "spool holds messages from before" in second.log_text()

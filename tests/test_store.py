@@ -8,14 +8,15 @@ from pathlib import Path
 from dispatcher.database import create_engine, current_revision, head_revision
 from dispatcher.store import Store
 from tests.daemon import Daemon, run_ingest
+from tests.local import LocalDaemon
 
 NO_AUTO_MIGRATE = {"INGEST_STORE__AUTO_MIGRATE": "false"}
 
 
 async def test_an_unmigrated_store_stops_start_up_with_one_clear_line(
-    make_daemon: Callable[..., Daemon], store_url: str
+    make_process: Callable[..., Daemon], store_url: str
 ) -> None:
-    daemon = make_daemon(store_url=store_url).start(role="dispatcher", env=NO_AUTO_MIGRATE)
+    daemon = make_process(store_url=store_url).start(role="dispatcher", env=NO_AUTO_MIGRATE)
     assert await daemon.wait_exit(30) == 1
     lines = daemon.log_text().strip().splitlines()
     assert lines[-1] == (
@@ -26,7 +27,7 @@ async def test_an_unmigrated_store_stops_start_up_with_one_clear_line(
 
 
 async def test_db_upgrade_migrates_once_and_then_the_daemon_starts(
-    make_daemon: Callable[..., Daemon], store_url: str
+    make_daemon: Callable[..., LocalDaemon], store_url: str
 ) -> None:
     daemon = make_daemon(store_url=store_url)
     first = run_ingest(daemon.settings_path, "db", "upgrade")
@@ -56,7 +57,7 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         engine.dispose()
 
 
-async def test_db_prune_on_the_command_line(make_daemon: Callable[..., Daemon]) -> None:
+async def test_db_prune_on_the_command_line(make_daemon: Callable[..., LocalDaemon]) -> None:
     daemon = make_daemon()
     pruned = run_ingest(daemon.settings_path, "db", "prune")
     assert pruned.returncode == 0, pruned.stderr

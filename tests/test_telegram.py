@@ -13,7 +13,8 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect
-from tests.daemon import Daemon, run_ingest
+from tests.daemon import DaemonBase, run_ingest
+from tests.local import LocalDaemon
 from tests.telegram_api import CHAT, SENT, TOKEN_ENV, USER, BotApi, message, start_daemon, until
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
@@ -21,12 +22,12 @@ PDF = b"%PDF-1.4\n" + b"invoice 1234\n" * 100
 OGG = b"OggS" + bytes(200)
 
 
-def blob(daemon: Daemon, ref: str) -> bytes:
+def blob(daemon: DaemonBase, ref: str) -> bytes:
     return BlobStore(daemon.workdir / "var" / "blobs").get(ref)
 
 
 async def test_a_text_message_opens_a_chat_case_and_is_confirmed_after(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api)
     mid = bot_api.message_id()
@@ -61,7 +62,7 @@ async def test_a_text_message_opens_a_chat_case_and_is_confirmed_after(
 
 
 async def test_a_photo_with_a_caption_keeps_the_largest_size(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api)
     bot_api.add_file("photo-small", b"\xff\xd8 thumbnail")
@@ -90,7 +91,7 @@ async def test_a_photo_with_a_caption_keeps_the_largest_size(
 
 
 async def test_a_document_a_voice_note_and_a_location_each_open_a_case(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api)
     bot_api.add_file("doc-1", PDF)
@@ -128,7 +129,7 @@ async def test_a_document_a_voice_note_and_a_location_each_open_a_case(
 
 
 async def test_an_attachment_over_the_limit_is_named_in_the_text_not_kept(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api, max_attachment_bytes=4096)
     bot_api.add_file("big", PDF * 4)  # no size announced in the message: found out on getFile
@@ -147,14 +148,15 @@ async def test_an_attachment_over_the_limit_is_named_in_the_text_not_kept(
 
 
 async def test_start_is_answered_with_the_greeting_and_opens_no_case(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api)
     start_id = await bot_api.push("message", message(bot_api.message_id(), text="/start"))
     mid = bot_api.message_id()
     await bot_api.push("message", message(mid, text="Now my question."))
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=2.0))
+    await daemon.settled(1)
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:{mid}"
     [greeting] = bot_api.called("sendMessage")
     assert greeting.params == {
@@ -165,7 +167,7 @@ async def test_start_is_answered_with_the_greeting_and_opens_no_case(
 
 
 async def test_an_edit_is_flagged_and_names_the_message_it_edits(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api)
     mid = bot_api.message_id()
@@ -193,7 +195,7 @@ async def test_an_edit_is_flagged_and_names_the_message_it_edits(
 
 
 async def test_an_update_served_again_after_it_was_safe_opens_no_second_case(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     """As after a crash between making the case safe and confirming the update to Telegram."""
     daemon = await start_daemon(make_daemon, bot_api)
@@ -202,14 +204,15 @@ async def test_an_update_served_again_after_it_was_safe_opens_no_second_case(
     await bot_api.serve_again(update)
     await until(lambda: 778 in bot_api.offsets())
     await bot_api.serve_again(update)
-    await until(lambda: daemon.log_text().count(f"source_id={CHAT['id']}:{mid}") == 2)
+    await daemon.settled(1, "case-open", "repeat")
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=2.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, 1))
+    assert await daemon.consumed() == 2
     assert [case["source_id"] for case in forwarded] == [f"{CHAT['id']}:{mid}"]
 
 
 async def test_updates_that_cannot_be_read_are_quarantined_and_polling_goes_on(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await start_daemon(make_daemon, bot_api)
     sticker = {
@@ -227,7 +230,8 @@ async def test_updates_that_cannot_be_read_are_quarantined_and_polling_goes_on(
     mid = bot_api.message_id()
     await bot_api.push("message", message(mid, text="Sorry, wrong button."))
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.5))
+    await daemon.settled(1)
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:{mid}"
     listed = run_ingest(daemon.settings_path, "quarantine", "list", env=TOKEN_ENV).stdout.decode()
     assert listed.count("telegram") == 2, listed

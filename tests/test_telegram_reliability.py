@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
@@ -36,12 +37,13 @@ def served(api: BotApi, update_id: int) -> int:
     return sum(update_id in call.served for call in api.called("getUpdates"))
 
 
+@pytest.mark.slow
 async def test_a_crash_between_fetching_and_making_safe_loses_nothing(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     bot_api.add_file("damage", JPEG)
     bot_api.downloads_open.clear()  # the attachment download hangs: fetched, not yet safe
-    first = await start_daemon(make_daemon, bot_api)
+    first = await start_daemon(make_process, bot_api)
     photo = [{"file_id": "damage", "file_unique_id": "AQADd", "width": 640, "height": 480}]
     mid = bot_api.message_id()
     update_id = await bot_api.push("message", message(mid, photo=photo, caption="Crash test"))
@@ -51,11 +53,11 @@ async def test_a_crash_between_fetching_and_making_safe_loses_nothing(
     crashed_at = time.monotonic()
     assert served(bot_api, update_id) == 1
     assert confirmed_after(bot_api, update_id) == []
-    assert await collect(amqp, first.names.default, 0, quiet_s=0.5) == []
+    assert await collect(amqp, first.names.default, 0) == []
 
     bot_api.downloads_open.set()
-    second = await start_daemon(make_daemon, bot_api)  # same folder, same queues
-    [case] = bodies(await collect(amqp, second.names.default, 1, quiet_s=2.0))
+    second = await start_daemon(make_process, bot_api)  # same folder, same queues
+    [case] = bodies(await collect(amqp, second.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:{mid}"
     assert case["text"] == "Crash test"
     assert [a["size"] for a in case["attachments"]] == [len(JPEG)]
@@ -64,10 +66,11 @@ async def test_a_crash_between_fetching_and_making_safe_loses_nothing(
     assert min(confirmed_after(bot_api, update_id)) > crashed_at
 
 
+@pytest.mark.slow
 async def test_a_crash_while_the_broker_and_spool_are_down_loses_nothing(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
-    first = await start_daemon(make_daemon, bot_api, proxy.amqp_url)
+    first = await start_daemon(make_process, bot_api, proxy.amqp_url)
     await proxy.cut()
     await wait_not_ready(first)
     with spool_unwritable(first):
@@ -77,18 +80,19 @@ async def test_a_crash_while_the_broker_and_spool_are_down_loses_nothing(
     crashed_at = time.monotonic()
     assert confirmed_after(bot_api, update_id) == []
 
-    second = await start_daemon(make_daemon, bot_api)  # broker reachable, spool writable
-    [case] = bodies(await collect(amqp, second.names.default, 1, quiet_s=2.0))
+    second = await start_daemon(make_process, bot_api)  # broker reachable, spool writable
+    [case] = bodies(await collect(amqp, second.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:30"
     assert served(bot_api, update_id) == 2
     await until(lambda: confirmed_after(bot_api, update_id))
     assert min(confirmed_after(bot_api, update_id)) > crashed_at
 
 
+@pytest.mark.slow
 async def test_an_update_that_cannot_be_made_safe_is_retried_never_skipped(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
-    daemon = await start_daemon(make_daemon, bot_api, proxy.amqp_url)
+    daemon = await start_daemon(make_process, bot_api, proxy.amqp_url)
     await proxy.cut()
     await wait_not_ready(daemon)
     with spool_unwritable(daemon):
@@ -99,15 +103,16 @@ async def test_an_update_that_cannot_be_made_safe_is_retried_never_skipped(
     await until(lambda: "telegram updates safe again" in daemon.log_text())
     await proxy.start()
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, 2, quiet_s=1.5))
+    forwarded = bodies(await collect(amqp, daemon.names.default, 2))
     assert [case["source_id"] for case in forwarded] == [f"{CHAT['id']}:10", f"{CHAT['id']}:11"]
     assert daemon.log_text().count("telegram update not safe yet") == 1, "logged once"
 
 
+@pytest.mark.slow
 async def test_a_bot_api_outage_is_logged_once_and_never_shows_the_token(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
-    daemon = make_daemon(extra=bot_api.settings(), log_level="debug").start(env=TOKEN_ENV)
+    daemon = make_process(extra=bot_api.settings(), log_level="debug").start(env=TOKEN_ENV)
     await daemon.wait_ready()
     await until(lambda: bot_api.called("getUpdates"))
     await bot_api.push("message", message(20, text="Before the outage"))
@@ -118,7 +123,7 @@ async def test_a_bot_api_outage_is_logged_once_and_never_shows_the_token(
 
     await bot_api.start()  # back on the same port
     await bot_api.push("message", message(21, text="After the outage"))
-    forwarded = bodies(await collect(amqp, daemon.names.default, 2, quiet_s=1.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, 2))
     assert [case["text"] for case in forwarded] == ["Before the outage", "After the outage"]
 
     log = daemon.log_text()
@@ -129,11 +134,11 @@ async def test_a_bot_api_outage_is_logged_once_and_never_shows_the_token(
 
 
 async def test_sigterm_cuts_a_long_poll_short_and_stops_cleanly(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
-    daemon = await start_daemon(make_daemon, bot_api, poll_timeout_s=50)
+    daemon = await start_daemon(make_process, bot_api, poll_timeout_s=50)
     update_id = await bot_api.push("message", message(40, text="Just before the stop"))
-    assert len(await collect(amqp, daemon.names.default, 1, quiet_s=0.2)) == 1
+    assert len(await collect(amqp, daemon.names.default, 1)) == 1
     await until(lambda: confirmed_after(bot_api, update_id))  # now waiting in a 50 s long poll
 
     started = time.monotonic()

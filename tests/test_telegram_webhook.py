@@ -9,8 +9,9 @@ import httpx
 from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
-from tests.conftest import bodies, collect
-from tests.daemon import Daemon
+from tests.conftest import bodies, collect, forwarded_behind
+from tests.daemon import DaemonBase
+from tests.local import LocalDaemon
 from tests.proxy import TcpProxy
 from tests.telegram_api import CHAT, SECRET, BotApi, message, start_daemon, until
 from tests.telegram_faults import spool_unwritable
@@ -22,15 +23,15 @@ JPEG = b"\xff\xd8\xff\xe0 a photo of a broken kettle"
 
 
 async def webhook_daemon(
-    make_daemon: Callable[..., Daemon], api: BotApi, broker_url: str | None = None
-) -> Daemon:
+    make_daemon: Callable[..., LocalDaemon], api: BotApi, broker_url: str | None = None
+) -> DaemonBase:
     options: dict[str, Any] = {"broker_url": broker_url} if broker_url else {}
     return await start_daemon(
         make_daemon, api, mode="webhook", webhook_path=PATH, webhook_url=PUBLIC_URL, **options
     )
 
 
-async def post(daemon: Daemon, body: object, secret: str | None = SECRET) -> httpx.Response:
+async def post(daemon: DaemonBase, body: object, secret: str | None = SECRET) -> httpx.Response:
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
     async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
         if isinstance(body, bytes):
@@ -40,7 +41,7 @@ async def post(daemon: Daemon, body: object, secret: str | None = SECRET) -> htt
 
 
 async def test_an_update_posted_with_the_secret_opens_a_case_once(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await webhook_daemon(make_daemon, bot_api)
     await until(lambda: bot_api.called("setWebhook"))
@@ -58,7 +59,8 @@ async def test_an_update_posted_with_the_secret_opens_a_case_once(
     again = await post(daemon, update)  # Telegram retrying a delivery it thinks failed
     assert again.status_code == 200
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=2.0))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    assert await forwarded_behind(amqp, daemon.names) == []
     assert answer.json() == {"status": "accepted", "outcome": case["id"]}
     assert (case["channel"], case["adapter"], case["source_id"]) == (
         "chat",
@@ -72,7 +74,7 @@ async def test_an_update_posted_with_the_secret_opens_a_case_once(
 
 
 async def test_start_through_the_webhook_is_greeted(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await webhook_daemon(make_daemon, bot_api)
     answer = await post(daemon, {"update_id": 7, "message": message(2, text="/start")})
@@ -80,11 +82,11 @@ async def test_start_through_the_webhook_is_greeted(
     assert answer.json()["outcome"] == "greeted"
     [greeting] = bot_api.called("sendMessage")
     assert greeting.params["chat_id"] == CHAT["id"]
-    assert await collect(amqp, daemon.names.default, 0, quiet_s=1.0) == []
+    assert await forwarded_behind(amqp, daemon.names) == []
 
 
 async def test_a_wrong_secret_or_a_bad_body_is_refused_with_problem_details(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, amqp: AbstractChannel
 ) -> None:
     daemon = await webhook_daemon(make_daemon, bot_api)
     update = {"update_id": 9, "message": message(3, text="hello")}
@@ -109,7 +111,7 @@ async def test_a_wrong_secret_or_a_bad_body_is_refused_with_problem_details(
         assert answer.headers["content-type"] == "application/problem+json", name
         assert answer.json()["status"] == status, name
     assert "X-Telegram-Bot-Api-Secret-Token" in answers["wrong secret"][0].json()["detail"]
-    assert await collect(amqp, daemon.names.default, 0, quiet_s=1.0) == []
+    assert await forwarded_behind(amqp, daemon.names) == []
 
     poll = {"update_id": 10, "message": message(4, poll={"id": "p", "question": "?"})}
     kept = await post(daemon, poll)  # well-formed, but nothing to open a case with
@@ -120,7 +122,7 @@ async def test_a_wrong_secret_or_a_bad_body_is_refused_with_problem_details(
 
 
 async def test_the_answer_is_503_until_the_case_open_is_safe(
-    make_daemon: Callable[..., Daemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], bot_api: BotApi, proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
     daemon = await webhook_daemon(make_daemon, bot_api, broker_url=proxy.amqp_url)
     update = {"update_id": 11, "message": message(4, text="Is anyone there?")}
@@ -131,11 +133,11 @@ async def test_the_answer_is_503_until_the_case_open_is_safe(
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "10"
     assert refused.headers["content-type"] == "application/problem+json"
-    assert await collect(amqp, daemon.names.default, 0, quiet_s=0.5) == []
+    assert await collect(amqp, daemon.names.default, 0) == []
 
     retried = await post(daemon, update)  # Telegram delivers it again; the spool takes it now
     assert retried.status_code == 200
     await proxy.start()
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.5))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:4"
     assert case["id"] == retried.json()["outcome"]

@@ -15,7 +15,8 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import BROKER_URL, Daemon, Names, run_ingest
+from tests.daemon import BROKER_URL, AnyDaemon, Daemon, DaemonBase, Names, run_ingest
+from tests.local import LocalDaemon
 from tests.test_web_api import MESSAGE, submit
 
 TRIAGE = """
@@ -65,16 +66,14 @@ async def billing(names: Names) -> AsyncIterator[str]:
         await (await connection.channel()).queue_delete(queue)
 
 
-async def start(make_daemon: Callable[..., Daemon], names: Names, billing: str) -> Daemon:
+async def start(make: Callable[..., AnyDaemon], names: Names, billing: str) -> AnyDaemon:
     teams = json.dumps([names.default, billing])
-    daemon = make_daemon(extra=TRIAGE.format(billing=billing))
-    daemon.start(env={"INGEST_QUEUES__TEAMS": teams})
-    await daemon.wait_ready()
-    return daemon
+    daemon = make(extra=TRIAGE.format(billing=billing))
+    return await daemon.launch(env={"INGEST_QUEUES__TEAMS": teams})
 
 
 async def test_cases_go_where_the_rules_say_and_say_why(
-    make_daemon: Callable[..., Daemon],
+    make_daemon: Callable[..., LocalDaemon],
     names: Names,
     billing: str,
     amqp: AbstractChannel,
@@ -87,19 +86,20 @@ async def test_cases_go_where_the_rules_say_and_say_why(
     assert (await submit(daemon, refund)).status_code == 202
     assert (await submit(daemon, PLAIN | {"text": "Where is my parcel?"})).status_code == 202
 
-    [routed] = bodies(await collect(amqp, billing, 1, quiet_s=0.5))
+    [routed] = bodies(await collect(amqp, billing, 1))
     triage = routed["triage"]
     assert (triage["queue"], triage["bucket"], triage["priority"]) == (billing, "action", "P2")
     assert triage["matched"] == [{"rule": "billing", "because": 'keyword "退款" in subject'}]
     assert triage["sla"]["policy"] == "standard"
     assert routed["customer"] is not None and routed["dedup"]["verdict"] == "new"
-    [plain] = bodies(await collect(amqp, names.default, 1, quiet_s=0.5))
+    [plain] = bodies(await collect(amqp, names.default, 1))
     assert plain["triage"]["matched"] == []
     assert plain["triage"]["priority"] == "P3"
 
 
+@pytest.mark.slow
 async def test_reloading_under_load_never_routes_by_a_partial_rule_set(
-    make_daemon: Callable[..., Daemon],
+    make_process: Callable[..., Daemon],
     names: Names,
     billing: str,
     amqp: AbstractChannel,
@@ -109,7 +109,7 @@ async def test_reloading_under_load_never_routes_by_a_partial_rule_set(
     included.mkdir()
     rules_file = included / "50-tags.toml"
     rules_file.write_text(SET.format(name="a"))
-    daemon = await start(make_daemon, names, billing)
+    daemon = await start(make_process, names, billing)
     total = 300
 
     async def flip() -> None:
@@ -134,7 +134,7 @@ async def test_reloading_under_load_never_routes_by_a_partial_rule_set(
     finally:
         flipper.cancel()
 
-    cases = bodies(await collect(amqp, names.default, total, timeout_s=60, quiet_s=1.0))
+    cases = bodies(await collect(amqp, names.default, total, timeout_s=60))
     assert len(cases) == total  # none lost
     seen = {tuple(case["triage"]["rules"]) for case in cases}
     assert seen <= {("a1", "a2"), ("b1", "b2")}, seen
@@ -144,20 +144,20 @@ async def test_reloading_under_load_never_routes_by_a_partial_rule_set(
 
 
 async def test_rules_replay_shows_what_proposed_rules_would_change(
-    make_daemon: Callable[..., Daemon],
+    make_process: Callable[..., Daemon],
     names: Names,
     billing: str,
     amqp: AbstractChannel,
     tmp_path: Path,
 ) -> None:
     (tmp_path / "rules.d").mkdir()
-    daemon = await start(make_daemon, names, billing)
+    daemon = await start(make_process, names, billing)
     refund = PLAIN | {"sender": {"email": "ann@customer.example"}, "text": "A refund, please"}
     parcel = PLAIN | {"sender": {"email": "bo@customer.example"}, "text": "My parcel is late"}
     for message in (refund, parcel):
         assert (await submit(daemon, message)).status_code == 202
-    assert len(await collect(amqp, billing, 1, quiet_s=0.2)) == 1
-    assert len(await collect(amqp, names.default, 1, quiet_s=0.5)) == 1
+    assert len(await collect(amqp, billing, 1)) == 1
+    assert len(await collect(amqp, names.default, 1)) == 1
     assert daemon.stop() == 0
 
     proposed = tmp_path / "proposed.toml"
@@ -188,8 +188,9 @@ async def test_rules_replay_shows_what_proposed_rules_would_change(
     assert f"queue {billing} -> {names.default} (by the defaults)" in out
 
 
+@pytest.mark.slow
 async def test_rules_replay_refuses_a_bad_window_and_bad_rules(
-    daemon: Daemon, tmp_path: Path
+    daemon: DaemonBase, tmp_path: Path
 ) -> None:
     proposed = tmp_path / "proposed.toml"
     proposed.write_text('[triage]\n[[triage.rules]]\nname = "x"\nset = { queue = "nowhere" }\n')

@@ -16,6 +16,7 @@ from aiohttp import web
 from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect
 from tests.daemon import Daemon, free_port
+from tests.local import LocalDaemon
 from tests.twilio_client import AUTH_TOKEN, TOKEN_ENV, post, sms, twilio_settings
 
 ACCOUNT_SID = "AC" + "1" * 32
@@ -79,7 +80,7 @@ def settings() -> str:
 
 
 async def test_media_are_fetched_after_the_reply_and_stored(
-    make_daemon: Callable[..., Daemon], media: MediaServer, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], media: MediaServer, amqp: AbstractChannel
 ) -> None:
     daemon = make_daemon(extra=settings()).start(env=TOKEN_ENV)
     await daemon.wait_ready()
@@ -95,7 +96,7 @@ async def test_media_are_fetched_after_the_reply_and_stored(
     repeated = await post(daemon, "/twilio/sms", fields)  # Twilio's retry: same reference
     assert reference(repeated.text) == named
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, quiet_s=1.5))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["id"] == named
     [attachment] = case["attachments"]
     assert attachment["url"] == media.url("ME-photo")
@@ -106,7 +107,7 @@ async def test_media_are_fetched_after_the_reply_and_stored(
 
 
 async def test_media_that_cannot_be_fetched_stay_links(
-    make_daemon: Callable[..., Daemon], media: MediaServer, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], media: MediaServer, amqp: AbstractChannel
 ) -> None:
     daemon = make_daemon(extra=settings()).start(env=TOKEN_ENV)
     await daemon.wait_ready()
@@ -117,7 +118,7 @@ async def test_media_that_cannot_be_fetched_stay_links(
     response = await post(daemon, "/twilio/sms", fields)
     assert response.status_code == 200
 
-    [case] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=30, quiet_s=1.0))
+    [case] = bodies(await collect(amqp, daemon.names.default, 1, timeout_s=30))
     stored, linked = case["attachments"]
     assert stored["sha256"] == hashlib.sha256(PNG).hexdigest()
     assert (linked["url"], linked["sha256"], linked["ref"]) == (media.url("ME-missing"), None, None)
@@ -125,10 +126,11 @@ async def test_media_that_cannot_be_fetched_stay_links(
     assert "media not fetched" in daemon.log_text()
 
 
+@pytest.mark.slow
 async def test_a_pending_message_survives_a_restart(
-    make_daemon: Callable[..., Daemon], media: MediaServer, amqp: AbstractChannel
+    make_process: Callable[..., Daemon], media: MediaServer, amqp: AbstractChannel
 ) -> None:
-    first = make_daemon(extra=settings()).start(env=TOKEN_ENV)
+    first = make_process(extra=settings()).start(env=TOKEN_ENV)
     await first.wait_ready()
     media.delay_s = 30.0  # the first daemon never gets the bytes
     fields = sms(body="Kept across a restart", NumMedia="1", MediaUrl0=media.url("ME-photo"))
@@ -137,8 +139,8 @@ async def test_a_pending_message_survives_a_restart(
     first.kill()
 
     media.delay_s = 0.0
-    second = make_daemon(extra=settings()).start(env=TOKEN_ENV)
+    second = make_process(extra=settings()).start(env=TOKEN_ENV)
     await second.wait_ready()
-    [case] = bodies(await collect(amqp, second.names.default, 1, quiet_s=1.0))
+    [case] = bodies(await collect(amqp, second.names.default, 1))
     assert case["id"] == named
     assert case["attachments"][0]["size"] == len(PNG)

@@ -11,8 +11,9 @@ from collections.abc import Callable
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from tests.conftest import bodies, collect
-from tests.daemon import Daemon
+from tests.conftest import bodies, collect, forwarded_behind
+from tests.daemon import Daemon, DaemonBase
+from tests.local import LocalDaemon
 from tests.proxy import TcpProxy
 from tests.twilio_client import (
     OUR_NUMBER,
@@ -31,20 +32,20 @@ TRANSCRIPT = "Hi, this is Ann. My router has been down since Monday, please call
 
 
 @pytest.fixture
-async def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
+async def daemon(make_daemon: Callable[..., LocalDaemon]) -> DaemonBase:
     running = make_daemon(extra=twilio_settings()).start(env=TOKEN_ENV)
     await running.wait_ready()
     return running
 
 
-async def start_call(daemon: Daemon, call_sid: str) -> ET.Element:
+async def start_call(daemon: DaemonBase, call_sid: str) -> ET.Element:
     response = await post(daemon, "/twilio/voice", call_fields(call_sid, CallStatus="ringing"))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/xml")
     return ET.fromstring(response.text)
 
 
-async def record(daemon: Daemon, call_sid: str, recording_sid: str) -> None:
+async def record(daemon: DaemonBase, call_sid: str, recording_sid: str) -> None:
     """What Twilio posts when the recording ends: the <Record> action, then the status callback."""
     action = call_fields(call_sid) | {
         "RecordingUrl": recording_url(recording_sid),
@@ -61,7 +62,7 @@ async def record(daemon: Daemon, call_sid: str, recording_sid: str) -> None:
     assert callback.status_code == 200, callback.text
 
 
-async def transcribe(daemon: Daemon, call_sid: str, recording_sid: str, **kw: str) -> None:
+async def transcribe(daemon: DaemonBase, call_sid: str, recording_sid: str, **kw: str) -> None:
     fields = transcription_fields(call_sid, recording_sid, TRANSCRIPT, **kw)
     response = await post(daemon, "/twilio/voice/transcription", fields)
     assert response.status_code == 200, response.text
@@ -82,7 +83,7 @@ def assert_voicemail(case: dict, call_sid: str, recording_sid: str, transcript: 
     assert recording["name"] == f"voicemail-{recording_sid}.wav"
 
 
-async def test_the_greeting_records_a_transcribed_voicemail(daemon: Daemon) -> None:
+async def test_the_greeting_records_a_transcribed_voicemail(daemon: DaemonBase) -> None:
     twiml = await start_call(daemon, new_sid("CA"))
     say, record_verb, hangup = list(twiml)
     assert (say.tag, say.get("language")) == ("Say", "en-GB")
@@ -97,7 +98,7 @@ async def test_the_greeting_records_a_transcribed_voicemail(daemon: Daemon) -> N
 
 
 async def test_recording_then_transcript_open_one_case(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     call_sid, recording_sid = new_sid("CA"), new_sid("RE")
     await start_call(daemon, call_sid)
@@ -106,26 +107,29 @@ async def test_recording_then_transcript_open_one_case(
     await transcribe(daemon, call_sid, recording_sid)
     await post(daemon, "/twilio/voice/status", call_fields(call_sid, CallStatus="completed"))
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1, quiet_s=3.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
+    forwarded += await forwarded_behind(amqp, daemon.names)
     assert len(forwarded) == 1
     assert_voicemail(forwarded[0], call_sid, recording_sid, TRANSCRIPT)
 
 
 async def test_transcript_then_recording_open_one_case(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     call_sid, recording_sid = new_sid("CA"), new_sid("RE")
     await start_call(daemon, call_sid)
     await transcribe(daemon, call_sid, recording_sid)
     await record(daemon, call_sid, recording_sid)
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1, quiet_s=3.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
+    forwarded += await forwarded_behind(amqp, daemon.names)
     assert len(forwarded) == 1
     assert_voicemail(forwarded[0], call_sid, recording_sid, TRANSCRIPT)
 
 
+@pytest.mark.slow
 async def test_without_a_transcript_the_case_opens_with_the_recording_alone(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     call_sid, recording_sid = new_sid("CA"), new_sid("RE")
     await start_call(daemon, call_sid)
@@ -133,17 +137,17 @@ async def test_without_a_transcript_the_case_opens_with_the_recording_alone(
     # transcript_wait_s = 2: during the first second the call still waits for its transcript.
     assert await collect(amqp, daemon.names.default, expected=1, timeout_s=1.0) == []
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1, quiet_s=2.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
     assert len(forwarded) == 1
     assert_voicemail(forwarded[0], call_sid, recording_sid, "")
 
     # The transcript that comes too late opens nothing new.
     await transcribe(daemon, call_sid, recording_sid)
-    assert await collect(amqp, daemon.names.default, expected=0, quiet_s=2.0) == []
+    assert await forwarded_behind(amqp, daemon.names) == []
 
 
 async def test_a_failed_transcription_opens_the_case_at_once(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     call_sid, recording_sid = new_sid("CA"), new_sid("RE")
     await start_call(daemon, call_sid)
@@ -156,7 +160,7 @@ async def test_a_failed_transcription_opens_the_case_at_once(
 
 @pytest.mark.parametrize("how", ["call status callback", "recording absent"])
 async def test_a_call_without_a_recording_asks_for_a_callback(
-    daemon: Daemon, amqp: AbstractChannel, how: str
+    daemon: DaemonBase, amqp: AbstractChannel, how: str
 ) -> None:
     call_sid = new_sid("CA")
     await start_call(daemon, call_sid)
@@ -169,7 +173,7 @@ async def test_a_call_without_a_recording_asks_for_a_callback(
         response = await post(daemon, "/twilio/voice/recording", fields)
     assert response.status_code == 200, response.text
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1, quiet_s=2.0))
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
     assert len(forwarded) == 1
     case = forwarded[0]
     assert (case["channel"], case["source_id"]) == ("voice", call_sid)
@@ -179,27 +183,28 @@ async def test_a_call_without_a_recording_asks_for_a_callback(
     assert case["sender"]["address"] == "+442079460958"
 
 
+@pytest.mark.slow
 async def test_a_pending_call_survives_a_crash(
-    make_daemon: Callable[..., Daemon], amqp: AbstractChannel
+    make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
-    first = make_daemon(extra=twilio_settings(transcript_wait_s=60)).start(env=TOKEN_ENV)
+    first = make_process(extra=twilio_settings(transcript_wait_s=60)).start(env=TOKEN_ENV)
     await first.wait_ready()
     call_sid, recording_sid = new_sid("CA"), new_sid("RE")
     await start_call(first, call_sid)
     await record(first, call_sid, recording_sid)
     first.kill()  # SIGKILL: only what was on disk when Twilio got its 200 remains
 
-    second = make_daemon(extra=twilio_settings(transcript_wait_s=60)).start(env=TOKEN_ENV)
+    second = make_process(extra=twilio_settings(transcript_wait_s=60)).start(env=TOKEN_ENV)
     await second.wait_ready()
     await transcribe(second, call_sid, recording_sid)
 
-    forwarded = bodies(await collect(amqp, second.names.default, expected=1, quiet_s=2.0))
+    forwarded = bodies(await collect(amqp, second.names.default, expected=1))
     assert len(forwarded) == 1
     assert_voicemail(forwarded[0], call_sid, recording_sid, TRANSCRIPT)
     assert "pending calls resumed" in second.log_text()
 
 
-async def test_bad_voice_callbacks_get_http_errors(daemon: Daemon) -> None:
+async def test_bad_voice_callbacks_get_http_errors(daemon: DaemonBase) -> None:
     call_sid = new_sid("CA")
     checks = [
         (await post(daemon, "/twilio/voice/recording", {"CallSid": call_sid}), 422),
@@ -228,11 +233,11 @@ async def test_bad_voice_callbacks_get_http_errors(daemon: Daemon) -> None:
         assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/problem+json"
     assert checks[0][0].json()["errors"] == [{"field": "RecordingUrl", "message": "missing"}]
-    assert daemon.process is not None and daemon.process.poll() is None
+    assert daemon.alive()
 
 
 async def test_a_withheld_caller_id_is_kept_in_quarantine(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     call_sid = new_sid("CA")
     response = await post(daemon, "/twilio/voice", call_fields(call_sid, caller="anonymous"))
@@ -240,7 +245,8 @@ async def test_a_withheld_caller_id_is_kept_in_quarantine(
     ended = call_fields(call_sid, caller="anonymous", CallStatus="completed")
     assert (await post(daemon, "/twilio/voice/status", ended)).status_code == 200
 
-    assert await collect(amqp, daemon.names.default, expected=0, quiet_s=3.0) == []
+    await daemon.wait_counted(1, "ingest_quarantined_total", channel="voice")
+    assert await daemon.counted("ingest_case_opens_total") == 0
     kept = [
         json.loads(path.read_text())
         for path in (daemon.workdir / "var" / "quarantine").glob("*.json")
@@ -251,7 +257,7 @@ async def test_a_withheld_caller_id_is_kept_in_quarantine(
 
 
 async def test_a_callback_that_cannot_be_kept_gets_503_and_its_retry_counts(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     book = daemon.workdir / "var" / "twilio-calls"
     shutil.rmtree(book)
@@ -273,8 +279,9 @@ async def test_a_callback_that_cannot_be_kept_gets_503_and_its_retry_counts(
     ]
 
 
+@pytest.mark.slow
 async def test_a_call_that_cannot_be_made_safe_is_opened_later(
-    make_daemon: Callable[..., Daemon], proxy: TcpProxy, amqp: AbstractChannel
+    make_daemon: Callable[..., LocalDaemon], proxy: TcpProxy, amqp: AbstractChannel
 ) -> None:
     daemon = make_daemon(proxy.amqp_url, extra=twilio_settings()).start(env=TOKEN_ENV)
     await daemon.wait_ready()

@@ -8,7 +8,7 @@ import httpx
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import API_KEY, Daemon
+from tests.daemon import API_KEY, DaemonBase
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MESSAGE = {
@@ -19,13 +19,13 @@ MESSAGE = {
 }
 
 
-async def submit(daemon: Daemon, json: object = MESSAGE, **headers: str) -> httpx.Response:
+async def submit(daemon: DaemonBase, json: object = MESSAGE, **headers: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         return await client.post("/api/v1/messages", json=json, headers=AUTH | headers)
 
 
 async def test_a_message_arrives_in_the_default_queue_with_every_field(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     response = await submit(daemon, **{"Idempotency-Key": "order-1234-refund"})
     assert response.status_code == 202, response.text
@@ -58,20 +58,21 @@ async def test_a_message_arrives_in_the_default_queue_with_every_field(
 
 
 async def test_the_same_idempotency_key_three_times_forwards_one_message(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     answers = [await submit(daemon, **{"Idempotency-Key": "retry-me"}) for _ in range(3)]
     assert [a.status_code for a in answers] == [202, 202, 202]
     by_external_id = await submit(daemon, {**MESSAGE, "external_id": "retry-me"})
     assert by_external_id.status_code == 202
 
-    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1, quiet_s=2.0))
+    await daemon.settled(4)
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
     assert [case["source_id"] for case in forwarded] == ["retry-me"]
     assert forwarded[0]["id"] == answers[0].json()["id"]
 
 
 async def test_without_a_key_every_submission_is_its_own_message(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     ids = [(await submit(daemon)).json()["id"] for _ in range(2)]
     [first] = bodies(await collect(amqp, daemon.names.default, expected=1))
@@ -84,7 +85,7 @@ async def test_without_a_key_every_submission_is_its_own_message(
 
 
 async def test_bad_requests_get_problem_details_and_the_daemon_keeps_serving(
-    daemon: Daemon, amqp: AbstractChannel
+    daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         missing_key = await client.post("/api/v1/messages", json=MESSAGE)
@@ -141,10 +142,12 @@ async def test_bad_requests_get_problem_details_and_the_daemon_keeps_serving(
     assert good.status_code == 202
     forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
     assert [case["id"] for case in forwarded] == [good.json()["id"]]
-    assert daemon.process is not None and daemon.process.poll() is None
+    assert daemon.alive()
 
 
-async def test_a_declared_length_over_the_limit_is_refused_before_reading(daemon: Daemon) -> None:
+async def test_a_declared_length_over_the_limit_is_refused_before_reading(
+    daemon: DaemonBase,
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
     writer.write(
         b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
@@ -157,7 +160,7 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(daemon
     assert status_line.startswith(b"HTTP/1.1 413")
 
 
-async def test_openapi_document_describes_the_api(daemon: Daemon) -> None:
+async def test_openapi_document_describes_the_api(daemon: DaemonBase) -> None:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         document = (await client.get("/openapi.json")).json()
     operation = document["paths"]["/api/v1/messages"]["post"]
@@ -169,7 +172,7 @@ async def test_openapi_document_describes_the_api(daemon: Daemon) -> None:
     assert "/readyz" in document["paths"]
 
 
-async def test_health_and_readiness(daemon: Daemon) -> None:
+async def test_health_and_readiness(daemon: DaemonBase) -> None:
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         health = (await client.get("/healthz")).json()
         assert health["status"] == "alive"

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import httpx
 from twilio.request_validator import RequestValidator
 
-from tests.daemon import Daemon
+from tests.daemon import DaemonBase
 
 AUTH_TOKEN = "twilio-test-auth-token-0123456789"
 PUBLIC_URL = "https://support.example.com/hooks"
@@ -53,7 +53,7 @@ def signature(path: str, fields: Fields, token: str = AUTH_TOKEN, base: str = PU
 
 
 async def post(
-    daemon: Daemon,
+    daemon: DaemonBase,
     path: str,
     fields: Fields,
     *,
