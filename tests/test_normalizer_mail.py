@@ -450,11 +450,13 @@ def test_nesting_beyond_the_parser_recursion_keeps_the_body_as_text() -> None:
 
 
 def test_many_attribution_like_lines_stay_fast() -> None:
+    # A guard against catastrophic backtracking (minutes to hours), not a speed target: it
+    # takes about a second; the bound only has to stay clear of a loaded machine.
     body = ("On " + "x" * 390 + "\n") * 5000 + "Am " + "y " * 150 + "schrieb\n"
     raw = mail_bytes("From: a@example.com", body)
     started = datetime.now(UTC)
     normalize(raw)
-    assert datetime.now(UTC) - started < timedelta(seconds=5)
+    assert datetime.now(UTC) - started < timedelta(seconds=60)
 
 
 def test_html_only_mail_with_broken_markup() -> None:
