@@ -171,7 +171,7 @@ class Dispatcher:
             return
         for outcome in verdicts.forward:
             assert outcome.forward is not None and outcome.routing_key is not None
-            await exchange.publish(_forward(outcome.forward), routing_key=outcome.routing_key)
+            await exchange.publish(_forward(outcome), routing_key=outcome.routing_key)
             if outcome.ack is not None and self._routes.acknowledgements:
                 await channel.default_exchange.publish(
                     _acknowledgement(outcome.ack), routing_key=self._routes.acknowledgements
@@ -272,7 +272,7 @@ class Dispatcher:
         while True:
             done = list(self._unmarked)
             try:
-                outcomes = await self._store.run(self._decider.batch, incoming, done)
+                outcomes = await self._decider.decided(self._store, incoming, done)
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -304,10 +304,11 @@ class Dispatcher:
             log.info("pruned", messages=pruned.messages, fingerprints=pruned.fingerprints)
 
 
-def _forward(enriched: CaseOpen) -> aio_pika.Message:
-    assert enriched.dedup is not None
+def _forward(outcome: Outcome) -> aio_pika.Message:
+    enriched = outcome.forward
+    assert enriched is not None and enriched.dedup is not None and outcome.body is not None
     return aio_pika.Message(
-        enriched.to_json(),
+        outcome.body,
         message_id=enriched.id,
         content_type="application/json",
         content_encoding="utf-8",
