@@ -300,8 +300,13 @@ class Dispatcher:
                 raise
             log.warning("pruning failed, next time then", error=_text(error))
             return
-        if pruned.messages or pruned.fingerprints:
-            log.info("pruned", messages=pruned.messages, fingerprints=pruned.fingerprints)
+        if pruned.messages or pruned.fingerprints or pruned.counters:
+            log.info(
+                "pruned",
+                messages=pruned.messages,
+                fingerprints=pruned.fingerprints,
+                counters=pruned.counters,
+            )
 
 
 def _forward(outcome: Outcome) -> aio_pika.Message:

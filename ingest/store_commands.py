@@ -118,7 +118,10 @@ def _register_db(main: click.Group, settings_option: Any, load: Callable[[Path],
                 await store.close()
 
         pruned = _run(go(), settings)
-        click.echo(f"pruned {pruned.messages} messages, {pruned.fingerprints} fingerprints")
+        click.echo(
+            f"pruned {pruned.messages} messages, {pruned.fingerprints} fingerprints, "
+            f"{pruned.counters} contact counters"
+        )
 
 
 def _register_customers(
