@@ -88,6 +88,13 @@ def pairs_in(first: Any, second: Any, pairs: Sequence[tuple[Any, Any]], dialect:
     return and_(first.in_({a for a, _ in pairs}), second.in_({b for _, b in pairs}))
 
 
+def text_of(error: BaseException) -> str:
+    """One line: the exception's type and message (a driver error without its SQL)."""
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(error).__name__}: {lines[0]}"[:1000]
+
+
 def is_transient(error: BaseException) -> bool:
     """True for errors worth retrying as they are: connection trouble, locks, deadlocks."""
     if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
