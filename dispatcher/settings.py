@@ -54,6 +54,10 @@ class DispatcherSettings(_Section):
     """How the dispatcher consumes `case-open` and how hard it retries a failing batch."""
 
     prefetch: int = Field(default=200, ge=1, le=5000)
+    instance: int = Field(default=0, ge=0)
+    instances: int = Field(default=1, ge=1, le=256)
+    standby_delay_s: float = Field(default=2.0, ge=0, le=600)
+    handback_s: float = Field(default=30.0, gt=0, le=3600)
     batch_size: int = Field(default=100, ge=1, le=1000)
     batch_wait_ms: int = Field(default=0, ge=0, le=5000)
     attempts: int = Field(default=3, ge=1, le=20)
@@ -63,6 +67,16 @@ class DispatcherSettings(_Section):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _instance_of_instances(self) -> DispatcherSettings:
+        if self.instance >= self.instances:
+            raise ValueError(f"instance must be below instances ({self.instances})")
+        return self
+
+    def owns(self, partition: int) -> bool:
+        """Whether this dispatcher is the first to take a partition (the others stand by)."""
+        return partition % self.instances == self.instance
 
     @model_validator(mode="after")
     def _fingerprints_outlive_the_window(self) -> DispatcherSettings:

@@ -220,12 +220,17 @@ def queue_peek(settings_path: Path, name: str, count: int) -> None:
     """Print up to COUNT messages of queue NAME without taking them off it.
 
     The messages are returned to the queue; on a quorum queue each peek counts as a delivery
-    towards the queue's delivery limit.
+    towards the queue's delivery limit. The partitions of case-open (single active consumer)
+    cannot be peeked.
     """
-    from ingest.peek import peek
+    from ingest.peek import PeekRefused, peek
 
     loaded = _load(settings_path)
-    for message in asyncio.run(peek(loaded.broker.url, name, count)):
+    try:
+        shown = asyncio.run(peek(loaded.broker.url, name, count))
+    except PeekRefused as refused:
+        raise click.ClickException(str(refused)) from None
+    for message in shown:
         click.echo(message)
 
 

@@ -159,7 +159,7 @@ def _channels(
     options = settings.normalizer_options()
     pipeline = Pipeline(
         publisher,
-        settings.queues.case_open,
+        settings.queues,
         blobs,
         Quarantine(data_dir / "quarantine", blobs),
         options,
@@ -226,9 +226,14 @@ def _dispatcher(
         "retry_max_s": options.retry_max_s,
         "delivery_limit": names.delivery_limit,
     }
+    partitions = names.partitions()
+    own = [name for p, name in enumerate(partitions) if options.owns(p)]
     case_opens = Consuming(
         name="dispatcher",
-        queues=[names.case_open],
+        queues=[names.case_open, *own],
+        standby=[name for name in partitions if name not in own],
+        standby_delay_s=options.standby_delay_s,
+        handback_s=options.handback_s,
         dead_letters=names.case_open_dead,
         prefetch=options.prefetch,
         batch_size=options.batch_size,

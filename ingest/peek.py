@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 
 import aio_pika
+from aiormq.exceptions import ChannelLockedResource
+
+
+class PeekRefused(Exception):
+    """The broker does not let this queue be looked at; the message says why."""
 
 
 async def peek(url: str, queue_name: str, count: int) -> list[str]:
@@ -15,7 +20,13 @@ async def peek(url: str, queue_name: str, count: int) -> list[str]:
         queue = await channel.get_queue(queue_name, ensure=True)
         shown: list[str] = []
         for _ in range(count):
-            message = await queue.get(no_ack=False, fail=False)
+            try:
+                message = await queue.get(no_ack=False, fail=False)
+            except ChannelLockedResource:
+                raise PeekRefused(
+                    f"{queue_name} has a single active consumer (a partition of case-open): "
+                    "RabbitMQ serves no basic.get on it; see its depth in the management UI"
+                ) from None
             if message is None:
                 break
             shown.append(_render(message.body))

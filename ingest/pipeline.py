@@ -12,7 +12,9 @@ from ingest.blobstore import BlobStore
 from ingest.metrics import Metrics
 from ingest.publisher import Publisher
 from ingest.quarantine import Quarantine
+from ingest.settings import QueueSettings
 from ingest.spool import Outgoing
+from ingest.topology import case_open_route
 from normalizer.blobs import Blob
 from normalizer.envelope import (
     Envelope,
@@ -34,14 +36,14 @@ class Pipeline:
     def __init__(
         self,
         publisher: Publisher,
-        case_open_queue: str,
+        queues: QueueSettings,
         blobs: BlobStore,
         quarantine: Quarantine,
         options: Options,
         metrics: Metrics,
     ) -> None:
         self._publisher = publisher
-        self._queue = case_open_queue
+        self._queues = queues
         self._blobs = blobs
         self._quarantine = quarantine
         self._options = options
@@ -63,11 +65,13 @@ class Pipeline:
         if normalized.blobs:
             await asyncio.to_thread(self._store, normalized.blobs)
         case = normalized.case
+        exchange, routing_key = case_open_route(self._queues, case)
         outgoing = Outgoing(
             body=case.to_json(),
             message_id=case.id,
-            routing_key=self._queue,
+            routing_key=routing_key,
             headers={"x-schema": SCHEMA, "x-channel": case.channel},
+            exchange=exchange,
         )
         try:
             where = await self._publisher.publish(outgoing)

@@ -99,10 +99,13 @@ class Publisher:
             delivery_mode=DeliveryMode.PERSISTENT,
             headers=dict(message.headers),
         )
+        exchange = (
+            channel.default_exchange
+            if not message.exchange
+            else await channel.get_exchange(message.exchange, ensure=False)
+        )
         async with asyncio.timeout(self._timeout_s):
-            await channel.default_exchange.publish(
-                amqp_message, routing_key=message.routing_key, mandatory=True
-            )
+            await exchange.publish(amqp_message, routing_key=message.routing_key, mandatory=True)
 
 
 def spool_directory(data_dir: Path) -> Path:

@@ -10,6 +10,7 @@ import aio_pika
 from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
 from ingest.settings import Settings
+from ingest.topology import case_open_route
 from normalizer.envelope import PAYLOAD_KINDS, Envelope, normalize
 from normalizer.model import SCHEMA, CaseOpen
 
@@ -57,7 +58,9 @@ async def _publish(settings: Settings, case: CaseOpen) -> None:
     )
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.default_exchange.publish(
+        exchange, routing_key = case_open_route(settings.queues, case)
+        target = await channel.get_exchange(exchange, ensure=False) if exchange else None
+        await (target or channel.default_exchange).publish(
             aio_pika.Message(
                 case.to_json(),
                 message_id=case.id,
@@ -65,6 +68,6 @@ async def _publish(settings: Settings, case: CaseOpen) -> None:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 headers={"x-schema": SCHEMA, "x-channel": case.channel, "x-replayed": "true"},
             ),
-            routing_key=settings.queues.case_open,
+            routing_key=routing_key,
             mandatory=True,
         )

@@ -76,6 +76,12 @@ class Consuming:
     retry_max_s: float = 5.0
     delivery_limit: int = 10
     """Deliveries the queue allows (its x-delivery-limit): the last one is dead-lettered here."""
+    standby: Sequence[str] = ()
+    """Queues of single active consumer that others own: consumed only after
+    `standby_delay_s` (so that their owners, starting at once, come first), and handed back
+    every `handback_s` while served here, so that a returning owner takes its queue again."""
+    standby_delay_s: float = 2.0
+    handback_s: float = 30.0
 
 
 class Runner:
@@ -92,6 +98,8 @@ class Runner:
         self.unavailable: str | None = None
         self.queue_of: dict[str, str] = {}
         """The queue each consumer tag reads, to name a dead letter's origin."""
+        self._consumers: dict[str, tuple[AbstractQueue, str]] = {}
+        self._served: dict[str, int] = {}
 
     def readiness(self) -> str | None:
         """None while the handler can work, else why not (for /readyz)."""
@@ -110,33 +118,63 @@ class Runner:
                 await channel.transaction().select()
             await channel.set_qos(prefetch_count=self._c.prefetch)
             inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-            consumers = await self._consume(channel, inbox)
+            for name in self._c.queues:
+                await self._consume(channel, inbox, name)
             log.info("consuming", consumer=self._c.name, queues=list(self._c.queues))
-            batches = _Batches(self, channel)
-            while not self._stopping.is_set():
-                batch = await self._collect(inbox)
-                if batch:
-                    await batches.handle(batch)
-                else:
-                    await self._handler.idle()
-            for queue, tag in consumers:
+            async with asyncio.TaskGroup() as tasks:
+                standby = tasks.create_task(self._stand_by(channel, inbox))
+                await self._loop(channel, inbox)
+                standby.cancel()
+            for queue, tag in self._consumers.values():
                 await queue.cancel(tag)
             await self._end_retries()
         finally:
+            self._consumers.clear()
             self.idle.set()
         log.info("stopped consuming", consumer=self._c.name)
         await asyncio.Event().wait()  # parked: unacked deliveries return when the channel closes
 
-    async def _consume(
+    async def _loop(
         self, channel: AbstractChannel, inbox: asyncio.Queue[AbstractIncomingMessage]
-    ) -> list[tuple[AbstractQueue, str]]:
-        consumers = []
-        for name in self._c.queues:
-            queue = await channel.get_queue(name, ensure=False)
-            tag = await queue.consume(inbox.put, no_ack=False)
-            self.queue_of[tag] = name
-            consumers.append((queue, tag))
-        return consumers
+    ) -> None:
+        batches = _Batches(self, channel)
+        while not self._stopping.is_set():
+            batch = await self._collect(inbox)
+            for message in batch:
+                queue = self.queue_of.get(message.consumer_tag or "", "")
+                self._served[queue] = self._served.get(queue, 0) + 1
+            if batch:
+                await batches.handle(batch)
+            else:
+                await self._handler.idle()
+
+    async def _consume(
+        self, channel: AbstractChannel, inbox: asyncio.Queue[AbstractIncomingMessage], name: str
+    ) -> None:
+        queue = await channel.get_queue(name, ensure=False)
+        tag = await queue.consume(inbox.put, no_ack=False)
+        self.queue_of[tag] = name
+        self._consumers[name] = (queue, tag)
+
+    async def _stand_by(
+        self, channel: AbstractChannel, inbox: asyncio.Queue[AbstractIncomingMessage]
+    ) -> None:
+        """Consume the others' queues after a delay; hand back those served here."""
+        if not self._c.standby:
+            return
+        await asyncio.sleep(self._c.standby_delay_s)
+        for name in self._c.standby:
+            await self._consume(channel, inbox, name)
+        log.info("standing by", consumer=self._c.name, queues=list(self._c.standby))
+        while True:
+            await asyncio.sleep(self._c.handback_s)
+            for name in self._c.standby:
+                if self._served.pop(name, 0):
+                    # To the back of the line: the owner, when there, is active again.
+                    queue, tag = self._consumers[name]
+                    await queue.cancel(tag)
+                    await self._consume(channel, inbox, name)
+                    log.info("handed back", consumer=self._c.name, queue=name)
 
     async def _collect(
         self, inbox: asyncio.Queue[AbstractIncomingMessage]

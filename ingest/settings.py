@@ -98,6 +98,12 @@ class QueueSettings(Section):
     """Names on the broker; every name can be changed, e.g. to share one vhost."""
 
     case_open: str = "case-open"
+    case_open_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Queues case-open is split over by sender (1: the one queue case_open).",
+    )
     case_open_dead: str = "case-open.dead"
     cases_exchange: str = "cases"
     case_update: str = "case-update"
@@ -113,6 +119,11 @@ class QueueSettings(Section):
     acknowledgement_delivery_limit: int = Field(
         default=10, ge=2, le=1000, description="Send attempts of one acknowledgement."
     )
+
+    def partitions(self) -> list[str]:
+        """The partition queues of case-open (none when it is not split)."""
+        count = self.case_open_partitions
+        return [f"{self.case_open}.{p}" for p in range(count)] if count > 1 else []
 
     def declared_teams(self) -> list[str]:
         """The team queues to declare: the configured ones plus the default, once each."""

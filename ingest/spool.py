@@ -18,12 +18,14 @@ from ingest.durable import fsync_directory, write_durably
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message on its way to the broker: body, id, headers and where it goes."""
+    """A message on its way to the broker: body, id, headers and where it goes (the default
+    exchange routes by queue name; spool files from before `exchange` existed have none)."""
 
     body: bytes
     message_id: str
     routing_key: str
     headers: dict[str, str]
+    exchange: str = ""
 
 
 class Spool:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel
+from aio_pika.exceptions import ChannelClosed
 
+from dispatcher.identity import normalise
 from ingest.settings import QueueSettings
+from normalizer.model import CaseOpen
 
 
 def quorum_arguments(dead_letter_queue: str, delivery_limit: int) -> dict[str, object]:
@@ -24,9 +27,47 @@ def quorum_arguments(dead_letter_queue: str, delivery_limit: int) -> dict[str, o
     }
 
 
+async def _declare_partitions(channel: AbstractChannel, names: QueueSettings) -> None:
+    """case-open split by sender: a consistent-hash exchange (named like the queue) over the
+    partition queues, each with one active consumer at a time."""
+    partitions = names.partitions()
+    if not partitions:
+        return
+    try:
+        exchange = await channel.declare_exchange(
+            names.case_open,
+            "x-consistent-hash",
+            durable=True,  # type: ignore[arg-type]
+        )
+    except ChannelClosed as error:
+        raise TopologyError(
+            f"case_open_partitions = {len(partitions)} needs RabbitMQ's consistent-hash "
+            "exchange: run `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange` "
+            f"on the broker ({error})"
+        ) from None
+    arguments = quorum_arguments(names.case_open_dead, names.delivery_limit)
+    arguments["x-single-active-consumer"] = True
+    for name in partitions:
+        queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+        await queue.bind(exchange, routing_key="1")  # the binding's weight
+
+
 def unroutable_exchange(names: QueueSettings) -> str:
     """The alternate exchange of `cases`."""
     return f"{names.cases_exchange}.unroutable"
+
+
+def case_open_route(names: QueueSettings, case: CaseOpen) -> tuple[str, str]:
+    """(exchange, routing key) of a case-open: the case-open queue, or with partitions the
+    hash exchange and the sender's identity, so that a customer's messages share a queue."""
+    if not names.partitions():
+        return "", names.case_open
+    kind, address = normalise(case.sender.kind, case.sender.address)
+    return names.case_open, f"{kind}:{address}"
+
+
+class TopologyError(Exception):
+    """The broker cannot hold the topology the settings ask for; the message says why."""
 
 
 async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> None:
@@ -38,6 +79,7 @@ async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> No
         durable=True,
         arguments=quorum_arguments(names.case_open_dead, names.delivery_limit),
     )
+    await _declare_partitions(channel, names)
     await channel.declare_queue(names.case_events_dead, durable=True, arguments=quorum)
     await channel.declare_queue(
         names.case_events,

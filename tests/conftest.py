@@ -183,6 +183,18 @@ async def forwarded_behind(
     return bodies(await collect_through(amqp, names.default, marker.id, timeout_s))
 
 
+async def forwarded_at_least(
+    amqp: AbstractChannel, queue: str, count: int, timeout_s: float = 900.0
+) -> None:
+    """Wait until a queue holds at least `count` messages."""
+    for _ in range(int(timeout_s * 100)):
+        declared = await amqp.declare_queue(queue, passive=True)
+        if (declared.declaration_result.message_count or 0) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} on {queue} in {timeout_s} s")
+
+
 def bodies(messages: list[AbstractIncomingMessage]) -> list[dict[str, Any]]:
     """The JSON bodies of messages."""
     return [json.loads(message.body) for message in messages]

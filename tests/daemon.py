@@ -32,6 +32,7 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
 
+MAX_PARTITIONS = 4
 POSTGRES_MAINTENANCE = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -129,8 +130,13 @@ class Names:
     def acknowledgements_dead(self) -> str:
         return f"{self.prefix}.acknowledgements.dead"
 
+    def partitions(self, count: int = MAX_PARTITIONS) -> list[str]:
+        """case-open's partition queues, when a test splits it in `count` (at most 4)."""
+        return [f"{self.case_open}.{p}" for p in range(count)]
+
     def queues(self) -> list[str]:
         return [
+            *self.partitions(),
             self.case_open,
             self.case_open_dead,
             self.acknowledgements,
@@ -143,12 +149,13 @@ class Names:
         ]
 
     def exchanges(self) -> list[str]:
-        return [self.exchange, f"{self.exchange}.unroutable"]
+        return [self.exchange, f"{self.exchange}.unroutable", self.case_open]
 
-    def queue_settings(self) -> QueueSettings:
+    def queue_settings(self, partitions: int = 1) -> QueueSettings:
         """The same names as the daemon's settings, for declaring the topology from a test."""
         return QueueSettings(
             case_open=self.case_open,
+            case_open_partitions=partitions,
             case_open_dead=self.case_open_dead,
             cases_exchange=self.exchange,
             case_update=self.case_update,

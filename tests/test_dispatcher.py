@@ -12,7 +12,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from ulid import ULID
 
-from ingest.topology import declare_topology
+from ingest.topology import case_open_route, declare_topology
 from normalizer.model import CaseOpen, Sender, Touchpoint
 from tests.conftest import bodies, collect, collect_through
 from tests.daemon import BROKER_URL, Daemon, Names
@@ -48,6 +48,26 @@ async def publish(names: Names, bodies_: list[bytes]) -> None:
                 for body in bodies_
             )
         )
+
+
+async def publish_routed(names: Names, cases: list[CaseOpen], partitions: int) -> None:
+    """As the channels publish: with partitions, by sender through the hash exchange."""
+    settings = names.queue_settings(partitions)
+    connection = await aio_pika.connect(BROKER_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await declare_topology(channel, settings)
+        sends = []
+        for case in cases:
+            exchange, routing_key = case_open_route(settings, case)
+            target = await channel.get_exchange(exchange, ensure=False) if exchange else None
+            message = aio_pika.Message(
+                case.to_json(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            )
+            sends.append(
+                (target or channel.default_exchange).publish(message, routing_key=routing_key)
+            )
+        await asyncio.gather(*sends)
 
 
 async def message_count(channel: AbstractChannel, queue: str) -> int:

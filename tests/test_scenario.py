@@ -8,7 +8,6 @@ behind or dead-lettered, nothing forwarded twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +18,11 @@ from sqlalchemy import func, select
 
 from dispatcher.store import Store
 from dispatcher.tables import Case, Customer, Message
-from tests.conftest import bodies, collect
+from tests.conftest import bodies, collect, forwarded_at_least
 from tests.daemon import Daemon, Names, run_ingest
 from tests.scenario import CUSTOMERS, Scenario, build, is_unknown
-from tests.test_dispatcher import message_count, publish
+from tests.test_dispatcher import message_count, publish_routed
+from tests.test_partitions import split
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +42,11 @@ async def test_one_dispatcher_on_sqlite(
 async def test_three_dispatchers_on_postgresql_one_killed_midway(
     make_process: Callable[..., Daemon], names: Names, amqp: AbstractChannel, pg_url: str
 ) -> None:
+    """case-open split in three partitions, one for each dispatcher, which stand by for the
+    others: the one killed has its partition taken over."""
     scenario = build(TOTAL)
     daemons = [make_process(store_url=pg_url, settings_name=f"d{n}.toml") for n in range(3)]
-    await run_scenario(scenario, daemons, names, amqp, store_url=pg_url, kill=True)
+    await run_scenario(scenario, daemons, names, amqp, store_url=pg_url, kill=True, partitions=3)
 
 
 async def run_scenario(
@@ -54,28 +56,30 @@ async def run_scenario(
     amqp: AbstractChannel,
     store_url: str | None,
     kill: bool = False,
+    partitions: int = 1,
 ) -> None:
     first = daemons[0]
     directory = first.workdir / "directory.csv"
     directory.write_text(scenario.directory)
     imported = run_ingest(first.settings_path, "customers", "import", str(directory))
     assert imported.returncode == 0, imported.stderr
-    await publish(names, [m.to_json() for m in scenario.phase_one])
-    for daemon in daemons:
-        daemon.start(role="dispatcher")
+    await publish_routed(names, scenario.phase_one, partitions)
+    roles = [split(partitions, n, len(daemons)) if partitions > 1 else {} for n in range(3)]
+    for daemon, env in zip(daemons, roles, strict=False):
+        daemon.start("dispatcher", env)
     for daemon in daemons:
         await daemon.wait_ready()
     if kill:
         await forwarded_at_least(amqp, names.default, KILL_AFTER)
         first.kill()
         assert await message_count(amqp, names.default) < scenario.expected_new
-        first.start(role="dispatcher")
+        first.start("dispatcher", roles[0])
         await first.wait_ready()
 
     opened = bodies(await collect(amqp, names.default, scenario.expected_new, COLLECT_TIMEOUT_S))
     check_new_cases(scenario, opened)
     case_of = {case["source_id"]: case["dedup"]["case_id"] for case in opened}
-    await publish(names, [m.to_json() for m in scenario.build_phase_two(case_of)])
+    await publish_routed(names, scenario.build_phase_two(case_of), partitions)
     updates = bodies(
         await collect(amqp, names.case_update, scenario.expected_updates, COLLECT_TIMEOUT_S)
     )
@@ -85,7 +89,9 @@ async def run_scenario(
     # nothing left to decide, nothing forwarded twice, nothing dead-lettered.
     for daemon in daemons:
         assert daemon.stop() == 0, daemon.log_text()
-    for queue in (names.case_open, names.default, names.case_update, names.case_open_dead):
+    split_in = names.partitions(partitions) if partitions > 1 else []
+    queues = [*split_in, names.case_open, names.default, names.case_update]
+    for queue in [*queues, names.case_open_dead]:
         assert await message_count(amqp, queue) == 0, queue
     counted = await count_rows(store_url or f"sqlite:///{first.workdir}/ingest.db")
     unknown = len({o.sender.address for o in scenario.originals if is_unknown(o)})
@@ -122,14 +128,6 @@ def check_updates(
     for update in updates:
         original = scenario.duplicate_of[update["source_id"]]
         assert update["dedup"]["case_id"] == case_of[original], "mis-threaded"
-
-
-async def forwarded_at_least(amqp: AbstractChannel, queue: str, count: int) -> None:
-    for _ in range(int(COLLECT_TIMEOUT_S * 100)):
-        if await message_count(amqp, queue) >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} forwarded in {COLLECT_TIMEOUT_S} s")
 
 
 async def count_rows(url: str) -> tuple[int, int, int]:

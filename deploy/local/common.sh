@@ -64,6 +64,12 @@ ensure_rabbitmq() {
   exit 1
 }
 
+ensure_hash_exchange() {  # case-open partitions ([queues] case_open_partitions) need it
+  grep -qs rabbitmq_consistent_hash_exchange /etc/rabbitmq/enabled_plugins && return 0
+  say "enabling RabbitMQ's consistent-hash exchange plugin"
+  as_root rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null
+}
+
 ensure_dovecot() {  # the tests run their own Dovecot IMAP servers on loopback ports
   [ -x /usr/sbin/dovecot ] || apt_install dovecot-imapd
 }

@@ -7,6 +7,7 @@ cd "$ROOT"
 
 ensure_venv ""
 ensure_rabbitmq
+ensure_hash_exchange
 
 if [ -z "${INGEST_CHANNELS__WEB__API_KEYS:-}" ]; then
   # A local key for trying the API; on a real server set INGEST_CHANNELS__WEB__API_KEYS.

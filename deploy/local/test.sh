@@ -10,6 +10,7 @@ say "the tests need RabbitMQ, PostgreSQL, Dovecot (dovecot-imapd) and Chromium o
 say "whatever is missing is installed with apt-get and started (root or sudo), once"
 ensure_venv "[test]"
 ensure_rabbitmq
+ensure_hash_exchange
 ensure_dovecot
 ensure_chromium
 ensure_postgresql
