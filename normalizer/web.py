@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -11,6 +12,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -64,6 +66,9 @@ class WebControls(BaseModel):
 
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_FIELDS = 50
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+FieldValue = Annotated[str, StringConstraints(max_length=1000)] | bool | int | float
 
 
 class WebMessage(BaseModel):
@@ -105,6 +110,12 @@ class WebMessage(BaseModel):
     )
     controls: WebControls | None = Field(
         default=None, description="Priority, queue, tags; obeyed only from a trusted touchpoint."
+    )
+    fields: dict[FieldName, FieldValue] = Field(
+        default_factory=dict,
+        max_length=MAX_FIELDS,
+        description="Structured fields of your own (order number, product, plan, ...): "
+        "triage rules can match them; they are carried in the case-open as text.",
     )
 
     @field_validator("via", "agent_id")
@@ -167,6 +178,10 @@ def normalize_web(
         language=message.language,
         controls=message.controls.as_fields() if message.controls else {},
         logged=logged,
+        fields={
+            name: clean_line(value) if isinstance(value, str) else json.dumps(value)
+            for name, value in message.fields.items()
+        },
     )
 
 
