@@ -7,6 +7,7 @@ several dispatchers share the count): two auto-responders can never loop through
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -31,7 +32,13 @@ class Templates(Protocol):
     @property
     def ack_daily_cap(self) -> int: ...
 
-    def acknowledgement(self, template: str, case: CaseOpen, reference: str) -> Rendered | None: ...
+    def acknowledgement(
+        self,
+        template: str,
+        case: CaseOpen,
+        reference: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> Rendered | None: ...
 
 
 class AckPolicy:
@@ -51,7 +58,9 @@ class AckPolicy:
     ) -> AckRequest | None:
         if triage.acknowledge is None or _loop_risk(case):
             return None
-        rendered = self._templates.acknowledgement(triage.acknowledge, case, reference)
+        rendered = self._templates.acknowledgement(
+            triage.acknowledge, case, reference, triage.fields
+        )
         if rendered is None:
             return None
         try:

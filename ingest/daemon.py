@@ -274,7 +274,7 @@ def _rules(settings: Settings, settings_path: Path) -> LiveRules:
 def _install_signal_handlers(stop: asyncio.Event, rules: LiveRules | None) -> None:
     loop = asyncio.get_running_loop()
     if rules is not None:
-        loop.add_signal_handler(signal.SIGHUP, rules.reload, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, rules.request_reload, "SIGHUP")
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():

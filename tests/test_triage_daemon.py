@@ -196,7 +196,7 @@ async def test_rules_replay_refuses_a_bad_window_and_bad_rules(
     proposed.write_text('[triage]\n[[triage.rules]]\nname = "x"\nset = { queue = "nowhere" }\n')
     bad_rules = run_ingest(daemon.settings_path, "rules", "replay", "--rules", str(proposed))
     assert bad_rules.returncode == 1
-    assert "unknown queues name 'nowhere'" in bad_rules.stderr.decode()
+    assert "unknown queue 'nowhere'" in bad_rules.stderr.decode()
     proposed.write_text("[triage]\n")
     bad_window = run_ingest(
         daemon.settings_path, "rules", "replay", "--rules", str(proposed), "--since", "soon"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from dispatcher.triage.text import fold
+from dispatcher.triage.text import fold, stem_text
 from normalizer.model import CaseOpen
 
 
@@ -70,6 +70,26 @@ class Facts:
     @cached_property
     def text(self) -> str:
         return fold(self.case.text)
+
+    def stemmed(self, field: str, language: str) -> str:
+        """The folded subject or text with each word stemmed, computed once per language."""
+        key = (field, language)
+        found = self._stemmed.get(key)
+        if found is None:
+            found = self._stemmed[key] = stem_text(getattr(self, field), language)
+        return found
+
+    @cached_property
+    def _stemmed(self) -> dict[tuple[str, str], str]:
+        return {}
+
+    @cached_property
+    def headers(self) -> Mapping[str, tuple[str, ...]]:
+        """Mail headers by lower-cased name, every value in order."""
+        found: dict[str, list[str]] = {}
+        for header in self.case.headers:
+            found.setdefault(header.name.lower(), []).append(header.value)
+        return {name: tuple(values) for name, values in found.items()}
 
     @cached_property
     def sender(self) -> str:
