@@ -46,6 +46,7 @@ from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
 from ingest.quarantine import Quarantine
+from ingest.rules_tool import golden_check
 from ingest.settings import Settings, StoreSettings
 from ingest.spool import Spool
 
@@ -260,11 +261,13 @@ def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
 
 
 def _rules(settings: Settings, settings_path: Path) -> LiveRules:
-    """The triage rules; invalid ones stop start-up (there are no earlier ones to keep)."""
+    """The triage rules; invalid ones (or failing golden tests) stop start-up: there are no
+    earlier ones to keep."""
     queues = settings.queues
+    golden = golden_check(settings)
     try:
         return LiveRules(
-            lambda: load_rules(settings_path, queues.declared_teams(), queues.default),
+            lambda: load_rules(settings_path, queues.declared_teams(), queues.default, golden),
             lambda: watched_files(settings_path),
         )
     except RulesError as error:

@@ -25,7 +25,7 @@ def _one_of(label: str, read: Callable[[Facts], str | None]) -> Callable[..., Co
             return f"{label} = {actual}" if actual and actual.lower() in wanted else None
 
         return Condition(
-            check, f"{label} in [{shown(values)}]", shows=lambda f, s: f"{label} {read(f)}"
+            check, f"{label} in [{shown(values)}]", shows=lambda f, s: f"{label} {read(f) or '-'}"
         )
 
     return build
