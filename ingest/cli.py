@@ -198,7 +198,7 @@ def rules_replay(settings_path: Path, proposed_path: Path, since: str, show: int
     from dispatcher.triage.past import past_messages
     from dispatcher.triage.replay import compare
     from ingest import rules_tool
-    from ingest.store_commands import read_store
+    from ingest.store_ops import read_store
 
     loaded = _load(settings_path)
     cutoff = rules_tool.since(since)
