@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,6 +65,8 @@ class Options:
     case_ref_pattern: str | None = r"\[#(C-\d+)\]"
     languages: tuple[str, ...] = ()
     """Candidates for language detection when the source did not say; empty: no detection."""
+    model_cache: Path | None = None
+    """Where a short-lived process keeps the detection model unpacked (see language.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,8 @@ def with_language(case: CaseOpen, options: Options) -> CaseOpen:
     not say one (the same case when it did, or when nothing could be told)."""
     if case.language is not None or not options.languages:
         return case
-    language = detect_language(f"{case.subject or ''}\n{case.text}", options.languages)
+    text = f"{case.subject or ''}\n{case.text}"
+    language = detect_language(text, options.languages, options.model_cache)
     return case if language is None else case.model_copy(update={"language": language})
 
 
