@@ -26,7 +26,7 @@ from normalizer.text import clean_line, clean_text
 class WebSender(BaseModel):
     """Who the message is from: at least an email address or a phone number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(
@@ -54,7 +54,7 @@ class WebSender(BaseModel):
 class WebControls(BaseModel):
     """Routing an internal, trusted form may set; ignored unless its touchpoint is trusted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     priority: str | None = Field(default=None, max_length=40)
     queue: str | None = Field(default=None, max_length=200)
@@ -76,7 +76,7 @@ class WebMessage(BaseModel):
     (`channel` "web", the default), or a contact an agent logs on the customer's behalf
     (`channel` "logged", with `via` and `agent_id`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     channel: Literal["web", "logged"] = Field(
         default="web", description='"logged" for a contact an agent took in by hand.'
