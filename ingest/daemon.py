@@ -36,7 +36,8 @@ from dispatcher.database import StoreNotMigrated, shown_url
 from dispatcher.decide import Decider
 from dispatcher.feedback import CaseEvents
 from dispatcher.store import Store
-from dispatcher.triage import LiveRules, RulesError, RulesRouter, load_rules, watched_files
+from dispatcher.triage import RulesError, RulesRouter, load_rules, watched_files
+from dispatcher.triage.live import LiveRules
 from ingest.acknowledger import Acknowledger, AckRoutes
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker, Session
@@ -264,7 +265,7 @@ def _rules(settings: Settings, settings_path: Path) -> LiveRules:
     """The triage rules; invalid ones (or failing golden tests) stop start-up: there are no
     earlier ones to keep."""
     queues = settings.queues
-    golden = golden_check(settings)
+    golden = golden_check(settings, cached=False)
     try:
         return LiveRules(
             lambda: load_rules(settings_path, queues.declared_teams(), queues.default, golden),

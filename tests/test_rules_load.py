@@ -170,10 +170,10 @@ def test_rules_test_explains_an_eml_sample(tmp_path: Path) -> None:
     out = tested.stdout.decode()
     assert "language ja" in out
     assert "queue     billing" in out
-    assert "sla       premium: respond by 2026-11-24 17:00 UTC" in out
+    assert "sla       premium (always clock): respond by 2026-11-24 17:00 UTC" in out
     assert "ack       received (ja): お問い合わせを受け付けました" in out
     assert '2. billing: any(keyword "請求書" in subject)' in out
-    assert "3. premium-customers: tier = gold" in out
+    assert "3. premium-customers: any(tier = gold)" in out
 
 
 def test_rules_test_reads_a_web_message_and_prints_json(tmp_path: Path) -> None:

@@ -24,15 +24,20 @@ from pathlib import Path
 from pydantic import Field
 
 from dispatcher.triage.engine import Decision, RuleSet
-from dispatcher.triage.samples import SampleDefaults, SampleError, SampleSpec, sample_facts
-from dispatcher.triage.spec import Spec
+from dispatcher.triage.samples import (
+    Sample,
+    SampleDefaults,
+    SampleError,
+    SampleSpec,
+    sample_facts,
+)
 from dispatcher.triage.validate import Source, validate
 
 CASE_ID = "01JCKEPT00000000000000TEST"
 UNSET = "-"
 
 
-class ExpectSpec(Spec):
+class ExpectSpec(Sample):
     """What the sample should get; keys left out are not checked. `tags` is the exact set."""
 
     queue: str | None = None
@@ -48,7 +53,7 @@ class GoldenTest(SampleSpec):
     expect: ExpectSpec
 
 
-class GoldenFile(Spec):
+class GoldenFile(Sample):
     test: list[GoldenTest] = Field(default_factory=list)
 
 

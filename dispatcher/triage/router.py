@@ -8,11 +8,14 @@ never mixes two rule sets in one decision. `DefaultQueue` routes everything to o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from dispatcher.triage.engine import Acknowledgement, Decision
 from dispatcher.triage.facts import Facts
-from dispatcher.triage.live import LiveRules
 from normalizer.model import CaseOpen, RuleHit, SlaDue, Triage
+
+if TYPE_CHECKING:
+    from dispatcher.triage.live import LiveRules
 
 
 class RulesRouter:
