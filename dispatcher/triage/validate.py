@@ -75,18 +75,20 @@ def validate(model: type[Model], data: Any, source: Source) -> tuple[Model | Non
     origin = _origins(data)
     problems: list[str] = []
     reported: set[Loc] = set()
+    dropped: set[Loc] = set()
     for _ in range(ROUNDS):
         try:
             validated = model.model_validate(data)
         except ValidationError as error:
             found = [_Error.of(data, item) for item in error.errors(include_url=False)]
-            earlier = set(reported)
+            earlier = set(dropped)
             drops = []
-            for loc, errors in _by_place(found).items():
+            for loc, errors in _by_place(found, data).items():
                 original = _original(data, loc, origin)
                 missing = errors[0].kind == "missing"
                 drops.append(loc[:-1] if missing else loc)
-                if original in reported or _follows(original, earlier):
+                dropped.add(original[:-1] if missing else original)
+                if original in reported or _caused(original, errors, earlier):
                     continue  # what our own leaving out caused
                 reported.add(original)
                 line = source.line_of(original[:-1] if missing else original)
@@ -99,48 +101,74 @@ def validate(model: type[Model], data: Any, source: Source) -> tuple[Model | Non
     return None, problems
 
 
-def _follows(loc: Loc, earlier: set[Loc]) -> bool:
-    """An error at `loc` (or beside it) follows from leaving out something reported before."""
-    return any(old[: len(loc)] == loc or old[: len(loc) - 1] == loc[:-1] for old in earlier)
+def _caused(loc: Loc, errors: list[_Error], earlier: set[Loc]) -> bool:
+    """An error that only follows from leaving something out: a table left empty, a key
+    now missing, a union that no longer fits, beside or just above what was left out."""
+    near = any(old[:-1] == loc or old[:-1] == loc[:-1] for old in earlier)
+    error = errors[0]
+    return near and (
+        error.kind == "missing" or error.union is not None or "empty condition" in error.message
+    )
 
 
 @dataclass(frozen=True)
 class _Error:
     """One pydantic error, placed in the data; `union` is where it went into a union
-    member (pydantic names the member in the path), if it did."""
+    member and `member` which one (pydantic names the member in the path), if it did."""
 
     loc: Loc
     raw: Loc
     kind: str
     message: str
     union: Loc | None
+    member: str | None
 
     @classmethod
     def of(cls, data: Any, item: Any) -> _Error:
         raw, kind = tuple(item["loc"]), str(item["type"])
         found: list[int | str] = []
-        union = None
+        union, member = None, None
         node = data
         for index, part in enumerate(raw):
             if _holds(node, part):
                 node = node[part]
             elif not (kind == "missing" and index == len(raw) - 1):
-                union = union or tuple(found)
+                if union is None:
+                    union, member = tuple(found), str(part)
                 continue
             found.append(part)
-        return cls(tuple(found), raw, kind, str(item["msg"]), union)
+        return cls(tuple(found), raw, kind, str(item["msg"]), union, member)
 
 
-def _by_place(errors: list[_Error]) -> dict[Loc, list[_Error]]:
-    """Errors grouped by place. Where a table went wrong inside a union (`keywords = { wrods
-    = [...] }`), only its unknown keys are told, not what every other member expected."""
-    keyed = {e.union for e in errors if e.union is not None and e.kind == "extra_forbidden"}
+def _by_place(errors: list[_Error], data: Any) -> dict[Loc, list[_Error]]:
+    """Errors grouped by place. Where a table did not fit a union (`keywords = { words =
+    [...], stem = "xx" }`), only the errors of the table members it fits best are told, not
+    what every other member expected."""
+    members: dict[Loc, dict[str, list[_Error]]] = {}
+    for error in errors:
+        table = error.union is not None and isinstance(_at(data, error.union), dict)
+        if table and error.member and error.member[:1].isupper():
+            assert error.union is not None
+            members.setdefault(error.union, {}).setdefault(error.member, []).append(error)
+    best: dict[Loc, list[_Error]] = {}
+    for union, found in members.items():
+        fewest = min(len(group) for group in found.values())
+        chosen = [e for group in found.values() if len(group) == fewest for e in group]
+        if any(e.kind == "extra_forbidden" for e in chosen):
+            chosen = [e for e in chosen if e.kind == "extra_forbidden"]
+        best[union] = chosen
     places: dict[Loc, list[_Error]] = {}
     for error in errors:
-        if error.union in keyed and error.kind != "extra_forbidden":
+        if error.union in best and error not in best[error.union]:
             continue
         places.setdefault(error.loc, []).append(error)
     return places
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
 
 
 def _origins(data: Any) -> dict[int, int]:
