@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from dispatcher.triage.text import fold, stem_text
+
+if TYPE_CHECKING:
+    from dispatcher.triage.calendar import Calendar
 from normalizer.model import CaseOpen
 
 
@@ -84,12 +88,28 @@ class Facts:
         return {}
 
     @cached_property
-    def headers(self) -> Mapping[str, tuple[str, ...]]:
+    def headers(self) -> Mapping[str, list[str]]:
         """Mail headers by lower-cased name, every value in order."""
         found: dict[str, list[str]] = {}
         for header in self.case.headers:
-            found.setdefault(header.name.lower(), []).append(header.value)
-        return {name: tuple(values) for name, values in found.items()}
+            name = header.name.lower()
+            if name in found:
+                found[name].append(header.value)
+            else:
+                found[name] = [header.value]
+        return found
+
+    def is_open(self, calendar: Calendar) -> bool:
+        """Whether the message arrived inside the calendar's hours (asked once per calendar:
+        several rules may ask)."""
+        found = self._open.get(calendar.name)
+        if found is None:
+            found = self._open[calendar.name] = calendar.is_open(self.case.received_at)
+        return found
+
+    @cached_property
+    def _open(self) -> dict[str, bool]:
+        return {}
 
     @cached_property
     def sender(self) -> str:

@@ -170,16 +170,17 @@ def _hours(inside: bool) -> Callable[..., Condition]:
             raise ConditionError(unknown("calendar", name, context.calendars))
         where = "inside" if inside else "outside"
 
+        reason = f"{where} business hours ({name})"
+
         def check(facts: Facts, state: State) -> str | None:
-            is_open = calendar.is_open(facts.case.received_at)
-            return f"{where} business hours ({name})" if is_open == inside else None
+            return reason if facts.is_open(calendar) == inside else None
 
         def shows(facts: Facts, state: State) -> str:
             moment = calendar.local(facts.case.received_at)
             state_now = "open" if calendar.is_open(facts.case.received_at) else "closed"
             return f"arrived {moment:%a %Y-%m-%d %H:%M %Z}, {name} {state_now}"
 
-        return Condition(check, f"{where} business hours ({name})", shows=shows)
+        return Condition(check, reason, shows=shows)
 
     return build
 

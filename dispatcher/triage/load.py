@@ -148,7 +148,9 @@ def _compile(collected: _Collected, queues: list[str], default_queue: str) -> Ru
     templates = _templates(parts, problems)
     known = Known(set(queues), set(spec.buckets), set(priorities), set(sla), set(templates))
     defaults = _defaults(spec, parts[0][0], known, problems)
-    context = Context(calendars, known, _lists(parts, problems), _named(parts, problems))
+    lists, broken = _lists(parts, problems)
+    context = Context(calendars, known, lists, _named(parts, problems))
+    context.broken_lists = broken
     for source, part in parts:
         for name in part.conditions:
             try:
@@ -323,17 +325,22 @@ def _placeholder_problem(text: str) -> str | None:
     return None
 
 
-def _lists(parts: list[tuple[Source, IncludedSpec]], problems: list[str]) -> dict[str, Any]:
+def _lists(
+    parts: list[tuple[Source, IncludedSpec]], problems: list[str]
+) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """The named lists that could be read, and the names of those that could not."""
     lists: dict[str, tuple[str, ...]] = {}
+    broken: set[str] = set()
     for source, part in parts:
         for name, spec in part.lists.items():
-            if name in lists:
+            if name in lists or name in broken:
                 problems.append(source.problem(("lists", name), "defined twice"))
             try:
                 lists[name] = read_list(spec, source.path.parent)
             except ListError as error:
                 problems.append(source.problem(("lists", name), str(error)))
-    return lists
+                broken.add(name)
+    return lists, broken
 
 
 def _named(

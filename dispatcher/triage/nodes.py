@@ -62,12 +62,15 @@ class Context:
     compiled: dict[str, Condition] = field(default_factory=dict)
     compiling: list[str] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)
+    broken_lists: set[str] = field(default_factory=set)
 
     def values(self, value: Values) -> list[str]:
         """The strings a value stands for, named lists expanded."""
         found: list[str] = []
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, ListRef):
+                if item.list_ in self.broken_lists:
+                    raise ConditionError(f"list {item.list_!r} cannot be used (see its problem)")
                 if item.list_ not in self.lists:
                     raise ConditionError(unknown("list", item.list_, self.lists))
                 found.extend(self.lists[item.list_])
