@@ -7,6 +7,7 @@ several dispatchers share the count): two auto-responders can never loop through
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -42,20 +43,13 @@ class Templates(Protocol):
 
 
 class AckPolicy:
-    """Decides and records acknowledgements inside the dispatcher's store transaction."""
+    """Renders the acknowledgement a new case asks for; the daily cap is applied per batch."""
 
     def __init__(self, templates: Templates) -> None:
         self._templates = templates
 
-    def __call__(
-        self,
-        session: Session,
-        case: CaseOpen,
-        triage: Triage,
-        reference: str,
-        case_id: int,
-        now: datetime,
-    ) -> AckRequest | None:
+    def request(self, case: CaseOpen, triage: Triage, reference: str) -> AckRequest | None:
+        """The request for this case, or None (loop risk, no template, no address)."""
         if triage.acknowledge is None or _loop_risk(case):
             return None
         rendered = self._templates.acknowledgement(
@@ -69,23 +63,28 @@ class AckPolicy:
                 language=rendered.language,
                 subject=rendered.subject,
                 text=rendered.text,
-            ).model_copy(update={"case_id": reference})
+            )
         except (ValueError, ValidationError):
             log.info("no acknowledgement: no address to answer", id=case.id, channel=case.channel)
             return None
-        if self._capped(session, request.to, now):
-            log.info("acknowledgement capped", id=case.id, cap=self._templates.ack_daily_cap)
-            return None
-        session.add(Sent(address=request.to, sent_at=now, case_id=case_id))
-        return request
+        return request.model_copy(update={"case_id": reference})
 
-    def _capped(self, session: Session, address: str, now: datetime) -> bool:
-        sent = session.scalar(
-            select(func.count())
-            .select_from(Sent)
-            .where(Sent.address == address, Sent.sent_at > now - CAP_WINDOW)
-        )
-        return (sent or 0) >= self._templates.ack_daily_cap
+    @property
+    def daily_cap(self) -> int:
+        return self._templates.ack_daily_cap
+
+
+def sent_recently(session: Session, addresses: set[str], now: datetime) -> Counter[str]:
+    """Acknowledgements sent to each of these addresses within the cap window."""
+    if not addresses:
+        return Counter()
+    table = Sent.__table__
+    rows = session.execute(
+        select(table.c.address, func.count())
+        .where(table.c.address.in_(addresses), table.c.sent_at > now - CAP_WINDOW)
+        .group_by(table.c.address)
+    )
+    return Counter({address: count for address, count in rows})
 
 
 def _loop_risk(case: CaseOpen) -> bool:

@@ -11,7 +11,7 @@ advisory lock lets several dispatchers start at once without migrating twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, and_, event, tuple_
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -77,6 +77,22 @@ def transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
     """`work(session, *args)` in one transaction, committed when it returns."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         return work(session, *args)
+
+
+def pairs_in(first: Any, second: Any, pairs: Sequence[tuple[Any, Any]], dialect: str) -> Any:
+    """A condition true for rows whose (first, second) is one of `pairs`, using the two
+    columns' index on both databases: SQLite scans the whole table for a row-value IN, so
+    there it is `first IN (...) AND second IN (...)`, a superset the caller narrows."""
+    if dialect == "postgresql":
+        return tuple_(first, second).in_(pairs)
+    return and_(first.in_({a for a, _ in pairs}), second.in_({b for _, b in pairs}))
+
+
+def text_of(error: BaseException) -> str:
+    """One line: the exception's type and message (a driver error without its SQL)."""
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(error).__name__}: {lines[0]}"[:1000]
 
 
 def is_transient(error: BaseException) -> bool:

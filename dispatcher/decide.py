@@ -1,11 +1,15 @@
 """One batch of case-opens decided in one store transaction: repeat, duplicate, follow-up, new.
 
-Level 1 is the unique key (channel, source_id) of `messages`: a message is inserted with
-"insert, ignore conflicts", so of two dispatchers holding copies only one owns the key. The
-decision, with the enrichment to forward, is stored on the row; a redelivery (after a crash
-before the broker transaction committed) forwards exactly that again, and a copy is dropped.
-Per customer the work is serialised by locking the customer row (see `identity`), so that
-levels 2 and 3 see every earlier message of the customer, whichever dispatcher took it.
+Set-based: the batch's keys, senders, customers and everything their history and dedup can
+name are read with one query per kind of fact (`known`), the messages are decided in memory
+one after the other, each decision updating what the next one sees, and the results are
+written with one statement per kind of row (`writes`).
+
+Level 1 is the unique key (channel, source_id) of `messages`: a message is recorded with its
+decision, and the forward to send, under that key; a redelivery (after a crash before the
+broker transaction committed) forwards exactly that again, and a copy is dropped. Per
+customer the work is serialised by locking the customer row (see `identity`), so that levels
+2 and 3 see every earlier message of the customer, whichever dispatcher took it.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+import structlog
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dispatcher.acks import AckPolicy
+from dispatcher.acks import AckPolicy, sent_recently
+from dispatcher.database import pairs_in
 from dispatcher.dedup import Match, duplicate_of, fingerprint, follow_up_of
-from dispatcher.history import customer_info, history
+from dispatcher.history import history, longest_window_days
 from dispatcher.identity import (
     groups_of,
     lock_customers,
@@ -30,10 +34,26 @@ from dispatcher.identity import (
     normalise,
     resolve_senders,
 )
+from dispatcher.known import (
+    MESSAGES,
+    CaseState,
+    Group,
+    Known,
+    Seen,
+    Windows,
+    existing,
+    keys_of,
+    load,
+    utc_day,
+    wanted_for,
+)
 from dispatcher.settings import DispatcherSettings
-from dispatcher.tables import Case, CaseEvent, Customer, Message
+from dispatcher.store import Store
+from dispatcher.writes import CaseIds, KeyTaken, Writes
 from normalizer.acks import AckRequest
-from normalizer.model import CaseOpen, CustomerInfo, Dedup, History, Triage
+from normalizer.model import CaseOpen, Dedup, Triage
+
+log = structlog.get_logger("dispatcher")
 
 Key = tuple[str, str]
 """(channel, source_id): the idempotency key of a message."""
@@ -42,6 +62,8 @@ Router = Callable[[CaseOpen, bool], Triage]
 """Triage of an enriched message; the flag says it is a follow-up or duplicate."""
 
 CLOSED_STATES = ("resolved", "closed")
+NEWER_THAN_STORED = 10**15
+"""Orders a batch's own messages after the stored ones when dedup breaks a tie."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,32 +76,15 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What to do with one delivery: forward `forward` to `routing_key`, or drop a repeat."""
+    """What to do with one delivery: forward `body` (the enriched `forward`) to
+    `routing_key` with the acknowledgement request `ack`, or drop a repeat."""
 
     case: CaseOpen
     forward: CaseOpen | None = None
     routing_key: str | None = None
     repeat_of: str | None = None
     ack: AckRequest | None = None
-    """An acknowledgement to publish with the forward, in the same broker transaction."""
-
-
-class Enrichment(BaseModel):
-    """What the dispatcher adds to a message, kept on its row until the forward is done."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    customer: CustomerInfo
-    history: History
-    dedup: Dedup
-    triage: Triage
-    routing_key: str
-    ack: AckRequest | None = None
-
-    def applied(self, case: CaseOpen) -> Outcome:
-        fields = {"customer": self.customer, "history": self.history}
-        enriched = case.model_copy(update=fields | {"dedup": self.dedup, "triage": self.triage})
-        return Outcome(case, forward=enriched, routing_key=self.routing_key, ack=self.ack)
+    body: bytes | None = None
 
 
 class Decider:
@@ -92,162 +97,166 @@ class Decider:
         router: Router,
         ack_policy: AckPolicy | None = None,
     ):
-        self._settings = settings
-        self._case_update = case_update_queue
-        self._route = router
-        self._acknowledge = ack_policy
-        self._prefix = settings.case_ref_prefix
+        self.settings = settings
+        self.case_update = case_update_queue
+        self.route = router
+        self.acknowledge = ack_policy
+        self.prefix = settings.case_ref_prefix
+        dedup = settings.dedup
+        self.windows = Windows(
+            recent_cases=settings.history.recent_cases,
+            duplicate=timedelta(hours=dedup.duplicate_window_h),
+            conversation=timedelta(minutes=dedup.conversation_window_min),
+        )
 
     def batch(
         self, session: Session, incoming: Sequence[Incoming], done: Sequence[Key] = ()
     ) -> list[Outcome]:
         """Decide every delivery; `done` marks earlier forwards as confirmed on the way."""
         finished = set(done)
-        if not incoming:
-            _settle(session, finished, Counter())
-            return []
-        keys = list(dict.fromkeys((i.case.channel, i.case.source_id) for i in incoming))
-        existing = {
-            (row.channel, row.source_id): row
-            for row in session.scalars(
-                select(Message).where(tuple_(Message.channel, Message.source_id).in_(keys))
-            )
-        }
-        outcomes: dict[int, Outcome] = {}
-        owners: dict[Key, str] = {}
         repeats: Counter[Key] = Counter()
-        fresh: list[int] = []
-        for index, item in enumerate(incoming):
-            key = (item.case.channel, item.case.source_id)
-            row = existing.get(key)
-            if key in owners:
-                repeats[key] += 1
-                outcomes[index] = Outcome(item.case, repeat_of=owners[key])
-            elif row is None:
-                owners[key] = item.case.id
-                fresh.append(index)
-            else:
-                owners[key] = row.case_open_id
-                outcomes[index] = self._known(item, row, key in finished, repeats)
-        outcomes |= self._fresh(session, [incoming[i].case for i in fresh], fresh, repeats)
+        outcomes: dict[int, Outcome] = {}
+        if incoming:
+            recorded = existing(session, keys_of([item.case for item in incoming]))
+            owners: dict[Key, str] = {}
+            fresh: list[int] = []
+            for index, item in enumerate(incoming):
+                key = (item.case.channel, item.case.source_id)
+                row = recorded.get(key)
+                if key in owners:
+                    repeats[key] += 1
+                    outcomes[index] = Outcome(item.case, repeat_of=owners[key])
+                elif row is None:
+                    owners[key] = item.case.id
+                    fresh.append(index)
+                else:
+                    owners[key] = row.case_open_id  # type: ignore[attr-defined]
+                    outcomes[index] = _known(item, row, key in finished, repeats)
+            if fresh:
+                decided = _Batch(self, session).decide([incoming[i].case for i in fresh])
+                outcomes.update(zip(fresh, decided, strict=True))
         _settle(session, finished, repeats)
         return [outcomes[index] for index in range(len(incoming))]
 
-    def _known(
-        self, item: Incoming, row: Message, finished: bool, repeats: Counter[Key]
-    ) -> Outcome:
-        """A key seen before: the redelivery of an unfinished forward goes again, else a repeat."""
-        forwarded = row.forwarded or finished
-        again = row.case_open_id == item.case.id and item.redelivered and not forwarded
-        if again and row.forward:
-            return Enrichment.model_validate_json(row.forward).applied(item.case)
-        repeats[(row.channel, row.source_id)] += 1
-        return Outcome(item.case, repeat_of=row.case_open_id)
+    async def decided(
+        self, store: Store, incoming: Sequence[Incoming], done: Sequence[Key] = ()
+    ) -> list[Outcome]:
+        """`batch` in one transaction of the store, decided again (a new transaction) when
+        another dispatcher recorded one of its keys meanwhile."""
+        while True:
+            try:
+                return await store.run(self.batch, incoming, done)
+            except KeyTaken as taken:
+                log.info("batch decided again", reason=str(taken))
 
-    def _fresh(
-        self, session: Session, cases: list[CaseOpen], indexes: list[int], repeats: Counter[Key]
-    ) -> dict[int, Outcome]:
-        if not cases:
-            return {}
-        now = datetime.now(UTC)
+    def ref(self, case_id: int) -> str:
+        """A case's reference as customers see it (C-12)."""
+        return f"{self.prefix}{case_id}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A decided message waiting for the batch's acknowledgement caps to be applied."""
+
+    case: CaseOpen
+    enriched: CaseOpen
+    triage: Triage
+    routing_key: str
+    row: dict[str, object]
+    case_id: int
+    opens: bool
+    ack: AckRequest | None = None
+
+
+class _Batch:
+    """The fresh messages of one batch, decided in order against what the store knows."""
+
+    def __init__(self, decider: Decider, session: Session) -> None:
+        self.d = decider
+        self.session = session
+        self.now = datetime.now(UTC)
+        self.writes = Writes()
+        self.ids = CaseIds(session)
+
+    def decide(self, cases: list[CaseOpen]) -> list[Outcome]:
         senders = [normalise(c.sender.kind, c.sender.address) for c in cases]
-        lock_identities(session, senders)
+        lock_identities(self.session, senders)
         names = {key: case.sender.name for key, case in zip(senders, cases, strict=True)}
-        roots = resolve_senders(session, names, now)
-        lock_customers(session, roots.values())
-        groups = groups_of(session, roots.values())
-        result = {}
-        for index, case, sender in zip(indexes, cases, senders, strict=True):
-            root = roots[sender]
-            result[index] = self._one(session, case, root, groups[root], now, repeats)
-        return result
+        roots = resolve_senders(self.session, names, self.now)
+        lock_customers(self.session, roots.values())
+        groups = groups_of(self.session, roots.values())
+        prints = [fingerprint(case) for case in cases]
+        settings = self.d.settings
+        wanted = wanted_for(
+            cases,
+            settings.dedup.conversation_channels,
+            self.d.prefix,
+            longest_window_days(settings.history),
+            prints,
+        )
+        known = load(self.session, groups, wanted, self.d.windows)
+        pending = [
+            self._one(known, known.groups[roots[sender]], case, print_, len(cases) - index)
+            for index, (case, sender, print_) in enumerate(zip(cases, senders, prints, strict=True))
+        ]
+        self._cap_acknowledgements(pending)
+        outcomes = [self._finish(item) for item in pending]
+        self.writes.flush(self.session, list(known.cases.values()))
+        return outcomes
 
     def _one(
-        self,
-        session: Session,
-        case: CaseOpen,
-        root: int,
-        group: list[int],
-        now: datetime,
-        repeats: Counter[Key],
-    ) -> Outcome:
-        print_ = fingerprint(case)
-        row_id = _claim(session, case, root, now, print_)
-        if row_id is None:  # another dispatcher recorded this key since we looked
-            owner = session.scalars(
-                select(Message.case_open_id).where(
-                    Message.channel == case.channel, Message.source_id == case.source_id
-                )
-            ).one()
-            repeats[(case.channel, case.source_id)] += 1
-            return Outcome(case, repeat_of=owner)
-        customer = customer_info(session.get_one(Customer, root))
-        before = history(
-            session, group, case.received_at, row_id, self._settings.history, self._prefix
-        )
-        dedup_settings = self._settings.dedup
-        window = timedelta(hours=dedup_settings.duplicate_window_h)
-        match = duplicate_of(session, group, print_, case.received_at, row_id, window)
-        match = match or follow_up_of(session, case, group, dedup_settings, self._prefix)
-        enriched = case.model_copy(update={"customer": customer, "history": before})
+        self, known: Known, group: Group, case: CaseOpen, print_: str | None, left: int
+    ) -> _Pending:
+        d = self.d
+        before = history(known, group, case.received_at, d.settings.history, d.prefix)
+        enriched = case.model_copy(update={"customer": group.customer, "history": before})
+        match = duplicate_of(known, group, print_, case.received_at, d.windows.duplicate)
+        match = match or follow_up_of(known, group, case, d.settings.dedup, d.prefix)
         if match is None:
             reason = "no earlier case of this customer matches: a new case"
-            decided = self._open(session, enriched, root, now, reason, None)
+            pending = self._open(known, group, enriched, reason, None, left)
         else:
-            decided = self._attach(session, enriched, root, now, match)
-        enrichment = decided.enrichment
-        outcome = enrichment.applied(case)
-        assert outcome.forward is not None
-        session.execute(
-            update(Message)
-            .where(Message.id == row_id)
-            .values(
-                case_id=decided.case_id,
-                verdict=enrichment.dedup.verdict,
-                reason=enrichment.dedup.reason[:500],
-                target_queue=enrichment.routing_key,
-                forward=enrichment.model_dump_json(),
-                body=outcome.forward.to_json().decode(),
-            )
-        )
-        return outcome
+            pending = self._attach(known, group, enriched, match, left)
+        self._remember(known, group, case, print_, pending)
+        return pending
 
     def _attach(
-        self, session: Session, case: CaseOpen, root: int, now: datetime, match: Match
-    ) -> _Decided:
+        self, known: Known, group: Group, case: CaseOpen, match: Match, left: int
+    ) -> _Pending:
         target = match.case
-        ref = self.ref(target.id)
+        ref = self.d.ref(target.id)
         if not match.allowed:
             reason = (
                 f"{match.how} names case {ref}, but the sender is neither its customer nor a "
                 "participant: a new case linked to it"
             )
-            return self._open(session, case, root, now, reason, target)
+            return self._open(known, group, case, reason, target, left)
         closed_for = _closed_for(target, case.received_at)
-        limit = timedelta(days=self._settings.dedup.reopen_within_days)
+        limit = timedelta(days=self.d.settings.dedup.reopen_within_days)
         if match.level == 3 and closed_for is not None and closed_for > limit:
             reason = (
                 f"{match.how}: case {ref} has been {target.status} for "
                 f"{closed_for.days} days (over {limit.days}): a new case linked to it"
             )
-            return self._open(session, case, root, now, reason, target)
-        return self._update(session, case, now, match, reopen=closed_for is not None)
+            return self._open(known, group, case, reason, target, left)
+        return self._update(case, match, reopen=closed_for is not None)
 
     def _open(
         self,
-        session: Session,
+        known: Known,
+        group: Group,
         case: CaseOpen,
-        root: int,
-        now: datetime,
         reason: str,
-        linked: Case | None,
-    ) -> _Decided:
-        linked_ref = self.ref(linked.id) if linked else None
-        dedup = Dedup(verdict="new", reason=reason, linked_case=linked_ref)
-        # Triage sees everything but the case number, which the insert below gives.
-        triage = self._route(case.model_copy(update={"dedup": dedup}), False)
-        opened = Case(
-            customer_id=root,
+        linked: CaseState | None,
+        left: int,
+    ) -> _Pending:
+        linked_ref = self.d.ref(linked.id) if linked else None
+        dedup = Dedup.model_construct(verdict="new", reason=reason, linked_case=linked_ref)
+        # Triage sees everything but the case number.
+        triage = self.d.route(case.model_copy(update={"dedup": dedup}), False)
+        opened = CaseState(
+            id=self.ids.take(left),
+            customer_id=group.root,
             status="open",
             queue=triage.queue,
             priority=triage.priority,
@@ -255,79 +264,150 @@ class Decider:
             subject=(case.subject or None) and case.subject[:300],
             opened_at=case.received_at,
             last_message_at=case.received_at,
+            closed_at=None,
             linked_case_id=linked.id if linked else None,
+            new=True,
         )
-        session.add(opened)
-        session.flush()
-        dedup = dedup.model_copy(update={"case_id": self.ref(opened.id)})
-        _event(session, opened.id, "opened", now, case.id, reason)
+        known.cases[opened.id] = opened
+        group.case_ids.add(opened.id)
+        ref = self.d.ref(opened.id)
+        self.writes.event(opened.id, "opened", self.now, case.id, reason)
+        dedup = Dedup.model_construct(
+            verdict="new", reason=reason, case_id=ref, linked_case=linked_ref
+        )
         ack = None
-        if self._acknowledge is not None:
-            ack = self._acknowledge(session, case, triage, self.ref(opened.id), opened.id, now)
-            triage = triage.model_copy(update={"acknowledged": ack is not None})
-        return _decided(case, dedup, triage, triage.queue, opened.id, ack)
+        if self.d.acknowledge is not None:
+            ack = self.d.acknowledge.request(case, triage, ref)
+        return self._pending(case, dedup, triage, triage.queue, opened.id, ack, opens=True)
 
-    def _update(
-        self, session: Session, case: CaseOpen, now: datetime, match: Match, reopen: bool
-    ) -> _Decided:
-        target = session.get_one(Case, match.case.id, with_for_update=True, populate_existing=True)
-        ref = self.ref(target.id)
+    def _update(self, case: CaseOpen, match: Match, reopen: bool) -> _Pending:
+        target = match.case
+        ref = self.d.ref(target.id)
         verdict = "duplicate" if match.level == 2 else "follow-up"
         reopen = reopen and match.level == 3
         reason = f"{match.how}: {'duplicate of' if match.level == 2 else 'follow-up to'} {ref}"
         if reopen:
             reason += f" (it was {target.status}: reopened)"
-            _event(session, target.id, "reopened", now, case.id, reason)
-            target.status, target.closed_at = "open", None
+            self.writes.event(target.id, "reopened", self.now, case.id, reason)
+            target.status, target.closed_at, target.reopened = "open", None, True
         target.last_message_at = max(target.last_message_at, case.received_at)
-        _event(session, target.id, verdict, now, case.id, reason)
-        dedup = Dedup(
-            verdict=verdict,  # type: ignore[arg-type]
-            reason=reason,
-            case_id=ref,
-            level=match.level,
-            reopened=reopen,
+        target.changed = True
+        self.writes.event(target.id, verdict, self.now, case.id, reason)
+        dedup = Dedup.model_construct(
+            verdict=verdict, reason=reason, case_id=ref, level=match.level, reopened=reopen
         )
         # Rules for follow-ups may set priority and tags; the queue stays case-update.
-        routed = self._route(case.model_copy(update={"dedup": dedup}), True)
+        routed = self.d.route(case.model_copy(update={"dedup": dedup}), True)
         triage = routed.model_copy(
             update={
-                "queue": self._case_update,
+                "queue": self.d.case_update,
                 "reason": f"an update of {ref} (with {target.queue}): the case-update queue; "
                 + routed.reason,
             }
         )
-        return _decided(case, dedup, triage, self._case_update, target.id)
+        return self._pending(case, dedup, triage, self.d.case_update, target.id)
 
-    def ref(self, case_id: int) -> str:
-        """A case's reference as customers see it (C-12)."""
-        return f"{self._prefix}{case_id}"
+    def _pending(
+        self,
+        case: CaseOpen,
+        dedup: Dedup,
+        triage: Triage,
+        routing_key: str,
+        case_id: int,
+        ack: AckRequest | None = None,
+        *,
+        opens: bool = False,
+    ) -> _Pending:
+        assert case.customer is not None
+        row = {
+            "channel": case.channel,
+            "source_id": case.source_id,
+            "case_open_id": case.id,
+            "customer_id": case.customer.id,
+            "case_id": case_id,
+            "received_at": case.received_at,
+            "seen_at": self.now,
+            "conversation_key": case.thread.conversation_key,
+            "verdict": dedup.verdict,
+            "reason": dedup.reason[:500],
+            "target_queue": routing_key,
+            "forwarded": False,
+            "repeats": 0,
+        }
+        enriched = case.model_copy(update={"dedup": dedup})
+        return _Pending(case, enriched, triage, routing_key, row, case_id, opens, ack)
+
+    def _remember(
+        self, known: Known, group: Group, case: CaseOpen, print_: str | None, item: _Pending
+    ) -> None:
+        """What later messages of the batch must see of this one."""
+        case_id = item.row["case_id"]
+        assert isinstance(case_id, int)
+        item.row["fingerprint"] = print_
+        order = NEWER_THAN_STORED + len(self.writes.messages)
+        seen = Seen(case.received_at, order, case_id, case.channel, case.thread.conversation_key)
+        if print_ is not None:
+            group.prints[print_].append(seen)
+        if case.channel in self.d.settings.dedup.conversation_channels:
+            group.conversations.append(seen)
+        if case.channel == "email":
+            known.threads[case.source_id] = case_id
+        day = utc_day(case.received_at)
+        group.contacts[(case.channel, day)] += 1
+        self.writes.contacts[(group.root, case.channel, day)] += 1
+        self.writes.messages.append(item.row)
+
+    def _cap_acknowledgements(self, pending: list[_Pending]) -> None:
+        """No more than the daily cap to one address, counting this batch's own requests."""
+        policy = self.d.acknowledge
+        if policy is None:
+            return
+        wanted = [item for item in pending if item.ack is not None]
+        sent = sent_recently(self.session, {item.ack.to for item in wanted if item.ack}, self.now)
+        for item in pending:
+            if not item.opens or item.triage.acknowledge is None:
+                continue
+            granted = item.ack is not None and sent[item.ack.to] < policy.daily_cap
+            if item.ack is not None and not granted:
+                log.info("acknowledgement capped", id=item.case.id, cap=policy.daily_cap)
+                item.ack = None
+            if item.ack is not None:
+                sent[item.ack.to] += 1
+                self.writes.acknowledgements.append(
+                    {"address": item.ack.to, "sent_at": self.now, "case_id": item.case_id}
+                )
+            item.triage = item.triage.model_copy(update={"acknowledged": granted})
+
+    def _finish(self, item: _Pending) -> Outcome:
+        forward = item.enriched.model_copy(update={"triage": item.triage})
+        body = forward.to_json()
+        item.row["body"] = body.decode()
+        item.row["ack"] = item.ack.to_json().decode() if item.ack is not None else None
+        return Outcome(
+            item.case,
+            forward=forward,
+            routing_key=item.routing_key,
+            ack=item.ack,
+            body=body,
+        )
 
 
-@dataclass(frozen=True, slots=True)
-class _Decided:
-    enrichment: Enrichment
-    case_id: int
-
-
-def _decided(
-    case: CaseOpen,
-    dedup: Dedup,
-    triage: Triage,
-    routing_key: str,
-    case_id: int,
-    ack: AckRequest | None = None,
-) -> _Decided:
-    assert case.customer is not None and case.history is not None
-    enrichment = Enrichment(
-        customer=case.customer,
-        history=case.history,
-        dedup=dedup,
-        triage=triage,
-        routing_key=routing_key,
-        ack=ack,
-    )
-    return _Decided(enrichment, case_id)
+def _known(item: Incoming, row: object, finished: bool, repeats: Counter[Key]) -> Outcome:
+    """A key seen before: the redelivery of an unfinished forward goes again, else a repeat."""
+    forwarded = row.forwarded or finished  # type: ignore[attr-defined]
+    mine = row.case_open_id == item.case.id  # type: ignore[attr-defined]
+    body = row.body  # type: ignore[attr-defined]
+    if mine and item.redelivered and not forwarded and body:
+        ack = row.ack  # type: ignore[attr-defined]
+        return Outcome(
+            item.case,
+            forward=CaseOpen.model_validate_json(body),
+            routing_key=row.target_queue,  # type: ignore[attr-defined]
+            ack=AckRequest.model_validate_json(ack) if ack else None,
+            body=body.encode(),
+        )
+    repeats[(item.case.channel, item.case.source_id)] += 1
+    return Outcome(item.case, repeat_of=row.case_open_id)  # type: ignore[attr-defined]
 
 
 def _settle(session: Session, finished: set[Key], repeats: Counter[Key]) -> None:
@@ -336,69 +416,32 @@ def _settle(session: Session, finished: set[Key], repeats: Counter[Key]) -> None
     keys = sorted(finished | set(repeats))
     if not keys:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            select(Message.id)
-            .where(tuple_(Message.channel, Message.source_id).in_(keys))
-            .order_by(Message.channel, Message.source_id)
-            .with_for_update()
-        ).all()
-    if finished:
-        session.execute(
-            update(Message)
-            .where(tuple_(Message.channel, Message.source_id).in_(sorted(finished)))
-            .values(forwarded=True, forward=None)
-        )
-    by_count: dict[int, list[Key]] = {}
+    columns = MESSAGES.c
+    dialect = session.get_bind().dialect.name
+    query = (
+        select(columns.id, columns.channel, columns.source_id)
+        .where(pairs_in(columns.channel, columns.source_id, keys, dialect))
+        .order_by(columns.channel, columns.source_id)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    ids = {(row.channel, row.source_id): row.id for row in session.execute(query)}
+    done = sorted(ids[key] for key in finished if key in ids)
+    if done:
+        session.execute(update(MESSAGES).where(columns.id.in_(done)).values(forwarded=True))
+    by_count: dict[int, list[int]] = {}
     for key, count in repeats.items():
-        by_count.setdefault(count, []).append(key)
+        if key in ids:
+            by_count.setdefault(count, []).append(ids[key])
     for count, counted in by_count.items():
         session.execute(
-            update(Message)
-            .where(tuple_(Message.channel, Message.source_id).in_(counted))
-            .values(repeats=Message.repeats + count)
+            update(MESSAGES)
+            .where(columns.id.in_(sorted(counted)))
+            .values(repeats=columns.repeats + count)
         )
 
 
-def _claim(
-    session: Session, case: CaseOpen, root: int, now: datetime, print_: str | None
-) -> int | None:
-    """Insert the message under its key; None when the key is taken (level 1)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Message)
-        .values(
-            channel=case.channel,
-            source_id=case.source_id,
-            case_open_id=case.id,
-            customer_id=root,
-            received_at=case.received_at,
-            seen_at=now,
-            conversation_key=case.thread.conversation_key,
-            fingerprint=print_,
-            verdict="new",
-            reason="",
-            target_queue="",
-            forwarded=False,
-            repeats=0,
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "source_id"])
-        .returning(Message.id)
-    )
-    return session.execute(statement).scalar_one_or_none()
-
-
-def _closed_for(target: Case, at: datetime) -> timedelta | None:
+def _closed_for(target: CaseState, at: datetime) -> timedelta | None:
     if target.status not in CLOSED_STATES:
         return None
     return at - (target.closed_at or target.last_message_at)
-
-
-def _event(
-    session: Session, case_id: int, kind: str, at: datetime, case_open_id: str, detail: str
-) -> None:
-    session.add(
-        CaseEvent(
-            case_id=case_id, kind=kind, at=at, case_open_id=case_open_id, detail=detail[:1000]
-        )
-    )

@@ -9,28 +9,23 @@ no case we know, goes to the `case-events.dead` queue with the reason.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatcher.consumer import Tally, no_tally
-from dispatcher.database import is_transient
-from dispatcher.dead_letters import dead_letter, invalid
+from dispatcher.database import is_transient, text_of
+from dispatcher.handling import DeadLetter, Delivery, Done, Unavailable, Verdict, invalid
 from dispatcher.identity import lock_identities, normalise, resolve_sender
 from dispatcher.store import Store
 from dispatcher.tables import Case, CaseEvent, CaseParticipant
 from normalizer.model import Identity
 
 log = structlog.get_logger("dispatcher.feedback")
-
-PREFETCH = 50
-ATTEMPTS = 3
 
 
 class CaseEventMessage(BaseModel):
@@ -102,55 +97,58 @@ def _change(session: Session, target: Case, event: CaseEventMessage) -> None:
             session.add(CaseParticipant(case_id=target.id, customer_id=customer))
 
 
-class CaseEvents:
-    """Consumes `case-events` while a connection is up; each event in its own transaction."""
-
-    def __init__(
-        self, store: Store, prefix: str, queues: tuple[str, str], tally: Tally = no_tally
-    ) -> None:
-        self._store = store
-        self._tally = tally
-        self._prefix = prefix
-        self._queue, self._dead = queues
-
-    async def session(self, connection: AbstractConnection) -> None:
-        """Consume until the connection ends; settle each event after its commit."""
-        channel = await connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=PREFETCH)
-        transaction = channel.transaction()
-        await transaction.select()
-        queue = await channel.get_queue(self._queue, ensure=False)
-        async with queue.iterator() as deliveries:
-            async for message in deliveries:
-                outcome, reason = await self._apply(message)
-                if reason is not None:
-                    await channel.default_exchange.publish(
-                        dead_letter(message, reason, self._queue), routing_key=self._dead
-                    )
-                    log.warning("case event dead-lettered", reason=reason)
-                await message.ack()
-                await transaction.commit()
-                self._tally(outcome, 1)
-
-    async def _apply(self, message: AbstractIncomingMessage) -> tuple[str, str | None]:
-        """The outcome (applied, repeat, dead-lettered) and the reason it never will be."""
+def apply_events(
+    session: Session, events: Sequence[CaseEventMessage], prefix: str
+) -> list[bool | str]:
+    """Apply events in order: True when applied, False when applied before, or the reason
+    an event can never be applied (it changes nothing then)."""
+    results: list[bool | str] = []
+    for event in events:
         try:
-            event = CaseEventMessage.model_validate_json(message.body)
-        except ValidationError as error:
-            return "dead-lettered", invalid(error, "case event")
-        failures = 0
-        while True:
+            results.append(apply_event(session, event, prefix))
+        except EventRejected as error:
+            results.append(str(error))
+    return results
+
+
+class CaseEvents:
+    """The handler of `case-events`: a batch applied in one store transaction."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self._store = store
+        self._prefix = prefix
+
+    async def handle(self, batch: Sequence[Delivery]) -> list[Verdict]:
+        verdicts: list[Verdict | CaseEventMessage] = []
+        for delivery in batch:
             try:
-                applied = await self._store.run(apply_event, event, self._prefix)
-            except EventRejected as error:
-                return "dead-lettered", str(error)
-            except Exception as error:
-                failures += 0 if is_transient(error) else 1
-                if failures >= ATTEMPTS:
-                    reason = f"failed {ATTEMPTS} times: {type(error).__name__}: {error}"
-                    return "dead-lettered", reason[:1000]
-                log.warning("case event failed, retrying", error=f"{type(error).__name__}: {error}")
-                await asyncio.sleep(0.5)
-                continue
-            log.info("case event", id=event.id, case=event.case, kind=event.event, new=applied)
-            return ("applied" if applied else "repeat"), None
+                verdicts.append(CaseEventMessage.model_validate_json(delivery.body))
+            except ValidationError as error:
+                verdicts.append(DeadLetter(invalid(error, "case event")))
+        events = [v for v in verdicts if isinstance(v, CaseEventMessage)]
+        try:
+            results = iter(await self._store.run(apply_events, events, self._prefix))
+        except Exception as error:
+            if is_transient(error):
+                raise Unavailable(f"store: {text_of(error)}") from error
+            raise
+        return [
+            _verdict(verdict, next(results)) if isinstance(verdict, CaseEventMessage) else verdict
+            for verdict in verdicts
+        ]
+
+    async def committed(self, verdicts: Sequence[Verdict]) -> None:
+        for verdict in verdicts:
+            if isinstance(verdict, Done) and isinstance(verdict.note, CaseEventMessage):
+                event = verdict.note
+                new = verdict.outcome == "applied"
+                log.info("case event", id=event.id, case=event.case, kind=event.event, new=new)
+
+    async def idle(self) -> None:
+        return None
+
+
+def _verdict(event: CaseEventMessage, result: bool | str) -> Verdict:
+    if isinstance(result, str):
+        return DeadLetter(result)
+    return Done("applied" if result else "repeat", note=event)

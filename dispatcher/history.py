@@ -1,87 +1,56 @@
-"""The customer and history attached to every forwarded case, read from the store.
+"""The history attached to every forwarded case, from what the batch knows of the customer.
 
-"Before" is measured from the message's own `received_at`, and the message itself is left out,
-so that the same message gets the same history whichever dispatcher handles it.
+History is what was known before the message: its open cases, its latest cases, the queue it
+last wrote to, and how often it wrote in the last 7, 30 and 90 days. Contacts are counted by
+UTC calendar day from the customer's counters ("the last 7 days" are the message's own day and
+the six before), and the message itself is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
-
+from dispatcher.known import CaseState, Group, Known, utc_day
 from dispatcher.settings import HistorySettings
-from dispatcher.tables import Case, Customer, Message
-from normalizer.model import CaseBrief, ContactCounts, CustomerInfo, History
+from normalizer.model import CaseBrief, ContactCounts, History
 
 WINDOWS_DAYS = (7, 30, 90)
-OPEN_STATES = ("open", "assigned")
 MAX_OPEN_CASES = 20
 
 
-def customer_info(customer: Customer) -> CustomerInfo:
-    """The directory's view of a customer (a provisional one: `known` false)."""
-    return CustomerInfo(
-        id=customer.id,
-        external_id=customer.external_id,
-        name=customer.name,
-        organisation=customer.organisation,
-        tier=customer.tier,
-        is_customer=customer.is_customer,
-        known=customer.known,
-    )
+def longest_window_days(settings: HistorySettings) -> int:
+    """How many days of counters history needs."""
+    return max(*WINDOWS_DAYS, settings.repeat_contact_days)
 
 
-def brief(row: Case, prefix: str) -> CaseBrief:
-    return CaseBrief(
-        id=f"{prefix}{row.id}",
-        status=row.status,  # type: ignore[arg-type]
-        queue=row.queue,
-        priority=row.priority,
-        channel=row.channel,  # type: ignore[arg-type]
-        subject=row.subject,
-        opened_at=row.opened_at,
+def brief(case: CaseState, prefix: str) -> CaseBrief:
+    return CaseBrief.model_construct(
+        id=f"{prefix}{case.id}",
+        status=case.status,
+        queue=case.queue,
+        priority=case.priority,
+        channel=case.channel,
+        subject=case.subject,
+        opened_at=case.opened_at,
     )
 
 
 def history(
-    session: Session,
-    group: Sequence[int],
-    now: datetime,
-    exclude_message: int,
-    settings: HistorySettings,
-    prefix: str,
+    known: Known, group: Group, at: datetime, settings: HistorySettings, prefix: str
 ) -> History:
     """Open cases, contact counts, the last queue, recent cases and the repeat-contact flag."""
-    open_cases = session.scalars(
-        select(Case)
-        .where(Case.customer_id.in_(group), Case.status.in_(OPEN_STATES))
-        .order_by(Case.opened_at.desc(), Case.id.desc())
-        .limit(MAX_OPEN_CASES)
-    ).all()
-    recent = session.scalars(
-        select(Case)
-        .where(Case.customer_id.in_(group))
-        .order_by(Case.opened_at.desc(), Case.id.desc())
-        .limit(settings.recent_cases)
-    ).all()
-    last_queue = session.scalars(
-        select(Case.queue)
-        .where(Case.customer_id.in_(group))
-        .order_by(Case.last_message_at.desc(), Case.id.desc())
-        .limit(1)
-    ).first()
-    windows = sorted({*WINDOWS_DAYS, settings.repeat_contact_days})
-    counts = _contacts(session, group, now, exclude_message, windows)
+    cases = [known.cases[case_id] for case_id in group.case_ids]
+    newest_first = sorted(cases, key=lambda c: (c.opened_at, c.id), reverse=True)
+    open_cases = [case for case in newest_first if case.is_open][:MAX_OPEN_CASES]
+    last = max(cases, key=lambda c: (c.last_message_at, c.id), default=None)
+    counts = contacts(group, at, sorted({*WINDOWS_DAYS, settings.repeat_contact_days}))
     repeats = counts[settings.repeat_contact_days].total
     repeat = repeats >= settings.repeat_contact_count
-    return History(
-        open_cases=[brief(row, prefix) for row in open_cases],
+    return History.model_construct(
+        open_cases=[brief(case, prefix) for case in open_cases],
         contacts=[counts[days] for days in WINDOWS_DAYS],
-        last_queue=last_queue,
-        recent_cases=[brief(row, prefix) for row in recent],
+        last_queue=last.queue if last is not None else None,
+        recent_cases=[brief(case, prefix) for case in newest_first[: settings.recent_cases]],
         repeat_contact=repeat,
         repeat_reason=(
             f"{repeats} contacts in the last {settings.repeat_contact_days} days "
@@ -92,34 +61,22 @@ def history(
     )
 
 
-def _contacts(
-    session: Session,
-    group: Sequence[int],
-    now: datetime,
-    exclude_message: int,
-    windows: Sequence[int],
-) -> dict[int, ContactCounts]:
-    """Messages by channel in each window, counted in one query."""
-    since = {days: now - timedelta(days=days) for days in windows}
-    columns = [
-        func.sum(case((Message.received_at >= since[days], 1), else_=0)).label(f"d{days}")
-        for days in windows
-    ]
-    rows = session.execute(
-        select(Message.channel, *columns)
-        .where(
-            Message.customer_id.in_(group),
-            Message.received_at >= since[max(windows)],
-            Message.received_at <= now,
-            Message.id != exclude_message,
+def contacts(group: Group, at: datetime, windows: list[int]) -> dict[int, ContactCounts]:
+    """Messages by channel in each window of days, from the group's daily counters."""
+    today = utc_day(at)
+    by_window: dict[int, dict[str, int]] = {days: {} for days in windows}
+    for (channel, day), count in group.contacts.items():
+        age = (today - day).days
+        if age < 0 or count <= 0:
+            continue
+        for days in windows:
+            if age < days:
+                by_window[days][channel] = by_window[days].get(channel, 0) + count
+    return {
+        days: ContactCounts.model_construct(
+            days=days,
+            total=sum(by_channel.values()),
+            by_channel=dict(sorted(by_channel.items())),
         )
-        .group_by(Message.channel)
-    ).all()
-    result = {}
-    for days in windows:
-        label = f"d{days}"
-        by_channel = {row.channel: int(getattr(row, label)) for row in rows if getattr(row, label)}
-        result[days] = ContactCounts(
-            days=days, total=sum(by_channel.values()), by_channel=dict(sorted(by_channel.items()))
-        )
-    return result
+        for days, by_channel in by_window.items()
+    }

@@ -14,9 +14,10 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select, text, tuple_, update
+from sqlalchemy import insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from dispatcher.database import pairs_in
 from dispatcher.tables import Customer, Identity, IdentityMerge
 
 KINDS = ("email", "phone", "telegram", "web")
@@ -36,11 +37,19 @@ def normalise(kind: str, address: str) -> IdentityKey:
 
 
 def lock_identities(session: Session, keys: Iterable[IdentityKey]) -> None:
-    """Hold each identity's lock until the transaction ends (in one order, against deadlocks)."""
+    """Hold each identity's lock until the transaction ends, taken in one order (against
+    deadlocks) by one statement."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for key in sorted(set(keys)):
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(key)})
+    wanted = sorted({_lock_key(key) for key in keys})
+    if wanted:
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(k) FROM "
+                "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+            ),
+            {"keys": wanted},
+        )
 
 
 def lock_customers(session: Session, ids: Iterable[int]) -> None:
@@ -85,18 +94,48 @@ def resolve_sender(session: Session, key: IdentityKey, name: str | None, now: da
 def resolve_senders(
     session: Session, names: dict[IdentityKey, str | None], now: datetime
 ) -> dict[IdentityKey, int]:
-    """`resolve_sender` for many addresses (their locks held), known ones in one query."""
+    """`resolve_sender` for many addresses (their locks held): known ones in one query, a
+    provisional customer for each unknown one, made with one insert per table."""
     if not names:
         return {}
+    identities = Identity.__table__
+    dialect = session.get_bind().dialect.name
     found = session.execute(
-        select(Identity.kind, Identity.address, Identity.customer_id).where(
-            tuple_(Identity.kind, Identity.address).in_(list(names))
+        select(identities.c.kind, identities.c.address, identities.c.customer_id).where(
+            pairs_in(identities.c.kind, identities.c.address, list(names), dialect)
         )
     )
-    roots = {(row.kind, row.address): row.customer_id for row in found}
-    for key in sorted(names):
-        if key not in roots:
-            roots[key] = resolve_sender(session, key, names[key], now)
+    roots = {
+        (row.kind, row.address): row.customer_id
+        for row in found
+        if (row.kind, row.address) in names
+    }
+    unknown = sorted(key for key in names if key not in roots)
+    if unknown:
+        made = session.execute(
+            insert(Customer.__table__).returning(
+                Customer.__table__.c.id, sort_by_parameter_order=True
+            ),
+            [
+                {"known": False, "name": names[key], "created_at": now, "updated_at": now}
+                for key in unknown
+            ],
+        ).scalars()
+        for key, customer_id in zip(unknown, made, strict=True):
+            roots[key] = customer_id
+        session.execute(
+            insert(identities),
+            [
+                {
+                    "kind": kind,
+                    "address": address,
+                    "customer_id": roots[(kind, address)],
+                    "origin": "message",
+                    "created_at": now,
+                }
+                for kind, address in unknown
+            ],
+        )
     return roots
 
 

@@ -57,6 +57,8 @@ class DispatcherSettings(_Section):
     batch_size: int = Field(default=100, ge=1, le=1000)
     batch_wait_ms: int = Field(default=0, ge=0, le=5000)
     attempts: int = Field(default=3, ge=1, le=20)
+    retry_first_s: float = Field(default=0.2, gt=0, le=60)
+    retry_max_s: float = Field(default=5.0, gt=0, le=600)
     case_ref_prefix: str = Field(default="C-", min_length=1, max_length=10)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)

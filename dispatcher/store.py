@@ -18,7 +18,10 @@ from sqlalchemy.orm import Session
 
 from dispatcher.database import check_migrated, create_engine, in_transaction
 from dispatcher.settings import RetentionSettings
-from dispatcher.tables import Message
+from dispatcher.tables import ContactCount, Message
+
+COUNTED_DAYS = 90
+"""The longest history window (`repeat_contact_days` is at most this too)."""
 
 T = TypeVar("T")
 
@@ -29,6 +32,7 @@ class Pruned:
 
     messages: int
     fingerprints: int
+    counters: int
 
 
 class Store:
@@ -72,7 +76,8 @@ class Store:
 
 
 def prune(session: Session, retention: RetentionSettings, now: datetime) -> Pruned:
-    """Delete old dedup records; blank old fingerprints (level 2 no longer needs them)."""
+    """Delete old dedup records; blank old fingerprints (level 2 no longer needs them);
+    delete contact counters older than the longest history window."""
     messages = session.execute(
         delete(Message).where(Message.received_at < now - timedelta(days=retention.message_days))
     )
@@ -84,4 +89,10 @@ def prune(session: Session, retention: RetentionSettings, now: datetime) -> Prun
         )
         .values(fingerprint=None)
     )
-    return Pruned(messages.rowcount, fingerprints.rowcount)  # type: ignore[attr-defined]
+    oldest_day = now.astimezone(UTC).date() - timedelta(days=COUNTED_DAYS)
+    counters = session.execute(delete(ContactCount).where(ContactCount.day < oldest_day))
+    return Pruned(
+        messages.rowcount,  # type: ignore[attr-defined]
+        fingerprints.rowcount,  # type: ignore[attr-defined]
+        counters.rowcount,  # type: ignore[attr-defined]
+    )

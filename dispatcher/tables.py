@@ -8,11 +8,12 @@ its cases and messages stay where they were and count for the root's history.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -120,8 +121,8 @@ class CaseParticipant(Base):
 class Message(Base):
     """One case-open seen, under its idempotency key, with the decision taken for it.
 
-    `forward` holds the enrichment (customer, history, dedup, triage) until the forward is
-    confirmed, so that a redelivery after a crash forwards exactly what was decided.
+    `body` is the case-open as forwarded (enriched) and `ack` the acknowledgement request sent
+    with it: until `forwarded` is set, a redelivery after a crash forwards exactly that again.
     """
 
     __tablename__ = "messages"
@@ -146,10 +147,23 @@ class Message(Base):
     reason: Mapped[str] = mapped_column(String(500))
     target_queue: Mapped[str] = mapped_column(String(200))
     forwarded: Mapped[bool] = mapped_column(Boolean, default=False)
-    forward: Mapped[str | None] = mapped_column(Text)
     repeats: Mapped[int] = mapped_column(Integer, default=0)
     body: Mapped[str | None] = mapped_column(Text)
     """The case-open as forwarded (enriched), kept for `ingest rules replay` and audit."""
+    ack: Mapped[str | None] = mapped_column(Text)
+    """The acknowledgement request forwarded with it, if any (acknowledgement/1 JSON)."""
+
+
+class ContactCount(Base):
+    """Messages a customer sent on a channel on one UTC day: the contact history, kept as
+    counters so that it is never counted from the messages table."""
+
+    __tablename__ = "contact_counts"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class CaseEvent(Base):

@@ -31,16 +31,16 @@ from channels.telegram import telegram_channel
 from channels.twilio import TwilioChannel
 from channels.web import api_router
 from dispatcher.acks import AckPolicy
-from dispatcher.consumer import Dispatcher, Routes
+from dispatcher.case_opens import CaseOpens, Routes
 from dispatcher.database import StoreNotMigrated, shown_url
 from dispatcher.decide import Decider
 from dispatcher.feedback import CaseEvents
 from dispatcher.store import Store
 from dispatcher.triage import RulesError, RulesRouter, load_rules, watched_files
 from dispatcher.triage.live import LiveRules
-from ingest.acknowledger import Acknowledger, AckRoutes
+from ingest.acknowledger import Acknowledger
 from ingest.blobstore import BlobStore
-from ingest.broker import Broker, Session
+from ingest.broker import Broker
 from ingest.durable import write_durably
 from ingest.http import ReadinessCheck, create_app
 from ingest.metrics import Metrics
@@ -48,6 +48,7 @@ from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
 from ingest.quarantine import Quarantine
 from ingest.rules_tool import golden_check
+from ingest.runner import Consuming, Runner
 from ingest.settings import Settings, StoreSettings
 from ingest.spool import Spool
 
@@ -55,6 +56,7 @@ log = structlog.get_logger("ingest.daemon")
 
 Role = Literal["all", "channels", "dispatcher"]
 STOP_BUDGET_S = 9.0
+CASE_EVENTS_PREFETCH = 50
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -91,18 +93,15 @@ async def serve(
 
     metrics = Metrics()
     store = await _open_store(settings.store) if with_dispatcher else None
-    dispatcher = _dispatcher(settings, store, rules, metrics) if store and rules else None
-    sessions: list[Session] = []
-    if dispatcher and store:
-        sessions = [dispatcher.session, _case_events(settings, store, metrics).session]
+    runners = _dispatcher(settings, store, rules, metrics) if store and rules else []
+    checks: dict[str, ReadinessCheck] = {}
+    if runners:
+        checks["store"] = runners[0].readiness
     repliers = build_repliers(settings.channels, settings.outbound) if with_channels else None
-    acknowledger = _acknowledger(settings, repliers, metrics) if repliers else None
-    if acknowledger:
-        sessions.append(acknowledger.session)
-    broker = Broker(settings.broker, settings.queues, sessions)
-    checks: dict[str, ReadinessCheck] = {"broker": broker.readiness}
-    if dispatcher:
-        checks["store"] = dispatcher.readiness
+    if repliers and settings.outbound.enabled:
+        runners.append(_acknowledger(settings, repliers, metrics))
+    broker = Broker(settings.broker, settings.queues, [runner.session for runner in runners])
+    checks = {"broker": broker.readiness, **checks}
 
     metrics.gauge(
         "ingest_broker_connected",
@@ -130,8 +129,7 @@ async def serve(
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.http.shutdown_grace_s):
             await http
-    consumers = [c for c in (dispatcher, acknowledger) if c is not None]
-    await _drain(consumers, STOP_BUDGET_S - settings.http.shutdown_grace_s)
+    await _drain(runners, STOP_BUDGET_S - settings.http.shutdown_grace_s)
     await _cancel(background)
     if repliers:
         await repliers.close()
@@ -216,36 +214,58 @@ async def _open_store(settings: StoreSettings) -> Store:
         ) from None
 
 
-def _dispatcher(settings: Settings, store: Store, rules: LiveRules, metrics: Metrics) -> Dispatcher:
-    names = settings.queues
-    routes = Routes(
-        inbound=names.case_open,
-        exchange=names.cases_exchange,
-        dead_letters=names.case_open_dead,
-        acknowledgements=names.acknowledgements,
-    )
+def _dispatcher(
+    settings: Settings, store: Store, rules: LiveRules, metrics: Metrics
+) -> list[Runner]:
+    """The runners of case-open and case-events, the dispatcher's two queues."""
+    names, options = settings.queues, settings.dispatcher
     router = RulesRouter(rules)
-    decider = Decider(settings.dispatcher, names.case_update, router, AckPolicy(router))
-    return Dispatcher(store, decider, settings.dispatcher, routes, metrics.tally("case-open"))
+    decider = Decider(options, names.case_update, router, AckPolicy(router))
+    routes = Routes(exchange=names.cases_exchange, acknowledgements=names.acknowledgements)
+    retries = {
+        "attempts": options.attempts,
+        "retry_first_s": options.retry_first_s,
+        "retry_max_s": options.retry_max_s,
+        "delivery_limit": names.delivery_limit,
+    }
+    case_opens = Consuming(
+        name="dispatcher",
+        queues=[names.case_open],
+        dead_letters=names.case_open_dead,
+        prefetch=options.prefetch,
+        batch_size=options.batch_size,
+        batch_wait_s=options.batch_wait_ms / 1000,
+        **retries,  # type: ignore[arg-type]
+    )
+    events = Consuming(
+        name="case-events",
+        queues=[names.case_events],
+        dead_letters=names.case_events_dead,
+        prefetch=CASE_EVENTS_PREFETCH,
+        batch_size=CASE_EVENTS_PREFETCH,
+        **retries,  # type: ignore[arg-type]
+    )
+    return [
+        Runner(CaseOpens(store, decider, options, routes), case_opens, metrics.tally("case-open")),
+        Runner(CaseEvents(store, options.case_ref_prefix), events, metrics.tally("case-events")),
+    ]
 
 
-def _case_events(settings: Settings, store: Store, metrics: Metrics) -> CaseEvents:
-    routes = settings.queues.case_events, settings.queues.case_events_dead
-    prefix = settings.dispatcher.case_ref_prefix
-    return CaseEvents(store, prefix, routes, metrics.tally("case-events"))
-
-
-def _acknowledger(settings: Settings, repliers: Repliers, metrics: Metrics) -> Acknowledger | None:
-    """The sender of acknowledgements, unless turned off for this process."""
-    if not settings.outbound.enabled:
-        return None
-    names = settings.queues
-    routes = AckRoutes(
-        inbound=names.acknowledgements,
+def _acknowledger(settings: Settings, repliers: Repliers, metrics: Metrics) -> Runner:
+    """The sender of acknowledgements (the channels role, unless turned off)."""
+    names, outbound = settings.queues, settings.outbound
+    consuming = Consuming(
+        name="acknowledger",
+        queues=[names.acknowledgements],
         dead_letters=names.acknowledgements_dead,
+        prefetch=outbound.concurrency,
+        batch_size=outbound.concurrency,
+        transactional=False,
+        retry_first_s=outbound.retry_first_s,
+        retry_max_s=outbound.retry_max_s,
         delivery_limit=names.acknowledgement_delivery_limit,
     )
-    return Acknowledger(repliers, settings.outbound, routes, metrics.tally("acknowledgements"))
+    return Runner(Acknowledger(repliers), consuming, metrics.tally("acknowledgements"))
 
 
 def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
@@ -313,14 +333,14 @@ async def _wait_for_stop(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
         raise StartupError("the HTTP server stopped unexpectedly")
 
 
-async def _drain(consumers: list[Dispatcher | Acknowledger], budget_s: float) -> None:
+async def _drain(runners: list[Runner], budget_s: float) -> None:
     """Let consumers take no new work and finish what they hold, within the budget."""
-    for consumer in consumers:
-        consumer.stop()
+    for runner in runners:
+        runner.stop()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(budget_s):
-            for consumer in consumers:
-                await consumer.idle.wait()
+            for runner in runners:
+                await runner.idle.wait()
 
 
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:

@@ -96,7 +96,10 @@ def db_prune(settings: Settings) -> str:
             await store.close()
 
     pruned = _run(go(), settings)
-    return f"pruned {pruned.messages} messages, {pruned.fingerprints} fingerprints"
+    return (
+        f"pruned {pruned.messages} messages, {pruned.fingerprints} fingerprints, "
+        f"{pruned.counters} contact counters"
+    )
 
 
 def customers_import(settings: Settings, csv_file: Path, region: str | None) -> None:

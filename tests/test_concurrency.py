@@ -41,7 +41,7 @@ async def stores(pg_url: str) -> AsyncIterator[list[Store]]:
 async def decide_at_once(stores: list[Store], batches: list[list[Incoming]]) -> list[Outcome]:
     decider = Decider(DispatcherSettings(), "case-update", DefaultQueue("support"))
     results = await asyncio.gather(
-        *(store.run(decider.batch, batch) for store, batch in zip(stores, batches, strict=True))
+        *(decider.decided(store, batch) for store, batch in zip(stores, batches, strict=True))
     )
     return [outcome for outcomes in results for outcome in outcomes]
 

@@ -272,7 +272,7 @@ async def test_retention_prunes_old_records_and_fingerprints(world: World) -> No
         update={"message_days": 7, "fingerprint_h": 48.0}
     )
     pruned = await world.store.prune(retention, now=T0 + timedelta(days=14))
-    assert (pruned.messages, pruned.fingerprints) == (1, 1)
+    assert (pruned.messages, pruned.fingerprints, pruned.counters) == (1, 1, 0)
 
     def left(session):  # type: ignore[no-untyped-def]
         rows = session.execute(select(Message.reason, Message.fingerprint)).all()
@@ -281,3 +281,5 @@ async def test_retention_prunes_old_records_and_fingerprints(world: World) -> No
         )
 
     assert await world.store.run(left) == ([False, True], 2)
+    later = await world.store.prune(retention, now=T0 + timedelta(days=101))
+    assert later.counters == 2, "the counters of days older than 90 days go"

@@ -1,0 +1,368 @@
+"""What the store knows about one batch's customers, loaded with one query per kind of fact.
+
+The dispatcher decides a batch in memory: it loads, for every customer the batch touches
+(each with the customers merged into it, a "group"), the cases that history and dedup can
+name, the contact counters, and the earlier messages a duplicate or a follow-up could match;
+then it decides message after message, each decision updating this state, so that the
+second message of a customer in a batch sees the first exactly as if they had come in two
+batches. The customers' rows are locked before any of this is read (see `identity`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from dispatcher.database import pairs_in
+from dispatcher.tables import Case, CaseParticipant, ContactCount, Customer, Message
+from normalizer.model import CaseOpen, CustomerInfo
+
+OPEN_STATES = ("open", "assigned")
+CASES = Case.__table__
+MESSAGES = Message.__table__
+
+
+@dataclass(slots=True)
+class CaseState:
+    """A case as the batch sees it; `new` ones are inserted and `changed` ones updated at
+    the end of the batch."""
+
+    id: int
+    customer_id: int
+    status: str
+    queue: str
+    priority: str | None
+    channel: str
+    subject: str | None
+    opened_at: datetime
+    last_message_at: datetime
+    closed_at: datetime | None
+    linked_case_id: int | None = None
+    new: bool = False
+    changed: bool = False
+    reopened: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """An earlier message of a group that a later one may duplicate or continue."""
+
+    received_at: datetime
+    order: int
+    case_id: int
+    channel: str
+    conversation_key: str | None = None
+
+
+@dataclass(slots=True)
+class Group:
+    """A root customer with its merged members: whose history a message gets."""
+
+    root: int
+    members: list[int]
+    customer: CustomerInfo
+    case_ids: set[int] = field(default_factory=set)
+    contacts: Counter[tuple[str, date]] = field(default_factory=Counter)
+    prints: dict[str, list[Seen]] = field(default_factory=lambda: defaultdict(list))
+    conversations: list[Seen] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Known:
+    """Everything loaded for a batch, and kept up to date while it is decided."""
+
+    groups: dict[int, Group]
+    cases: dict[int, CaseState]
+    threads: dict[str, int]
+    """Email Message-IDs of earlier messages, to the case each joined."""
+    participants: set[tuple[int, int]]
+    """(case id, customer id) of the people the helpdesk let write into a case."""
+
+    def may_write(self, case: CaseState, group: Group) -> bool:
+        """The sender is the case's customer (or merged with it) or a participant."""
+        if case.customer_id in group.members:
+            return True
+        return any((case.id, member) in self.participants for member in group.members)
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What the batch's messages could match, so that only that is loaded."""
+
+    since: datetime
+    until: datetime
+    fingerprints: set[str]
+    conversation_channels: set[str]
+    case_numbers: set[int]
+    email_ids: set[str]
+    first_day: date
+
+
+def load(session: Session, groups: dict[int, list[int]], wanted: Wanted, windows: Windows) -> Known:
+    """Load the facts of these groups (root -> members) for the batch."""
+    members = sorted({member for group in groups.values() for member in group})
+    owner = {member: root for root, group in groups.items() for member in group}
+    known = Known(
+        groups={
+            root: Group(root, group, CustomerInfo.model_construct())
+            for root, group in groups.items()
+        },
+        cases={},
+        threads={},
+        participants=set(),
+    )
+    for row in session.execute(select(Customer.__table__).where(Customer.id.in_(groups))):
+        known.groups[row.id].customer = customer_info(row)
+    for case in _group_cases(session, members, windows.recent_cases):
+        _keep(known, case, owner)
+    _counters(session, known, members, owner, wanted.first_day)
+    case_ids = _earlier_messages(session, known, members, owner, wanted, windows)
+    case_ids |= wanted.case_numbers
+    case_ids |= _threads(session, known, wanted.email_ids)
+    _cases_by_id(session, known, case_ids - known.cases.keys(), owner)
+    foreign = [n for n in (wanted.case_numbers | set(known.threads.values())) if n in known.cases]
+    _participants(session, known, foreign)
+    return known
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """How far back the batch looks: recent cases, duplicates and conversations."""
+
+    recent_cases: int
+    duplicate: timedelta
+    conversation: timedelta
+
+
+def customer_info(row: object) -> CustomerInfo:
+    """The directory's view of a customer row (a provisional one: `known` false)."""
+    return CustomerInfo.model_construct(
+        id=row.id,  # type: ignore[attr-defined]
+        external_id=row.external_id,  # type: ignore[attr-defined]
+        name=row.name,  # type: ignore[attr-defined]
+        organisation=row.organisation,  # type: ignore[attr-defined]
+        tier=row.tier,  # type: ignore[attr-defined]
+        is_customer=row.is_customer,  # type: ignore[attr-defined]
+        known=row.known,  # type: ignore[attr-defined]
+    )
+
+
+def _group_cases(session: Session, members: Sequence[int], recent: int) -> Iterable[object]:
+    """Every open case of these customers, their `recent` latest, and the one last written to."""
+    by_opened = func.row_number().over(
+        partition_by=CASES.c.customer_id, order_by=(CASES.c.opened_at.desc(), CASES.c.id.desc())
+    )
+    by_message = func.row_number().over(
+        partition_by=CASES.c.customer_id,
+        order_by=(CASES.c.last_message_at.desc(), CASES.c.id.desc()),
+    )
+    ranked = (
+        select(CASES, by_opened.label("by_opened"), by_message.label("by_message"))
+        .where(CASES.c.customer_id.in_(members))
+        .subquery()
+    )
+    return session.execute(
+        select(ranked).where(
+            or_(
+                ranked.c.status.in_(OPEN_STATES),
+                ranked.c.by_opened <= recent,
+                ranked.c.by_message == 1,
+            )
+        )
+    )
+
+
+def _keep(known: Known, row: object, owner: dict[int, int]) -> CaseState:
+    case = known.cases.get(row.id)  # type: ignore[attr-defined]
+    if case is None:
+        case = CaseState(
+            id=row.id,  # type: ignore[attr-defined]
+            customer_id=row.customer_id,  # type: ignore[attr-defined]
+            status=row.status,  # type: ignore[attr-defined]
+            queue=row.queue,  # type: ignore[attr-defined]
+            priority=row.priority,  # type: ignore[attr-defined]
+            channel=row.channel,  # type: ignore[attr-defined]
+            subject=row.subject,  # type: ignore[attr-defined]
+            opened_at=row.opened_at,  # type: ignore[attr-defined]
+            last_message_at=row.last_message_at,  # type: ignore[attr-defined]
+            closed_at=row.closed_at,  # type: ignore[attr-defined]
+            linked_case_id=row.linked_case_id,  # type: ignore[attr-defined]
+        )
+        known.cases[case.id] = case
+    root = owner.get(case.customer_id)
+    if root is not None:
+        known.groups[root].case_ids.add(case.id)
+    return case
+
+
+def _counters(
+    session: Session, known: Known, members: Sequence[int], owner: dict[int, int], first: date
+) -> None:
+    table = ContactCount.__table__
+    rows = session.execute(
+        select(table).where(table.c.customer_id.in_(members), table.c.day >= first)
+    )
+    for row in rows:
+        known.groups[owner[row.customer_id]].contacts[(row.channel, row.day)] += row.count
+
+
+def _earlier_messages(
+    session: Session,
+    known: Known,
+    members: Sequence[int],
+    owner: dict[int, int],
+    wanted: Wanted,
+    windows: Windows,
+) -> set[int]:
+    """Messages a duplicate or a conversation could follow; the ids of their cases."""
+    conditions = []
+    if wanted.fingerprints:
+        conditions.append(
+            and_(
+                MESSAGES.c.fingerprint.in_(wanted.fingerprints),
+                MESSAGES.c.received_at >= wanted.since - windows.duplicate,
+                MESSAGES.c.received_at <= wanted.until + windows.duplicate,
+            )
+        )
+    if wanted.conversation_channels:
+        conditions.append(
+            and_(
+                MESSAGES.c.channel.in_(wanted.conversation_channels),
+                MESSAGES.c.received_at >= wanted.since - windows.conversation,
+                MESSAGES.c.received_at <= wanted.until + windows.conversation,
+            )
+        )
+    if not conditions:
+        return set()
+    columns = MESSAGES.c
+    rows = session.execute(
+        select(
+            columns.id,
+            columns.customer_id,
+            columns.channel,
+            columns.received_at,
+            columns.case_id,
+            columns.fingerprint,
+            columns.conversation_key,
+        )
+        .where(columns.customer_id.in_(members), columns.case_id.is_not(None), or_(*conditions))
+        .order_by(columns.received_at, columns.id)
+    )
+    case_ids = set()
+    for row in rows:
+        group = known.groups[owner[row.customer_id]]
+        seen = Seen(row.received_at, row.id, row.case_id, row.channel, row.conversation_key)
+        if row.fingerprint in wanted.fingerprints:
+            group.prints[row.fingerprint].append(seen)
+        if row.channel in wanted.conversation_channels:
+            group.conversations.append(seen)
+        case_ids.add(row.case_id)
+    return case_ids
+
+
+def _threads(session: Session, known: Known, email_ids: set[str]) -> set[int]:
+    if not email_ids:
+        return set()
+    rows = session.execute(
+        select(MESSAGES.c.source_id, MESSAGES.c.case_id).where(
+            MESSAGES.c.channel == "email",
+            MESSAGES.c.source_id.in_(email_ids),
+            MESSAGES.c.case_id.is_not(None),
+        )
+    )
+    for row in rows:
+        known.threads[row.source_id] = row.case_id
+    return set(known.threads.values())
+
+
+def _cases_by_id(session: Session, known: Known, ids: set[int], owner: dict[int, int]) -> None:
+    if ids:
+        for row in session.execute(select(CASES).where(CASES.c.id.in_(sorted(ids)))):
+            _keep(known, row, owner)
+
+
+def _participants(session: Session, known: Known, case_ids: Sequence[int]) -> None:
+    if case_ids:
+        table = CaseParticipant.__table__
+        rows = session.execute(
+            select(table.c.case_id, table.c.customer_id).where(table.c.case_id.in_(case_ids))
+        )
+        known.participants.update((row.case_id, row.customer_id) for row in rows)
+
+
+def wanted_for(
+    cases: Sequence[CaseOpen],
+    conversation_channels: Iterable[str],
+    prefix: str,
+    max_days: int,
+    prints: Sequence[str | None],
+) -> Wanted:
+    """What this batch's messages could match."""
+    received = [case.received_at for case in cases]
+    numbers = set()
+    email_ids: set[str] = set()
+    channels = set(conversation_channels)
+    for case in cases:
+        number = case_number(case.thread.case_ref, prefix)
+        if number is not None:
+            numbers.add(number)
+        if case.channel == "email":
+            thread = case.thread
+            email_ids.update(thread.references)
+            if thread.in_reply_to:
+                email_ids.add(thread.in_reply_to)
+    return Wanted(
+        since=min(received),
+        until=max(received),
+        fingerprints={p for p in prints if p is not None},
+        conversation_channels={c.channel for c in cases if c.channel in channels},
+        case_numbers=numbers,
+        email_ids=email_ids,
+        first_day=utc_day(min(received)) - timedelta(days=max_days - 1),
+    )
+
+
+def utc_day(at: datetime) -> date:
+    """The UTC calendar day of a moment: the day its contact is counted on."""
+    return at.astimezone(UTC).date()
+
+
+def case_number(ref: str | None, prefix: str) -> int | None:
+    """The case number in a reference such as C-12 (None when it is not one of ours)."""
+    ref = (ref or "").strip()
+    number = ref[len(prefix) :] if ref.upper().startswith(prefix.upper()) else ""
+    return int(number) if number.isdigit() else None
+
+
+def keys_of(cases: Sequence[CaseOpen]) -> list[tuple[str, str]]:
+    """The idempotency keys of these messages, each once, in order."""
+    return list(dict.fromkeys((case.channel, case.source_id) for case in cases))
+
+
+def existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], object]:
+    """Messages already recorded under these keys (level 1)."""
+    columns = MESSAGES.c
+    rows = session.execute(
+        select(
+            columns.channel,
+            columns.source_id,
+            columns.case_open_id,
+            columns.forwarded,
+            columns.target_queue,
+            columns.body,
+            columns.ack,
+        ).where(pairs_in(columns.channel, columns.source_id, keys, session.get_bind().dialect.name))
+    )
+    wanted = set(keys)
+    return {
+        (row.channel, row.source_id): row for row in rows if (row.channel, row.source_id) in wanted
+    }
