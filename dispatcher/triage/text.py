@@ -12,9 +12,9 @@ write a verb without its ending (接続でき finds 接続できない and 接�
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable
-from functools import cache
 
 import Stemmer
 
@@ -34,10 +34,17 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-@cache
+_per_thread = threading.local()
+
+
 def stemmer(language: str) -> Stemmer.Stemmer:
-    """The Snowball stemmer for an ISO 639-1 code listed in STEM_LANGUAGES."""
-    return Stemmer.Stemmer(STEM_LANGUAGES[language])
+    """The Snowball stemmer for an ISO 639-1 code listed in STEM_LANGUAGES, one per thread:
+    a PyStemmer object is not safe to share (reloads compile and run golden tests in a worker
+    thread while the dispatcher evaluates)."""
+    found: dict[str, Stemmer.Stemmer] = _per_thread.__dict__.setdefault("stemmers", {})
+    if language not in found:
+        found[language] = Stemmer.Stemmer(STEM_LANGUAGES[language])
+    return found[language]
 
 
 def stem_text(folded: str, language: str) -> str:
