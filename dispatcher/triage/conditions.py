@@ -42,19 +42,24 @@ def every(conditions: Sequence[Condition]) -> Condition:
     captures = any(one.captures for one in conditions)
 
     def test(facts: Facts, state: State) -> str | None:
-        mark = len(state.pending)
         reasons = []
         for one in tests:
             reason = one(facts, state)
             if reason is None:
-                if captures:
-                    del state.pending[mark:]
                 return None
             reasons.append(reason)
         return " and ".join(reasons)
 
+    def test_capturing(facts: Facts, state: State) -> str | None:
+        mark = len(state.pending)
+        reason = test(facts, state)
+        if reason is None:
+            del state.pending[mark:]  # a branch that failed keeps nothing it captured
+        return reason
+
     wants = " and ".join(one.wants for one in conditions)
-    return Condition(test, wants, "all", tuple(conditions), captures=captures)
+    chosen = test_capturing if captures else test
+    return Condition(chosen, wants, "all", tuple(conditions), captures=captures)
 
 
 def _nested_all(specs: list[ConditionSpec], context: Context) -> Condition:

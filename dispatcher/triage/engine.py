@@ -276,22 +276,26 @@ class _Fields(dict[str, str]):
 
 def _apply(state: State, rule: Rule, because: str) -> None:
     """A matching rule's actions, except on fields an earlier rule made final."""
-    kept = []
+    fields, locked = state.fields, state.locked
+    kept = None
     for name, value in rule.sets:
-        holder = state.locked.get(name)
-        if holder is not None:
-            if state.fields.get(name) != value:
-                kept.append(f"{name} stays {state.fields.get(name)}: final since {holder}")
+        if name in locked:
+            if fields.get(name) != value:
+                kept = kept or []
+                kept.append(f"{name} stays {fields.get(name)}: final since {locked[name]}")
             continue
-        state.fields[name] = value
+        fields[name] = value
         state.set_by[name] = rule.name
     for name in rule.final:
-        state.locked.setdefault(name, rule.name)
-    state.tags.update(dict.fromkeys(rule.tags))
+        locked.setdefault(name, rule.name)
+    tags = state.tags
+    for tag in rule.tags:
+        tags[tag] = None
     if state.pending:
         state.captured.update(state.pending)
         state.pending.clear()
-    state.template = rule.acknowledge or state.template
+    if rule.acknowledge:
+        state.template = rule.acknowledge
     state.hits.append(Hit(rule.name, f"{because} ({'; '.join(kept)})" if kept else because))
 
 
