@@ -8,6 +8,7 @@ several dispatchers share the count): two auto-responders can never loop through
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -32,7 +33,13 @@ class Templates(Protocol):
     @property
     def ack_daily_cap(self) -> int: ...
 
-    def acknowledgement(self, template: str, case: CaseOpen, reference: str) -> Rendered | None: ...
+    def acknowledgement(
+        self,
+        template: str,
+        case: CaseOpen,
+        reference: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> Rendered | None: ...
 
 
 class AckPolicy:
@@ -45,7 +52,9 @@ class AckPolicy:
         """The request for this case, or None (loop risk, no template, no address)."""
         if triage.acknowledge is None or _loop_risk(case):
             return None
-        rendered = self._templates.acknowledgement(triage.acknowledge, case, reference)
+        rendered = self._templates.acknowledgement(
+            triage.acknowledge, case, reference, triage.fields
+        )
         if rendered is None:
             return None
         try:

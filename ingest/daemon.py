@@ -36,7 +36,8 @@ from dispatcher.database import StoreNotMigrated, shown_url
 from dispatcher.decide import Decider
 from dispatcher.feedback import CaseEvents
 from dispatcher.store import Store
-from dispatcher.triage import LiveRules, RulesError, RulesRouter, load_rules, watched_files
+from dispatcher.triage import RulesError, RulesRouter, load_rules, watched_files
+from dispatcher.triage.live import LiveRules
 from ingest.acknowledger import Acknowledger
 from ingest.blobstore import BlobStore
 from ingest.broker import Broker
@@ -46,6 +47,7 @@ from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.publisher import Publisher, spool_directory
 from ingest.quarantine import Quarantine
+from ingest.rules_tool import golden_check
 from ingest.runner import Consuming, Runner
 from ingest.settings import Settings, StoreSettings
 from ingest.spool import Spool
@@ -285,11 +287,13 @@ def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
 
 
 def _rules(settings: Settings, settings_path: Path) -> LiveRules:
-    """The triage rules; invalid ones stop start-up (there are no earlier ones to keep)."""
+    """The triage rules; invalid ones (or failing golden tests) stop start-up: there are no
+    earlier ones to keep."""
     queues = settings.queues
+    golden = golden_check(settings, cached=False)
     try:
         return LiveRules(
-            lambda: load_rules(settings_path, queues.declared_teams(), queues.default),
+            lambda: load_rules(settings_path, queues.declared_teams(), queues.default, golden),
             lambda: watched_files(settings_path),
         )
     except RulesError as error:
@@ -299,7 +303,7 @@ def _rules(settings: Settings, settings_path: Path) -> LiveRules:
 def _install_signal_handlers(stop: asyncio.Event, rules: LiveRules | None) -> None:
     loop = asyncio.get_running_loop()
     if rules is not None:
-        loop.add_signal_handler(signal.SIGHUP, rules.reload, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, rules.request_reload, "SIGHUP")
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():

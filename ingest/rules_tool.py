@@ -1,89 +1,194 @@
-"""`ingest rules check` and `ingest rules test`: the rules loaded from the settings, and a
-sample message run through them without touching the broker."""
+"""`ingest rules check`, `test` and `replay`: the rules loaded from the settings, sample
+messages run through them without touching the broker, and what they decide, explained."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ulid import ULID
+from pydantic import ValidationError
 
-from dispatcher.triage import Decision, Facts, RuleSet, load_rules, to_triage
+from dispatcher.triage import Decision, Facts, RulesError, RuleSet, load_rules, to_triage
+from dispatcher.triage.explain import RuleTrace, trace
+from dispatcher.triage.golden import Checker, run_file, table
+from dispatcher.triage.names import unknown
 from dispatcher.triage.replay import ReplayReport
+from dispatcher.triage.samples import SampleDefaults, SampleError, SampleSpec, sample_facts
 from ingest.settings import Settings
-from normalizer.envelope import Envelope, RawMail, Unprocessable, normalize
-from normalizer.model import CaseOpen
-from normalizer.web import WebMessage
+
+SHOWN = "%Y-%m-%d %H:%M %Z"
+SAMPLE_ID = "01JCKEPT0000000000000SAMPL"
+"""The case-open id of a sample (it is never published)."""
 
 
-class SampleError(Exception):
-    """The sample cannot be read as a message; the text says why."""
+class ToolError(Exception):
+    """The command cannot do what was asked; str() says why."""
 
 
-def rules_from(settings: Settings, settings_path: Path) -> RuleSet:
+def test_command(
+    settings: Settings, settings_path: Path, sample: Path | None, given: dict[str, Any]
+) -> str:
+    """`ingest rules test`: one sample, its decision, and the explanations asked for."""
+    rules = _rules(settings, settings_path)
+    try:
+        spec = sample_from(sample, given)
+        sampled = run_sample(rules, spec, settings, Path.cwd())
+    except (SampleError, ValidationError) as error:
+        raise ToolError(str(error)) from None
+    if given["as_json"]:
+        return json.dumps(as_json(sampled.decision), indent=2, ensure_ascii=False)
+    shown = [describe(sampled, rules)]
+    if given["verbose"]:
+        shown.append(verbose(sampled))
+    if given["why_not"]:
+        try:
+            shown.append(why_not(sampled, given["why_not"], rules))
+        except ValueError as error:
+            raise ToolError(str(error)) from None
+    return "\n".join(shown)
+
+
+def expect_command(settings: Settings, settings_path: Path, expect: Path) -> bool:
+    """`ingest rules test --expect FILE`: the table of a golden test file; True if it passed."""
+    import click
+
+    rules = _rules(settings, settings_path)
+    run = run_file(rules, expect, sample_defaults(settings))
+    click.echo(table(run))
+    return run.passed
+
+
+def _rules(settings: Settings, settings_path: Path) -> RuleSet:
+    try:
+        return rules_from(settings, settings_path)
+    except RulesError as error:
+        raise ToolError("the rules are invalid:\n" + "\n".join(error.problems)) from None
+
+
+def sample_from(path: Path | None, given: dict[str, Any]) -> SampleSpec:
+    """The sample the command line describes."""
+    if path is None and given["text"] is None:
+        raise SampleError("give a SAMPLE file, --text or --expect FILE")
+    headers = dict(_pair(item, ":", "--header") for item in given["header"])
+    fields = dict(_pair(item, "=", "--field") for item in given["field"])
+    attachments = []
+    for item in given["attachment"]:
+        kind, _, size = item.partition(":")
+        if size and not size.isdigit():
+            raise SampleError(f"--attachment takes TYPE[:BYTES], not {item!r}")
+        attachments.append({"type": kind, "size": int(size or 1000), "name": "file"})
+    return SampleSpec.model_validate(
+        {
+            "channel": given["channel"],
+            "file": str(path) if path else None,
+            "text": given["text"],
+            "subject": given["subject"],
+            "from": given["sender"],
+            "sender_name": given["sender_name"],
+            "to": given["to"],
+            "language": given["language"],
+            "at": given["at"],
+            "headers": headers,
+            "fields": fields,
+            "attachments": attachments,
+            "customer": {"known": given["known"], "tier": given["tier"]},
+            "history": {
+                "open_cases": given["open_cases"],
+                "contacts_7d": given["contacts_7d"],
+                "contacts_30d": given["contacts_30d"],
+                "contacts_90d": given["contacts_90d"],
+                "repeat": given["repeat"],
+                "last_queue": given["last_queue"],
+            },
+            "follow_up": given["follow_up"],
+        }
+    )
+
+
+def _pair(item: str, separator: str, option: str) -> tuple[str, str]:
+    name, found, value = item.partition(separator)
+    if not found or not name.strip():
+        raise SampleError(f"{option} takes NAME{separator}VALUE, not {item!r}")
+    return name.strip(), value.strip()
+
+
+def run_sample(rules: RuleSet, sample: SampleSpec, settings: Settings, base: Path) -> Sampled:
+    """A sample through the rules, every rule traced."""
+    defaults = sample_defaults(settings)
+    facts = sample_facts(sample, defaults, rules.local_zone, base, SAMPLE_ID)
+    decision, traces = trace(rules, facts)
+    languages = defaults.options.languages
+    return Sampled(facts, decision, traces, sample.language is not None, languages)
+
+
+def sample_defaults(settings: Settings, cached: bool = True) -> SampleDefaults:
+    """Where the daemon's messages arrive, and its normaliser options (language detection;
+    `cached`: with the model unpacked in the user's cache, for a short-lived tool)."""
+    channels = settings.channels
+    web = channels.web.touchpoint
+    options = settings.normalizer_options()
+    if cached:
+        options = replace(options, model_cache=model_cache())
+    return SampleDefaults(
+        options,
+        {
+            "email": (channels.smtp.addresses or ["support@localhost"])[0],
+            "web": web,
+            "logged": web,
+        },
+    )
+
+
+def model_cache() -> Path:
+    """Where the tools keep the language model unpacked: the user's cache folder
+    ($XDG_CACHE_HOME, or ~/.cache), so that every run after the first starts quickly."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "omnichannel-ingest"
+
+
+def golden_check(settings: Settings, cached: bool = True) -> Checker:
+    """The golden tests a load of these settings' rules must pass (`[triage] tests`); the
+    running daemon (`cached=False`) loads the language model as its pipeline does."""
+    return Checker(sample_defaults(settings, cached))
+
+
+def rules_from(settings: Settings, settings_path: Path, golden: Checker | None = None) -> RuleSet:
     """The rule set these settings describe (RulesError lists every problem)."""
     queues = settings.queues
-    return load_rules(settings_path, queues.declared_teams(), queues.default)
+    return load_rules(settings_path, queues.declared_teams(), queues.default, golden)
 
 
-def read_sample(path: Path, settings: Settings, received_at: datetime | None) -> CaseOpen:
-    """An .eml file, a case-open JSON (as the dispatcher receives it) or a web API message."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise SampleError(f"{path}: {error.strerror}") from None
-    when = received_at or datetime.now(UTC)
-    case_id = str(ULID())
-    if path.suffix.lower() == ".json":
-        return _json_sample(data, path, settings, when, case_id)
-    touchpoint = (settings.channels.smtp.addresses or ["support@localhost"])[0]
-    envelope = Envelope("email", "smtp", touchpoint, when, RawMail(data, (touchpoint,)))
-    try:
-        return normalize(envelope, case_id, settings.normalizer_options()).case
-    except Unprocessable as error:
-        raise SampleError(f"{path}: the mail cannot be used: {error}") from None
+@dataclass(frozen=True)
+class Sampled:
+    """A sample run through the rules, with what the tool knows about how it was made."""
+
+    facts: Facts
+    decision: Decision
+    traces: list[RuleTrace]
+    language_given: bool
+    candidates: tuple[str, ...]
 
 
-def _json_sample(
-    data: bytes, path: Path, settings: Settings, when: datetime, case_id: str
-) -> CaseOpen:
-    try:
-        values = json.loads(data)
-        if isinstance(values, dict) and "schema" in values:
-            case = CaseOpen.model_validate(values)
-            return case.model_copy(update={"received_at": when}) if when else case
-        message = WebMessage.model_validate(values)
-    except ValueError as error:
-        raise SampleError(f"{path}: neither a case-open nor a web message: {error}") from None
-    envelope = Envelope("web", "web-api", settings.channels.web.touchpoint, when, message)
-    return normalize(envelope, case_id, settings.normalizer_options()).case
-
-
-def describe(decision: Decision, rules: RuleSet, facts: Facts) -> str:
-    """The decision as an admin reads it."""
+def describe(sampled: Sampled, rules: RuleSet) -> str:
+    """The facts the rules saw and the decision, as an admin reads them."""
+    decision = sampled.decision
     priority = rules.priorities.get(decision.priority or "")
     lines = [
-        f"message   {facts.case.channel}/{facts.case.adapter} from {facts.case.sender.address}"
-        f", language {facts.case.language or 'unknown'}"
-        + (", follow-up" if facts.follow_up else ""),
+        *_facts(sampled, rules),
         f"queue     {decision.queue}",
         f"bucket    {decision.bucket or '-'}",
         f"category  {decision.category or '-'}",
         f"product   {decision.product or '-'}",
         f"priority  {decision.priority or '-'}" + (f" ({priority.definition})" if priority else ""),
         f"tags      {', '.join(decision.tags) or '-'}",
+        f"fields    {', '.join(f'{k}={v}' for k, v in decision.fields) or '-'}",
+        _sla_line(decision),
     ]
-    sla = decision.sla
-    shown = "%Y-%m-%d %H:%M %Z"
-    lines.append(
-        f"sla       {sla.policy}: respond by {sla.response_due:{shown}}"
-        f", resolve by {sla.resolution_due:{shown}}"
-        if sla
-        else "sla       -"
-    )
     ack = decision.acknowledge
     lines.append(
         f"ack       {ack.template} ({ack.language}): {ack.subject or ''}" if ack else "ack       -"
@@ -91,6 +196,68 @@ def describe(decision: Decision, rules: RuleSet, facts: Facts) -> str:
     lines.append("rules     " + ("(none matched)" if not decision.hits else ""))
     for number, hit in enumerate(decision.hits, 1):
         lines.append(f"  {number}. {hit.rule}: {hit.because}")
+    return "\n".join(lines)
+
+
+def _sla_line(decision: Decision) -> str:
+    sla = decision.sla
+    if sla is None:
+        return "sla       -"
+    resolve = f", resolve by {sla.resolution_due:{SHOWN}}" if sla.resolution_due else ""
+    return (
+        f"sla       {sla.policy} ({sla.calendar} clock): respond by "
+        f"{sla.response_due:{SHOWN}}{resolve}"
+    )
+
+
+def _facts(sampled: Sampled, rules: RuleSet) -> list[str]:
+    """The facts as given and as the daemon would have made them."""
+    facts, case = sampled.facts, sampled.facts.case
+    zone = rules.local_zone
+    arrived = f"{case.received_at.astimezone(UTC):{SHOWN}}"
+    if zone is not None:
+        arrived = f"{case.received_at.astimezone(zone):{SHOWN}} ({arrived})"
+    if sampled.language_given:
+        language = f"{case.language} (given)"
+    elif case.language:
+        language = f"{case.language} (detected among {', '.join(sampled.candidates)})"
+    else:
+        language = f"unknown (none detected among {', '.join(sampled.candidates) or 'none'})"
+    customer, history = facts.customer, facts.history
+    contacts = "/".join(str(history.contacts.get(days, 0)) for days in (7, 30, 90))
+    lines = [
+        f"message   {case.channel}/{case.adapter} from {case.sender.address} to "
+        f"{', '.join(t.address for t in case.touchpoints)}"
+        + (", follow-up" if facts.follow_up else ", new case"),
+        f"  arrives {arrived}; language {language}",
+        f"  customer {'known' if customer.known else 'unknown'}, tier {customer.tier or '-'}; "
+        f"{history.open_cases} open case(s), contacts {contacts} (7/30/90 days), "
+        f"repeat contact {'yes' if history.repeat_contact else 'no'}, "
+        f"last queue {history.last_queue or '-'}",
+    ]
+    extras = [f"{len(case.headers)} header(s)" if case.headers else ""]
+    extras.append(", ".join(f"{k}={v}" for k, v in case.fields.items()))
+    if case.attachments:
+        extras.append(", ".join(f"{a.name} ({a.media_type})" for a in case.attachments))
+    if any(extras):
+        lines.append("  " + "; ".join(extra for extra in extras if extra))
+    return lines
+
+
+def why_not(sampled: Sampled, rule: str, rules: RuleSet) -> str:
+    """One rule's fate for this sample."""
+    found = next((t for t in sampled.traces if t.rule == rule), None)
+    if found is None:
+        raise ValueError(unknown("rule", rule, [r.name for r in rules.rules]))
+    return f"{rule}: matched: {found.text}" if found.matched else f"{rule}: {found.text}"
+
+
+def verbose(sampled: Sampled) -> str:
+    """Every rule: matched, or the first condition that failed."""
+    lines = ["every rule:"]
+    for rule in sampled.traces:
+        mark = "+" if rule.matched else ("-" if rule.looked_at else " ")
+        lines.append(f"  {mark} {rule.rule}: {rule.text}")
     return "\n".join(lines)
 
 

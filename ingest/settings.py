@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -15,8 +16,6 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from channels.settings import ChannelSettings, OutboundSettings
 from dispatcher.settings import DispatcherSettings
@@ -25,6 +24,7 @@ from normalizer.envelope import Options
 ENV_PREFIX = "INGEST_"
 ENV_NESTING = "__"
 DEFAULT_SETTINGS_FILE = Path("settings.toml")
+DATABASE_URL = re.compile(r"^(?P<backend>[A-Za-z][A-Za-z0-9]*)(\+\w+)?://(?P<rest>.*)$")
 
 
 class SettingsError(Exception):
@@ -70,11 +70,10 @@ class StoreSettings(Section):
     @field_validator("url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        try:
-            backend = make_url(value).get_backend_name()
-        except ArgumentError as error:
-            raise ValueError(f"not a database URL ({error})") from None
-        if backend not in ("sqlite", "postgresql"):
+        found = DATABASE_URL.match(value)
+        if found is None:
+            raise ValueError("not a database URL (e.g. postgresql://user@host/db)")
+        if found["backend"].lower() not in ("sqlite", "postgresql"):
             raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
         return value
 
@@ -195,17 +194,26 @@ class Settings(BaseSettings):
         data_dir = self.paths.data_dir
         if not data_dir.is_absolute():
             data_dir = (base / data_dir).resolve()
-        url = make_url(self.store.url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            database = Path(url.database)
-            if not database.is_absolute():
-                url = url.set(database=str((base / database).resolve()))
         return self.model_copy(
             update={
                 "paths": self.paths.model_copy(update={"data_dir": data_dir}),
-                "store": self.store.model_copy(update={"url": url.render_as_string(False)}),
+                "store": self.store.model_copy(update={"url": _sqlite_path(self.store.url, base)}),
             }
         )
+
+
+def _sqlite_path(url: str, base: Path) -> str:
+    """A SQLite URL with its file relative to `base` made absolute; any other URL as it is.
+    (Parsed here rather than by SQLAlchemy, so that commands that never open the store start
+    without importing it.)"""
+    found = DATABASE_URL.match(url)
+    if found is None or found["backend"].lower() != "sqlite":
+        return url
+    database, mark, query = found["rest"].removeprefix("/").partition("?")
+    if not database or database == ":memory:" or Path(database).is_absolute():
+        return url
+    scheme = url.split("://", 1)[0]
+    return f"{scheme}:///{(base / database).resolve()}{mark}{query}"
 
 
 def load_settings(path: Path | None = None) -> Settings:

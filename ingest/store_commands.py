@@ -1,60 +1,19 @@
-"""`ingest db ...` and `ingest customers ...`: the dispatcher's store from the command line."""
+"""`ingest db ...` and `ingest customers ...`: the dispatcher's store from the command line.
+
+Only the commands are declared here; what they do is in `store_ops.py`, imported when one
+runs, so that the rest of the CLI starts without the SQL stack.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from dispatcher.database import (
-    StoreNotMigrated,
-    create_engine,
-    current_revision,
-    head_revision,
-    shown_url,
-    upgrade,
-)
-from dispatcher.directory import DirectoryError, import_rows, read_directory
-from dispatcher.identity import CustomerError, find_customer, merge, unmerge
-from dispatcher.store import Store
-from dispatcher.tables import Customer, Identity, IdentityMerge
-from ingest.logs import configure_logging
-from ingest.settings import Settings
-
-T = TypeVar("T")
-
-
-def _run(coroutine: Coroutine[Any, Any, T], settings: Settings) -> T:
-    """Run one store operation; a store that cannot be used ends the command with one line."""
-    configure_logging(settings.log)  # log lines (a migration, say) go to stderr, not stdout
-    try:
-        return asyncio.run(coroutine)
-    except StoreNotMigrated as error:
-        raise click.ClickException(str(error)) from None
-    except (OSError, SQLAlchemyError) as error:
-        shown = shown_url(settings.store.url)
-        raise click.ClickException(f"the store at {shown} cannot be used: {error}") from None
-
-
-async def _with_store(settings: Settings, work: Callable[..., T], *args: Any) -> T:
-    store = await Store.open(settings.store.url, settings.store.auto_migrate)
-    try:
-        return await store.run(work, *args)
-    finally:
-        await store.close()
-
-
-def read_store(settings: Settings, work: Callable[..., T], *args: Any) -> T:
-    """Run `work(session, *args)` against the store, for a command that only reads."""
-    return _run(_with_store(settings, work, *args), settings)
+if TYPE_CHECKING:
+    from ingest.settings import Settings
 
 
 def register(main: click.Group, settings_option: Any, load: Callable[[Path], Settings]) -> None:
@@ -72,56 +31,25 @@ def _register_db(main: click.Group, settings_option: Any, load: Callable[[Path],
     @settings_option
     def db_upgrade(settings_path: Path) -> None:
         """Apply the migrations the store is missing."""
-        settings = load(settings_path)
+        from ingest import store_ops
 
-        async def go() -> tuple[str | None, str]:
-            engine = create_engine(settings.store.url)
-            try:
-                return upgrade(engine)
-            finally:
-                engine.dispose()
-
-        before, after = _run(go(), settings)
-        shown = shown_url(settings.store.url)
-        if before == after:
-            click.echo(f"{shown}: already at {after}")
-        else:
-            click.echo(f"{shown}: migrated from {before or 'nothing'} to {after}")
+        click.echo(store_ops.db_upgrade(load(settings_path)))
 
     @db.command("status")
     @settings_option
     def db_status(settings_path: Path) -> None:
         """Show the store's migration and the one this version needs."""
-        settings = load(settings_path)
+        from ingest import store_ops
 
-        async def go() -> str | None:
-            engine = create_engine(settings.store.url)
-            try:
-                return current_revision(engine)
-            finally:
-                engine.dispose()
-
-        current = _run(go(), settings)
-        click.echo(f"store at {current or 'no revision'}; this version needs {head_revision()}")
+        click.echo(store_ops.db_status(load(settings_path)))
 
     @db.command("prune")
     @settings_option
     def db_prune(settings_path: Path) -> None:
         """Prune now what retention lets go (dispatchers also do it every prune_interval_s)."""
-        settings = load(settings_path)
+        from ingest import store_ops
 
-        async def go() -> Any:
-            store = await Store.open(settings.store.url, settings.store.auto_migrate)
-            try:
-                return await store.prune(settings.dispatcher.retention)
-            finally:
-                await store.close()
-
-        pruned = _run(go(), settings)
-        click.echo(
-            f"pruned {pruned.messages} messages, {pruned.fingerprints} fingerprints, "
-            f"{pruned.counters} contact counters"
-        )
+        click.echo(store_ops.db_prune(load(settings_path)))
 
 
 def _register_customers(
@@ -137,30 +65,18 @@ def _register_customers(
     @click.option("--region", help="Region for phone numbers without a country code (DE, US).")
     def customers_import(settings_path: Path, csv_file: Path, region: str | None) -> None:
         """Upsert the customers of CSV_FILE by external id (idempotent; see the README)."""
-        settings = load(settings_path)
-        try:
-            with csv_file.open(newline="", encoding="utf-8-sig") as lines:
-                rows, errors = read_directory(lines, region)
-        except (DirectoryError, UnicodeDecodeError) as error:
-            raise click.ClickException(f"{csv_file}: {error}") from None
-        summary = _run(
-            _with_store(settings, import_rows, rows, f"import:{csv_file.name}"), settings
-        )
-        for line, message in sorted([*errors, *summary.errors]):
-            click.echo(f"{csv_file}:{line}: {message}", err=True)
-        summary.errors.extend(errors)
-        click.echo(f"{csv_file}: {summary.line()}")
-        if summary.errors:
-            raise SystemExit(1)
+        from ingest import store_ops
+
+        store_ops.customers_import(load(settings_path), csv_file, region)
 
     @customers.command("show")
     @settings_option
     @click.argument("customer")
     def customers_show(settings_path: Path, customer: str) -> None:
         """Show a customer (id, ext:EXTERNAL-ID or KIND:ADDRESS) as JSON."""
-        settings = load(settings_path)
-        shown = _run(_with_store(settings, _show, customer), settings)
-        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        from ingest import store_ops
+
+        click.echo(store_ops.customers_show(load(settings_path), customer))
 
     @customers.command("merge")
     @settings_option
@@ -169,9 +85,9 @@ def _register_customers(
     @click.option("--reason", help="Why: kept in the audit record.")
     def customers_merge(settings_path: Path, kept: str, merged: str, reason: str | None) -> None:
         """Merge customer MERGED into KEPT (each an id, ext:EXTERNAL-ID or KIND:ADDRESS)."""
-        settings = load(settings_path)
-        record = _run(_with_store(settings, _merge, kept, merged, reason), settings)
-        click.echo(record)
+        from ingest import store_ops
+
+        click.echo(store_ops.customers_merge(load(settings_path), kept, merged, reason))
 
     @customers.command("unmerge")
     @settings_option
@@ -179,83 +95,6 @@ def _register_customers(
     @click.option("--reason", help="Why: kept in the audit record.")
     def customers_unmerge(settings_path: Path, merge_id: int, reason: str | None) -> None:
         """Undo merge MERGE_ID (shown by merge and by `customers show`)."""
-        settings = load(settings_path)
-        record = _run(_with_store(settings, _unmerge, merge_id, reason), settings)
-        click.echo(record)
+        from ingest import store_ops
 
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _merge(session: Session, kept: str, merged: str, reason: str | None) -> str:
-    try:
-        keep, other = find_customer(session, kept), find_customer(session, merged)
-        record = merge(session, keep.id, other.id, _actor(), reason)
-    except CustomerError as error:
-        raise click.ClickException(str(error)) from None
-    moved = json.loads(record.moved)
-    return (
-        f"merge {record.id}: customer {other.id} merged into {keep.id} "
-        f"({len(moved['identities'])} identities moved)"
-    )
-
-
-def _unmerge(session: Session, merge_id: int, reason: str | None) -> str:
-    try:
-        record = unmerge(session, merge_id, _actor(), reason)
-    except CustomerError as error:
-        raise click.ClickException(str(error)) from None
-    return (
-        f"unmerge {record.id}: customer {record.merged_customer_id} separated from "
-        f"{record.kept_customer_id} again (undoes merge {merge_id})"
-    )
-
-
-def _show(session: Session, ref: str) -> dict[str, Any]:
-    try:
-        customer = find_customer(session, ref)
-    except CustomerError as error:
-        raise click.ClickException(str(error)) from None
-    members = list(session.scalars(select(Customer.id).where(Customer.merged_into == customer.id)))
-    identities = session.scalars(
-        select(Identity).where(Identity.customer_id == customer.id).order_by(Identity.id)
-    )
-    involved = [customer.id, *members]
-    merges = session.scalars(
-        select(IdentityMerge)
-        .where(
-            IdentityMerge.kept_customer_id.in_(involved)
-            | IdentityMerge.merged_customer_id.in_(involved)
-        )
-        .order_by(IdentityMerge.id)
-    )
-    return {
-        "id": customer.id,
-        "external_id": customer.external_id,
-        "name": customer.name,
-        "organisation": customer.organisation,
-        "tier": customer.tier,
-        "is_customer": customer.is_customer,
-        "known": customer.known,
-        "merged": members,
-        "identities": [
-            {"kind": i.kind, "address": i.address, "origin": i.origin} for i in identities
-        ],
-        "merges": [
-            {
-                "id": m.id,
-                "action": m.action,
-                "kept": m.kept_customer_id,
-                "merged": m.merged_customer_id,
-                "actor": m.actor,
-                "reason": m.reason,
-                "at": m.at.isoformat(),
-                "undone_by": m.undone_by,
-            }
-            for m in merges
-        ],
-    }
+        click.echo(store_ops.customers_unmerge(load(settings_path), merge_id, reason))

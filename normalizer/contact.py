@@ -16,7 +16,9 @@ from normalizer.text import clean_line, clean_text
 class ContactFile(BaseModel):
     """One uploaded file: the name the browser sent, the checked media type, the bytes."""
 
-    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+    model_config = ConfigDict(
+        defer_build=True, frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
     filename: str | None
     media_type: str
@@ -27,7 +29,7 @@ class ContactSubmission(BaseModel):
     """A contact form as submitted: fields already checked by the channel (email syntax,
     phone in E.164, limits), kept as typed so that a replay sees what the person sent."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     name: str
     email: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,6 +65,8 @@ class Options:
     case_ref_pattern: str | None = r"\[#(C-\d+)\]"
     languages: tuple[str, ...] = ()
     """Candidates for language detection when the source did not say; empty: no detection."""
+    model_cache: Path | None = None
+    """Where a short-lived process keeps the detection model unpacked (see language.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +101,18 @@ class PayloadKind:
 def normalize(envelope: Envelope, case_id: str, options: Options = Options()) -> Normalized:
     """Turn an envelope into a case-open. A source without an id gets the case id as its id."""
     normalized = kind_of(envelope.payload).normalize(envelope, envelope.payload, case_id, options)
-    case = normalized.case
-    if case.language is None and options.languages:
-        language = detect_language(f"{case.subject or ''}\n{case.text}", options.languages)
-        if language is not None:
-            normalized = replace(normalized, case=case.model_copy(update={"language": language}))
-    return normalized
+    case = with_language(normalized.case, options)
+    return normalized if case is normalized.case else replace(normalized, case=case)
+
+
+def with_language(case: CaseOpen, options: Options) -> CaseOpen:
+    """The case with its language detected among `options.languages` when the source did
+    not say one (the same case when it did, or when nothing could be told)."""
+    if case.language is not None or not options.languages:
+        return case
+    text = f"{case.subject or ''}\n{case.text}"
+    language = detect_language(text, options.languages, options.model_cache)
+    return case if language is None else case.model_copy(update={"language": language})
 
 
 def kind_of(payload: object) -> PayloadKind:

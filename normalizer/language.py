@@ -1,30 +1,39 @@
 """Language detection (py3langid, its model ships with the package), limited to the languages a
-site works in, so that short support messages are not mistaken for Luxembourgish."""
+site works in, so that short support messages are not mistaken for Luxembourgish.
+
+The model is imported and loaded on the first detection. Loading it means decompressing
+70 MB (about half a second); a short-lived tool (`ingest rules test`) may pass a cache folder,
+where the decompressed arrays are kept once and mapped on later runs. Both ways give the same
+arrays to the same `LanguageIdentifier`, so the same text gets the same language.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+if TYPE_CHECKING:
+    from py3langid.langid import LanguageIdentifier
 
 MIN_CONFIDENCE = 0.75
 MIN_LETTERS = 8
 SAMPLE_CHARS = 2000
+ARRAYS = ("ptc", "pc", "nextmove", "nextmove_row", "out_feat")
 
 
-@lru_cache(maxsize=8)
-def _identifier(candidates: tuple[str, ...]) -> LanguageIdentifier:
-    identifier = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
-    identifier.set_languages(list(candidates))
-    return identifier
-
-
-def detect_language(text: str, candidates: tuple[str, ...]) -> str | None:
+def detect_language(
+    text: str, candidates: tuple[str, ...], cache: Path | None = None
+) -> str | None:
     """An ISO 639-1 code among `candidates`, or None when the text is too short or unclear."""
     sample = text[:SAMPLE_CHARS]
     if not candidates or sum(ch.isalpha() for ch in sample) < _least_letters(sample):
         return None
-    language, confidence = _identifier(tuple(sorted(candidates))).classify(sample)
+    language, confidence = _identifier(tuple(sorted(candidates)), cache).classify(sample)
     return str(language) if confidence >= MIN_CONFIDENCE else None
 
 
@@ -32,3 +41,76 @@ def _least_letters(sample: str) -> int:
     # A few ideographs say as much as a sentence of Latin letters.
     wide = sum(ord(ch) > 0x2E80 for ch in sample)
     return 3 if wide >= 3 else MIN_LETTERS
+
+
+@lru_cache(maxsize=8)
+def _identifier(candidates: tuple[str, ...], cache: Path | None) -> LanguageIdentifier:
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    model = MODEL_DIR / MODEL_FILE
+    folder = _cached(model, cache) if cache is not None else None
+    if folder is None:
+        identifier = LanguageIdentifier.from_modelpath(model, norm_probs=True)
+    else:
+        identifier = _from_folder(folder, LanguageIdentifier)
+    identifier.set_languages(list(candidates))
+    return identifier
+
+
+def _cached(model: Path, cache: Path) -> Path | None:
+    """The folder of the decompressed model for this model file, made if missing; None when
+    the cache cannot be written (detection then loads the model as usual)."""
+    stamp = model.stat()
+    folder = cache / f"langid-{stamp.st_size}-{stamp.st_mtime_ns}"  # a new model, a new folder
+    if folder.is_dir():
+        return folder
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        draft = Path(tempfile.mkdtemp(dir=cache, prefix=".langid-"))
+        try:
+            _unpack(model, draft)
+            os.replace(draft, folder)
+        finally:
+            shutil.rmtree(draft, ignore_errors=True)
+    except OSError:
+        return folder if folder.is_dir() else None  # another process may have won the race
+    return folder
+
+
+def _unpack(model: Path, folder: Path) -> None:
+    import lzma
+
+    import numpy as np
+
+    with tempfile.TemporaryFile(dir=folder) as unpacked:
+        with lzma.open(model) as packed:
+            shutil.copyfileobj(packed, unpacked, length=1 << 20)
+        unpacked.seek(0)
+        with np.load(unpacked, allow_pickle=False) as data:
+            for name in ARRAYS:
+                np.save(folder / f"{name}.npy", data[name], allow_pickle=False)
+            (folder / "classes.json").write_text(json.dumps(data["classes"].tolist()))
+
+
+def _from_folder(folder: Path, identifier: Any) -> LanguageIdentifier:
+    """The identifier py3langid's `from_model_file` builds, from the unpacked arrays, mapped
+    rather than read: the automaton's tables are only touched where a text walks them."""
+    import numpy as np
+
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    classes = json.loads((folder / "classes.json").read_text())
+    return identifier(  # type: ignore[no-any-return]
+        np.asarray(arrays["ptc"]),
+        np.asarray(arrays["pc"]),
+        classes,
+        _integers(arrays["nextmove"]),
+        _integers(arrays["out_feat"]),
+        norm_probs=True,
+        tk_row=_integers(arrays["nextmove_row"]),
+    )
+
+
+def _integers(values: Any) -> memoryview:
+    """A mapped numpy integer array as a sequence of Python ints (what py3langid indexes)."""
+    kind = {"u": {2: "H", 4: "I", 8: "L"}, "i": {4: "i", 8: "l"}}[values.dtype.kind]
+    return memoryview(values).cast("B").cast(kind[values.dtype.itemsize])

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA = "case-open/1"
+MAX_HEADERS = 100
 
 Channel = Literal["email", "sms", "whatsapp", "voice", "chat", "web", "logged"]
 IdentityKind = Literal["email", "phone", "telegram", "web"]
@@ -53,6 +54,13 @@ class Logged(Part):
 
     via: LoggedVia = Field(description="How the customer made contact.")
     agent_id: str = Field(min_length=1, description="The agent who logged it.")
+
+
+class Header(Part):
+    """One mail header as received, decoded to text (for triage rules that match headers)."""
+
+    name: str = Field(max_length=200)
+    value: str = Field(max_length=2000)
 
 
 class Thread(Part):
@@ -196,12 +204,14 @@ class RuleHit(Part):
 
 
 class SlaDue(Part):
-    """When the case must be answered and solved, on the SLA policy's business calendar."""
+    """When the case must be answered and solved, on the SLA policy's business calendar
+    (or the calendar its priority names); a priority may have no resolution target."""
 
     policy: str
     priority: str
+    calendar: str | None = Field(default=None, description='The clock\'s calendar, or "always".')
     response_due: AwareDatetime
-    resolution_due: AwareDatetime
+    resolution_due: AwareDatetime | None = None
 
 
 class Triage(Part):
@@ -217,6 +227,10 @@ class Triage(Part):
     sla: SlaDue | None = None
     rules: list[str] = Field(default_factory=list)
     matched: list[RuleHit] = Field(default_factory=list)
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values the rules captured with named regex groups (order numbers, ...).",
+    )
     acknowledge: str | None = Field(
         default=None, description="The acknowledgement template the rules chose, if any."
     )
@@ -257,6 +271,15 @@ class CaseOpen(Part):
     )
     logged: Logged | None = Field(
         default=None, description='Who logged the contact and how it came (channel "logged").'
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Structured fields the source gave (the JSON API's `fields`), as text.",
+    )
+    headers: list[Header] = Field(
+        default_factory=list,
+        max_length=MAX_HEADERS,
+        description=f"A mail's headers, decoded, in order (the first {MAX_HEADERS}).",
     )
     customer: CustomerInfo | None = Field(default=None, description="Set by the dispatcher.")
     history: History | None = Field(default=None, description="Set by the dispatcher.")

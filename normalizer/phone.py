@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import phonenumbers
-
 
 class InvalidPhoneNumber(ValueError):
     """The text is not a valid phone number (in the region given, if it has no country code)."""
@@ -11,6 +9,8 @@ class InvalidPhoneNumber(ValueError):
 
 def to_e164(raw: str, default_region: str | None = None) -> str:
     """Parse a number as people write it and return its E.164 form, or raise."""
+    import phonenumbers  # its metadata takes a while to import: only when a number comes
+
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as error:
@@ -24,6 +24,8 @@ def to_e164(raw: str, default_region: str | None = None) -> str:
 
 def region_of(number: str) -> str | None:
     """The region (ISO 3166 code, e.g. "DE") of a number in E.164, if it has one."""
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:

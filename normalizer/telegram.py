@@ -35,7 +35,11 @@ class TelegramPayload(BaseModel):
     """What the Telegram channel hands to the pipeline: the update and its files' bytes."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+        defer_build=True,
+        extra="forbid",
+        frozen=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
     )
 
     update: dict[str, Any] = Field(description="The update's JSON as the Bot API gave it.")
@@ -50,7 +54,7 @@ class TelegramPayload(BaseModel):
 class _Api(BaseModel):
     """Bot API objects: fields we do not use are ignored, as the API keeps adding some."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
 
 class _User(_Api):

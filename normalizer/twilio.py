@@ -31,7 +31,7 @@ class UnusableNumber(ValueError):
 class TwilioMedia(BaseModel):
     """One MMS or WhatsApp media item: Twilio's URL and the media type it announced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     url: str = Field(pattern=r"^https?://", max_length=2048)
     media_type: str = Field(max_length=255)
@@ -43,7 +43,7 @@ class TwilioMedia(BaseModel):
 class TwilioMessage(BaseModel):
     """An SMS, MMS or WhatsApp message as posted to `/twilio/sms` (the fields we use)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     message_sid: str = Field(min_length=1, max_length=64)
     sender: str = Field(max_length=128, description="From, with its `whatsapp:` prefix if any.")
@@ -56,7 +56,7 @@ class TwilioMessage(BaseModel):
 class TwilioCall(BaseModel):
     """A finished call to our number: the voicemail left, or none (a callback request)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     call_sid: str = Field(min_length=1, max_length=64)
     caller: str = Field(max_length=128)

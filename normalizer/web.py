@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -11,6 +12,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -24,7 +26,7 @@ from normalizer.text import clean_line, clean_text
 class WebSender(BaseModel):
     """Who the message is from: at least an email address or a phone number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(
@@ -52,7 +54,7 @@ class WebSender(BaseModel):
 class WebControls(BaseModel):
     """Routing an internal, trusted form may set; ignored unless its touchpoint is trusted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     priority: str | None = Field(default=None, max_length=40)
     queue: str | None = Field(default=None, max_length=200)
@@ -64,6 +66,9 @@ class WebControls(BaseModel):
 
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_FIELDS = 50
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+FieldValue = Annotated[str, StringConstraints(max_length=1000)] | bool | int | float
 
 
 class WebMessage(BaseModel):
@@ -71,7 +76,7 @@ class WebMessage(BaseModel):
     (`channel` "web", the default), or a contact an agent logs on the customer's behalf
     (`channel` "logged", with `via` and `agent_id`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     channel: Literal["web", "logged"] = Field(
         default="web", description='"logged" for a contact an agent took in by hand.'
@@ -105,6 +110,12 @@ class WebMessage(BaseModel):
     )
     controls: WebControls | None = Field(
         default=None, description="Priority, queue, tags; obeyed only from a trusted touchpoint."
+    )
+    fields: dict[FieldName, FieldValue] = Field(
+        default_factory=dict,
+        max_length=MAX_FIELDS,
+        description="Structured fields of your own (order number, product, plan, ...): "
+        "triage rules can match them; they are carried in the case-open as text.",
     )
 
     @field_validator("via", "agent_id")
@@ -167,6 +178,10 @@ def normalize_web(
         language=message.language,
         controls=message.controls.as_fields() if message.controls else {},
         logged=logged,
+        fields={
+            name: clean_line(value) if isinstance(value, str) else json.dumps(value)
+            for name, value in message.fields.items()
+        },
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from normalizer.envelope import Envelope, Options, normalize
-from normalizer.language import detect_language
+from normalizer.language import _identifier, detect_language
 from normalizer.web import WebMessage
 
 SITE = ("da", "de", "en", "es", "fr", "ja", "zh")
@@ -58,3 +59,22 @@ def test_normalize_fills_in_a_missing_language_and_keeps_a_given_one() -> None:
     assert normalize(envelope(detected), case_id, options).case.language == "da"
     assert normalize(envelope(given), case_id, options).case.language == "en"
     assert normalize(envelope(detected), case_id, Options()).case.language is None
+
+
+def test_the_unpacked_model_answers_exactly_as_the_packaged_one(tmp_path: Path) -> None:
+    texts = [
+        "Hello, I cannot log in to my account since yesterday",
+        "Hej, fakturaen for november er forkert",
+        "我的账户从昨天开始无法登录",
+        "ＲＥＦＵＮＤ please now",
+        "Bonjour, je ne peux plus me connecter depuis hier",
+    ]
+    packaged = _identifier(SITE, None)
+    unpacked = _identifier(SITE, tmp_path)
+    assert any(tmp_path.iterdir())  # the cache was written
+    for text in texts:
+        assert unpacked.rank(text) == packaged.rank(text)
+    _identifier.cache_clear()
+    again = _identifier(SITE, tmp_path)  # mapped from the cache this time
+    assert [again.rank(text) for text in texts] == [packaged.rank(text) for text in texts]
+    assert detect_language(texts[1], SITE, tmp_path) == "da"

@@ -463,3 +463,21 @@ def test_html_only_mail_with_broken_markup() -> None:
     html = "<html><body><p>Unclosed <b>bold <div>text &amp; more</p><!-- x --><?xml ?>\x00"
     raw = mail_bytes("From: a@example.com\nContent-Type: text/html", html)
     assert normalize(raw).case.text == "Unclosed bold\n  text & more"  # inscriptis's layout
+
+
+def test_headers_are_carried_decoded_in_order_and_bounded() -> None:
+    raw = mail_bytes(
+        "From: Ann <ann@example.com>\nTo: support@example.com\nSubject: Hi\n"
+        "X-Mailer: =?utf-8?q?Outl=C3=B6ok?= 16\nReceived: from a\nReceived: from b\n"
+        + "".join(f"X-Filler-{n}: {n}\n" for n in range(150))
+    )
+    headers = normalize(raw).case.headers
+    assert len(headers) == 100
+    assert [(h.name, h.value) for h in headers[:6]] == [
+        ("From", "Ann <ann@example.com>"),
+        ("To", "support@example.com"),
+        ("Subject", "Hi"),
+        ("X-Mailer", "Outlöok 16"),
+        ("Received", "from a"),
+        ("Received", "from b"),
+    ]

@@ -79,3 +79,29 @@ def test_clean_text_keeps_scripts_and_emoji_joiners() -> None:
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     assert clean_text(f"お問い合わせ {family}") == f"お問い合わせ {family}"
     assert clean_line("  a \t b\n c ") == "a b c"
+
+
+def test_structured_fields_are_carried_as_text() -> None:
+    message = parse(
+        {
+            "sender": {"email": "a@example.com"},
+            "text": "hi",
+            "fields": {"order": "A-1\u0000", "seats": 20, "trial": True, "plan.tier": "gold"},
+        }
+    )
+    assert normalize(message).fields == {
+        "order": "A-1",
+        "seats": "20",
+        "trial": "true",
+        "plan.tier": "gold",
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"1st": "x"}, {"with space": "x"}, {"long": "x" * 1001}, {"nested": {"a": 1}}],
+)
+def test_bad_structured_fields_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        parse({"sender": {"email": "a@example.com"}, "text": "hi", "fields": fields})
+    assert {e["loc"][0] for e in raised.value.errors()} == {"fields"}

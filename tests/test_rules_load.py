@@ -60,27 +60,27 @@ def test_a_valid_set_loads_in_file_order(tmp_path: Path) -> None:
     [
         (
             '[[rules]]\nname = "a"\n\n[[rules]]\nname = "b"\nwhen = { chanel = "sms" }\n',
-            "rules.d/r.toml:6: rules.1.when.chanel: Extra inputs are not permitted",
+            "rules.d/r.toml:6: rules.1.when.chanel: unknown key 'chanel'; did you mean 'channel'?",
         ),
         (
             '[[rules]]\nname = "a"\nset = { queue = "nowhere" }\n',
-            "rules.d/r.toml:1: rule 'a': unknown queues name 'nowhere'",
+            "rules.d/r.toml:1: rule 'a': unknown queue 'nowhere' (known: billing, noise, support",
         ),
         (
             '[[rules]]\nname = "a"\nset = { priority = "P9" }\n',
-            "rule 'a': unknown priorities name 'P9' (known: P1)",
+            "rule 'a': unknown priority 'P9' (known: P1)",
         ),
         (
             '[[rules]]\nname = "a"\nacknowledge = "thanks"\n',
-            "rule 'a': unknown templates name 'thanks'",
+            "rule 'a': unknown template 'thanks'",
         ),
         (
             '[[rules]]\nname = "a"\nset = { bucket = "misc" }\n',
-            "rule 'a': unknown buckets name 'misc'",
+            "rule 'a': unknown bucket 'misc'",
         ),
         (
             '[[rules]]\nname = "a"\n[[rules]]\nname = "a"\n',
-            "rules.d/r.toml:3: a second rule named 'a'",
+            "rules.d/r.toml:3: rule 'a': a second rule named 'a'",
         ),
         (
             '[[rules]]\nname = "a"\nwhen = { regex = "(a+)+$" }\n',
@@ -134,7 +134,7 @@ def test_rules_check_exits_nonzero_listing_every_problem(tmp_path: Path) -> None
     checked = run_ingest(path, "rules", "check")
     assert checked.returncode == 1
     errors = checked.stderr.decode()
-    assert "unknown queues name 'x'" in errors and "unknown priorities name 'P7'" in errors
+    assert "unknown queue 'x'" in errors and "unknown priority 'P7'" in errors
     assert "2 problem(s) in the rules" in errors
 
 
@@ -170,10 +170,10 @@ def test_rules_test_explains_an_eml_sample(tmp_path: Path) -> None:
     out = tested.stdout.decode()
     assert "language ja" in out
     assert "queue     billing" in out
-    assert "sla       premium: respond by 2026-11-24 17:00 UTC" in out
+    assert "sla       premium (always clock): respond by 2026-11-24 17:00 UTC" in out
     assert "ack       received (ja): お問い合わせを受け付けました" in out
     assert '2. billing: any(keyword "請求書" in subject)' in out
-    assert "3. premium-customers: tier = gold" in out
+    assert "3. premium-customers: any(tier = gold)" in out
 
 
 def test_rules_test_reads_a_web_message_and_prints_json(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ async def test_file_changes_and_sighup_reload_and_bad_changes_are_refused(
     broken.write_text('[[rules]]\nname = "broken"\nset = { queue = "nowhere" }\n')
     health = await until(daemon, lambda h: h["status"] == "error")
     assert health["rules"] == 3  # the rules in force stay
-    assert "30-broken.toml:1: rule 'broken': unknown queues name 'nowhere'" in str(health["error"])
+    assert "30-broken.toml:1: rule 'broken': unknown queue 'nowhere'" in str(health["error"])
     assert "rules reload refused, the rules in force stay" in daemon.log_text()
 
     broken.unlink()
@@ -78,4 +78,4 @@ async def test_invalid_rules_stop_start_up_with_the_reason(
     daemon = make_process(extra=bad).start()
     assert await daemon.wait_exit(20) == 1
     assert "cannot start: invalid triage rules:" in daemon.log_text()
-    assert "unknown queues name 'not-a-team'" in daemon.log_text()
+    assert "unknown queue 'not-a-team'" in daemon.log_text()

@@ -123,7 +123,7 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         "an outage on a saturday is P1 after hours",
         {"subject": "Outage", "text": "Everything is dark.", "received_at": SATURDAY},
         {},
-        {"queue": "network", "priority": "P1", "tags": ["after-hours"]},
+        {"queue": "network", "priority": "P1", "tags": ["after-hours", "page-on-call"]},
     ),
     (
         "danish outage after hours",
@@ -353,7 +353,7 @@ def test_every_hit_says_which_condition_decided(rules: RuleSet) -> None:
     assert [(hit.rule, hit.because) for hit in decision.hits] == [
         ("acknowledge", "channel = email"),
         ("billing", 'any(keyword "退款" in subject)'),
-        ("premium-customers", "tier = gold"),
+        ("premium-customers", "any(tier = gold)"),
         ("chinese-desk", "language = zh"),
     ]
     assert decision.reason.startswith("acknowledge: channel = email; billing: any(")

@@ -44,6 +44,11 @@ calendar = "always"
 name = "billing"
 when = {{ keywords = ["refund", "退款"] }}
 set = {{ queue = "{billing}", bucket = "action", priority = "P2", sla = "standard" }}
+
+[[triage.rules]]
+name = "order-number"
+when = {{ text_regex = '(?P<order>[0-9]{{6}})', field = {{ name = "plan", glob = "gold" }} }}
+set = {{ tags = ["order"] }}
 """
 SET = (
     '[[rules]]\nname = "{name}1"\nset = {{ tags = ["{name}"] }}\n\n'
@@ -82,14 +87,17 @@ async def test_cases_go_where_the_rules_say_and_say_why(
     (tmp_path / "rules.d").mkdir()
     daemon = await start(make_daemon, names, billing)
 
-    refund = MESSAGE | {"subject": "退款", "text": "请给我退款"}
+    refund = MESSAGE | {"subject": "退款", "text": "请给我退款 123456", "fields": {"plan": "gold"}}
     assert (await submit(daemon, refund)).status_code == 202
     assert (await submit(daemon, PLAIN | {"text": "Where is my parcel?"})).status_code == 202
 
     [routed] = bodies(await collect(amqp, billing, 1))
     triage = routed["triage"]
     assert (triage["queue"], triage["bucket"], triage["priority"]) == (billing, "action", "P2")
-    assert triage["matched"] == [{"rule": "billing", "because": 'keyword "退款" in subject'}]
+    assert triage["matched"][0] == {"rule": "billing", "because": 'keyword "退款" in subject'}
+    assert [hit["rule"] for hit in triage["matched"]] == ["billing", "order-number"]
+    assert (triage["fields"], triage["tags"]) == ({"order": "123456"}, ["order"])
+    assert routed["fields"] == {"plan": "gold"}
     assert triage["sla"]["policy"] == "standard"
     assert routed["customer"] is not None and routed["dedup"]["verdict"] == "new"
     [plain] = bodies(await collect(amqp, names.default, 1))
@@ -196,7 +204,7 @@ async def test_rules_replay_refuses_a_bad_window_and_bad_rules(
     proposed.write_text('[triage]\n[[triage.rules]]\nname = "x"\nset = { queue = "nowhere" }\n')
     bad_rules = run_ingest(daemon.settings_path, "rules", "replay", "--rules", str(proposed))
     assert bad_rules.returncode == 1
-    assert "unknown queues name 'nowhere'" in bad_rules.stderr.decode()
+    assert "unknown queue 'nowhere'" in bad_rules.stderr.decode()
     proposed.write_text("[triage]\n")
     bad_window = run_ingest(
         daemon.settings_path, "rules", "replay", "--rules", str(proposed), "--since", "soon"

@@ -1,10 +1,10 @@
 """Triage: rules that admins write in TOML, compiled once per load, explaining each decision."""
 
-from dispatcher.triage.engine import Acknowledgement, Decision, Hit, RuleSet, SlaDue
+from dispatcher.triage.engine import Acknowledgement, Decision, RuleSet, SlaDue
 from dispatcher.triage.facts import Customer, Facts, History
-from dispatcher.triage.live import LiveRules
 from dispatcher.triage.load import RulesError, load_rules, watched_files
 from dispatcher.triage.router import DefaultQueue, RulesRouter, to_triage
+from dispatcher.triage.state import Hit
 
 __all__ = [
     "Acknowledgement",
@@ -14,7 +14,6 @@ __all__ = [
     "Facts",
     "History",
     "Hit",
-    "LiveRules",
     "RuleSet",
     "RulesError",
     "RulesRouter",

@@ -3,10 +3,11 @@ clock only runs while the business is open (timezone, weekly hours, holidays).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dispatcher.triage.spec import DURATION, WEEKDAYS, CalendarSpec
+from dispatcher.triage.policy_spec import DURATION, WEEKDAYS, CalendarSpec
 
 MAX_DAYS_AHEAD = 3660
 
@@ -15,13 +16,26 @@ class CalendarError(ValueError):
     """The calendar cannot be used; the message says why."""
 
 
-def parse_duration(text: str) -> timedelta:
-    """ "1h30m", "45m", "8h" as a timedelta (validated by the spec already)."""
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A target: whole business days, then open time (hours and minutes)."""
+
+    days: int
+    time: timedelta
+
+    def __str__(self) -> str:
+        hours, seconds = divmod(int(self.time.total_seconds()), 3600)
+        parts = [f"{self.days}bd" if self.days else "", f"{hours}h" if hours else ""]
+        return "".join(parts) + (f"{seconds // 60}m" if seconds else "") or "0m"
+
+
+def parse_duration(text: str) -> Duration:
+    """ "3bd", "4bh", "1h30m", "45m", "1bd4h" (validated by the spec already)."""
     match = DURATION.match(text)
-    if not match or not text:
+    if not match:
         raise CalendarError(f"not a duration: {text!r}")
-    hours, minutes = (int(group or 0) for group in match.groups())
-    return timedelta(hours=hours, minutes=minutes)
+    days, hours, minutes = (int(group or 0) for group in match.groups())
+    return Duration(days, timedelta(hours=hours, minutes=minutes))
 
 
 class Calendar:
@@ -58,6 +72,44 @@ class Calendar:
             return True
         span = self._span(moment.astimezone(self._zone).date())
         return span is not None and span[0] <= moment < span[1]
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The calendar's timezone; None for `always`."""
+        return None if self._always else self._zone
+
+    def local(self, moment: datetime) -> datetime:
+        """The moment in the calendar's timezone (UTC around the clock)."""
+        return moment.astimezone(self._zone)
+
+    def due(self, start: datetime, target: Duration) -> datetime:
+        """When a target counted from `start` falls due: business days first, then time."""
+        return self.add(self.add_days(start, target.days), target.time)
+
+    def add_days(self, start: datetime, days: int) -> datetime:
+        """The same business moment `days` business days later: from the first open moment
+        at or after `start`, that time of day on the days-th following open day (within
+        that day's hours). Around the clock, a day is 24 hours."""
+        if days == 0:
+            return start
+        if self._always:
+            return start + timedelta(days=days)
+        begin = self.add(start, timedelta(0))
+        local = begin.astimezone(self._zone)
+        day = local.date()
+        for _ in range(days):
+            day = self._next_open_day(day)
+        span = self._span(day)
+        assert span is not None
+        moment = datetime.combine(day, local.time(), self._zone).astimezone(UTC)
+        return min(max(moment, span[0]), span[1])
+
+    def _next_open_day(self, day: date) -> date:
+        for _ in range(MAX_DAYS_AHEAD):
+            day += timedelta(days=1)
+            if self._span(day) is not None:
+                return day
+        raise CalendarError(f"calendar {self.name} has no open day in ten years")
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment `duration` of open time after `start`."""

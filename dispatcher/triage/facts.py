@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from dispatcher.triage.text import fold
+from dispatcher.triage.text import fold, stem_text
+
+if TYPE_CHECKING:
+    from dispatcher.triage.calendar import Calendar
 from normalizer.model import CaseOpen
 
 
@@ -70,6 +74,42 @@ class Facts:
     @cached_property
     def text(self) -> str:
         return fold(self.case.text)
+
+    def stemmed(self, field: str, language: str) -> str:
+        """The folded subject or text with each word stemmed, computed once per language."""
+        key = (field, language)
+        found = self._stemmed.get(key)
+        if found is None:
+            found = self._stemmed[key] = stem_text(getattr(self, field), language)
+        return found
+
+    @cached_property
+    def _stemmed(self) -> dict[tuple[str, str], str]:
+        return {}
+
+    @cached_property
+    def headers(self) -> Mapping[str, list[str]]:
+        """Mail headers by lower-cased name, every value in order."""
+        found: dict[str, list[str]] = {}
+        for header in self.case.headers:
+            name = header.name.lower()
+            if name in found:
+                found[name].append(header.value)
+            else:
+                found[name] = [header.value]
+        return found
+
+    def is_open(self, calendar: Calendar) -> bool:
+        """Whether the message arrived inside the calendar's hours (asked once per calendar:
+        several rules may ask)."""
+        found = self._open.get(calendar.name)
+        if found is None:
+            found = self._open[calendar.name] = calendar.is_open(self.case.received_at)
+        return found
+
+    @cached_property
+    def _open(self) -> dict[str, bool]:
+        return {}
 
     @cached_property
     def sender(self) -> str:

@@ -1,13 +1,16 @@
 """The rule set in force, replaced whole on SIGHUP or when a rules file changes.
 
-A reload compiles a complete new rule set first and swaps one reference; a message is always
-evaluated by one rule set from start to end. A reload that fails leaves the rules in force,
-logs every problem and shows them on the health endpoint until a later reload succeeds.
+A reload compiles a complete new rule set first (and runs the golden tests, when the files
+name some) in a worker thread, then swaps one reference; a message is always evaluated by one
+rule set from start to end, and the dispatcher never waits for a reload. A reload that fails
+leaves the rules in force, logs every problem and shows them on the health endpoint until a
+later reload succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +45,13 @@ class LiveRules:
         self.current = load()  # at start-up an invalid set is fatal: there is nothing to keep
         self._status = ReloadStatus(datetime.now(UTC), len(self.current.rules), self._sources())
         self._stamps = self._read_stamps()
+        self._asked: list[str] = []
+        self._wake = asyncio.Event()
+
+    def request_reload(self, why: str) -> None:
+        """Ask `watch` to reload soon (a signal handler may call this)."""
+        self._asked.append(why)
+        self._wake.set()
 
     def reload(self, why: str) -> bool:
         """Compile the files again; swap only if all of it is valid. Returns success."""
@@ -76,10 +86,19 @@ class LiveRules:
         }
 
     async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
-        """Reload whenever a rules file appears, changes or goes away, once it has stopped
-        changing (an editor may still be writing it)."""
+        """Reload when asked, and whenever a rules file appears, changes or goes away, once
+        it has stopped changing (an editor may still be writing it)."""
         while True:
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await self._wake.wait()
+            if self._asked:
+                why = ", ".join(dict.fromkeys(self._asked))
+                self._asked.clear()
+                self._wake.clear()
+                self._stamps = await asyncio.to_thread(self._read_stamps)
+                await asyncio.to_thread(self.reload, why)
+                continue
             stamps = await asyncio.to_thread(self._read_stamps)
             if stamps == self._stamps:
                 continue
@@ -90,7 +109,7 @@ class LiveRules:
                     break
                 stamps = settled
             self._stamps = stamps
-            self.reload("a rules file changed")
+            await asyncio.to_thread(self.reload, "a rules file changed")
 
     def _sources(self) -> tuple[str, ...]:
         return tuple(self.current.sources)

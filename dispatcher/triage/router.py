@@ -7,10 +7,15 @@ never mixes two rule sets in one decision. `DefaultQueue` routes everything to o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from dispatcher.triage.engine import Acknowledgement, Decision
 from dispatcher.triage.facts import Facts
-from dispatcher.triage.live import LiveRules
 from normalizer.model import CaseOpen, RuleHit, SlaDue, Triage
+
+if TYPE_CHECKING:
+    from dispatcher.triage.live import LiveRules
 
 
 class RulesRouter:
@@ -24,10 +29,15 @@ class RulesRouter:
         return to_triage(rule_set.evaluate(Facts.of(case, follow_up=follow_up)))
 
     def acknowledgement(
-        self, template: str, case: CaseOpen, reference: str
+        self,
+        template: str,
+        case: CaseOpen,
+        reference: str,
+        fields: Mapping[str, str] | None = None,
     ) -> Acknowledgement | None:
-        """The template rendered for this case (None if a reload removed it meanwhile)."""
-        return self._rules.current.acknowledgement(template, case, reference)
+        """The template rendered for this case, with the fields the rules captured (None if
+        a reload removed it meanwhile)."""
+        return self._rules.current.acknowledgement(template, case, reference, fields)
 
     @property
     def ack_daily_cap(self) -> int:
@@ -59,10 +69,12 @@ def to_triage(decision: Decision) -> Triage:
         else SlaDue(
             policy=sla.policy,
             priority=sla.priority,
+            calendar=sla.calendar,
             response_due=sla.response_due,
             resolution_due=sla.resolution_due,
         ),
         rules=[hit.rule for hit in decision.hits],
+        fields=dict(decision.fields),
         acknowledge=decision.acknowledge.template if decision.acknowledge else None,
         matched=[RuleHit(rule=hit.rule, because=hit.because) for hit in decision.hits],
         reason=decision.reason,

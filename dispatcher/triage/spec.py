@@ -1,12 +1,12 @@
 """What admins write: the triage section of settings.toml and rules.d/*.toml, validated.
 
-These models only describe and check the files; `compile.py` turns them into the rule set the
-engine runs. Unknown keys are errors, so a typo never silently turns a rule off.
+These models only describe and check the files; `load.py` and `conditions.py` turn them into
+the rule set the engine runs. Unknown keys are errors, so a typo never silently turns a rule
+off. The service side (priorities, calendars, SLA policies, templates) is in `policy_spec.py`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,17 +20,50 @@ DEFAULT_BUCKETS = (
     "referral",
     "escalation",
 )
-FLAG_NAMES = ("auto_reply", "bounce", "mailing_list", "spam", "edited")
-TEXT_FIELDS = ("subject", "text")
+FLAG_NAMES = ("auto_reply", "bounce", "mailing_list", "spam", "edited", "callback_requested")
 HISTORY_DAYS = (7, 30, 90)
-DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?$")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-OneOrMany = str | list[str]
+DECIDED_FIELDS = ("bucket", "category", "product", "priority", "queue", "sla")
+"""What a rule sets besides tags; `final` may lock any of them."""
+STEM_LANGUAGES = {
+    "da": "danish",
+    "de": "german",
+    "en": "english",
+    "es": "spanish",
+    "fi": "finnish",
+    "fr": "french",
+    "it": "italian",
+    "nl": "dutch",
+    "no": "norwegian",
+    "pt": "portuguese",
+    "sv": "swedish",
+}
+"""Languages `stem` accepts (ISO 639-1) and the Snowball stemmer each one uses."""
 
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ListRef(Spec):
+    """`{ list = "NAME" }`: a named list from `[triage.lists]`, wherever a condition takes
+    several values (alone, or as one item among others)."""
+
+    list_: str = Field(alias="list", min_length=1)
+
+
+Values = str | ListRef | list[str | ListRef]
+"""One value, several, or a named list (also as an item)."""
+
+
+class ListFileSpec(Spec):
+    """A list kept in a file beside the rules: one entry per line (blank lines and lines
+    starting with # skipped), or with `column`, that column of a CSV file with a header row."""
+
+    file: str = Field(min_length=1)
+    column: str | None = None
+
+
+ListSpec = list[str] | ListFileSpec
 
 
 class ContactsSpec(Spec):
@@ -47,35 +80,81 @@ class ContactsSpec(Spec):
         return value
 
 
+class WordsSpec(Spec):
+    """Keywords with their word forms: `stem` matches every inflection a Snowball stemmer
+    for that language folds together ("pris" finds "prisen", "priser")."""
+
+    words: Values
+    stem: str | None = Field(default=None, description="da, de, en, ... (ISO 639-1)")
+
+    @field_validator("stem")
+    @classmethod
+    def _known_stemmer(cls, value: str | None) -> str | None:
+        if value is not None and value not in STEM_LANGUAGES:
+            raise ValueError(
+                f"no stemmer for {value!r}; known: {', '.join(sorted(STEM_LANGUAGES))}"
+            )
+        return value
+
+
+Keywords = Values | WordsSpec
+
+
+class MatchSpec(Spec):
+    """A named value (a mail header, a structured field): present, or matching `glob` (one
+    of several shell-style patterns) or `regex`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    glob: Values | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> MatchSpec:
+        if self.glob is not None and self.regex is not None:
+            raise ValueError("give glob or regex, not both")
+        return self
+
+
 class ConditionSpec(Spec):
     """Every key given must hold (an implicit `all`); `all`, `any` and `not` nest."""
 
-    channel: OneOrMany | None = None
-    adapter: OneOrMany | None = None
-    touchpoint: OneOrMany | None = Field(default=None, description="Globs, e.g. billing@*")
-    sender: OneOrMany | None = Field(default=None, description="Globs on the sender address.")
-    domain: OneOrMany | None = Field(default=None, description="Sender domain or a parent.")
-    tier: OneOrMany | None = None
+    channel: Values | None = None
+    adapter: Values | None = None
+    touchpoint: Values | None = Field(default=None, description="Globs, e.g. billing@*")
+    sender: Values | None = Field(default=None, description="Globs on the sender address.")
+    domain: Values | None = Field(default=None, description="Sender domain or a parent.")
+    tier: Values | None = None
     known: bool | None = Field(default=None, description="The directory knows the customer.")
-    language: OneOrMany | None = None
-    keywords: list[str] | None = Field(default=None, description="In the subject or the text.")
-    subject_keywords: list[str] | None = None
-    text_keywords: list[str] | None = None
+    language: Values | None = None
+    keywords: Keywords | None = Field(default=None, description="In the subject or the text.")
+    subject_keywords: Keywords | None = None
+    text_keywords: Keywords | None = None
     regex: str | None = Field(default=None, description="In the subject or the text.")
     subject_regex: str | None = None
     text_regex: str | None = None
+    header: MatchSpec | None = Field(default=None, description="A mail header.")
+    field: MatchSpec | None = Field(default=None, description="A structured or captured field.")
     has_attachments: bool | None = None
-    attachment_type: OneOrMany | None = Field(default=None, description="Globs, e.g. image/*")
+    attachment_type: Values | None = Field(default=None, description="Globs, e.g. image/*")
     attachment_min_bytes: int | None = Field(default=None, ge=0)
-    flag: OneOrMany | None = Field(default=None, description="auto_reply, bounce, ...")
+    flag: Values | None = Field(default=None, description="auto_reply, bounce, ...")
     business_hours: str | None = Field(default=None, description="Inside this calendar's hours.")
     outside_business_hours: str | None = None
     open_cases_at_least: int | None = Field(default=None, ge=1)
     contacts: ContactsSpec | None = None
     repeat_contact: bool | None = None
-    last_queue: OneOrMany | None = None
-    control: OneOrMany | None = Field(
+    last_queue: Values | None = None
+    control: Values | None = Field(
         default=None, description="A control field the (trusted) source set: priority, queue, tags."
+    )
+    queue: Values | None = Field(default=None, description="What earlier rules decided.")
+    priority: Values | None = None
+    bucket: Values | None = None
+    category: Values | None = None
+    product: Values | None = None
+    tags: Values | None = Field(default=None, description="Any of these tags is set already.")
+    condition: str | list[str] | None = Field(
+        default=None, description="Named conditions from [triage.conditions]; all must hold."
     )
     all: list[ConditionSpec] | None = None
     any: list[ConditionSpec] | None = None
@@ -83,17 +162,11 @@ class ConditionSpec(Spec):
 
     @field_validator("flag")
     @classmethod
-    def _known_flags(cls, value: OneOrMany | None) -> OneOrMany | None:
-        for name in [value] if isinstance(value, str) else value or []:
-            if name not in FLAG_NAMES:
+    def _known_flags(cls, value: Values | None) -> Values | None:
+        items = [value] if not isinstance(value, list) else value
+        for name in items:
+            if isinstance(name, str) and name not in FLAG_NAMES:
                 raise ValueError(f"unknown flag {name!r}; known: {', '.join(FLAG_NAMES)}")
-        return value
-
-    @field_validator("keywords", "subject_keywords", "text_keywords")
-    @classmethod
-    def _non_empty_words(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and (not value or any(not word.strip() for word in value)):
-            raise ValueError("give at least one keyword, none of them empty")
         return value
 
     @model_validator(mode="after")
@@ -124,92 +197,26 @@ class RuleSpec(Spec):
     set: ActionSpec = Field(default_factory=ActionSpec)
     acknowledge: str | None = Field(default=None, description="An acknowledgement template.")
     stop: bool = False
-
-
-class PrioritySpec(Spec):
-    """A priority agents understand, with its targets (e.g. "1h", "90m", "8h30m")."""
-
-    name: str = Field(min_length=1, max_length=40)
-    definition: str
-    response: str
-    resolution: str
-
-    @field_validator("response", "resolution")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        if not value or not DURATION.match(value):
-            raise ValueError('a duration such as "45m", "4h" or "1h30m"')
-        return value
-
-
-class CalendarSpec(Spec):
-    """Business hours: a timezone, opening hours per weekday ("08:00-17:00"), holidays."""
-
-    timezone: str
-    hours: dict[str, str]
-    holidays: list[str] = Field(default_factory=list, description="ISO dates, e.g. 2026-12-24")
-
-    @field_validator("hours")
-    @classmethod
-    def _weekdays(cls, value: dict[str, str]) -> dict[str, str]:
-        for day, span in value.items():
-            if day not in WEEKDAYS:
-                raise ValueError(f"unknown weekday {day!r}; use {', '.join(WEEKDAYS)}")
-            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", span):
-                raise ValueError(f"{day}: opening hours look like 08:00-17:00, not {span!r}")
-        return value
-
-
-class SlaSpec(Spec):
-    """An SLA policy: which calendar the clock runs on; the priorities give the targets."""
-
-    name: str
-    calendar: str = Field(description='A calendar name, or "always" for around the clock.')
-
-
-class TemplateSpec(Spec):
-    """An acknowledgement per language; `{reference}`, `{subject}`, `{name}` are filled in."""
-
-    subject: dict[str, str] = Field(default_factory=dict)
-    text: dict[str, str]
-    default_language: str = "en"
+    final: bool | list[Literal["bucket", "category", "product", "priority", "queue", "sla"]] = (
+        Field(
+            default=False,
+            description="true: what this rule sets stays; or the fields that stay as they are "
+            "now. Later rules still add tags.",
+        )
+    )
 
     @model_validator(mode="after")
-    def _default_present(self) -> TemplateSpec:
-        if self.default_language not in self.text:
-            raise ValueError(f"no text for the default language {self.default_language!r}")
+    def _final_locks_something(self) -> RuleSpec:
+        if self.final is True and not self.final_fields():
+            raise ValueError(
+                "final = true locks what the rule sets, and it sets none of "
+                + ", ".join(DECIDED_FIELDS)
+                + '; name the fields to keep instead, e.g. final = ["queue"]'
+            )
         return self
 
-
-class TrustedSpec(Spec):
-    """Where control fields (priority, queue, tags) are obeyed: these touchpoints only,
-    and, when `senders` is given, only from those senders."""
-
-    touchpoint: str
-    senders: list[str] = Field(default_factory=list)
-
-
-class TriageSpec(Spec):
-    """The `[triage]` section (and, merged into it, each included file)."""
-
-    include: list[str] = Field(default_factory=list, description="Globs, relative to the file.")
-    default_priority: str | None = None
-    default_sla: str | None = None
-    buckets: list[str] = Field(default_factory=lambda: list(DEFAULT_BUCKETS))
-    rules: list[RuleSpec] = Field(default_factory=list)
-    priorities: list[PrioritySpec] = Field(default_factory=list)
-    calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
-    sla: list[SlaSpec] = Field(default_factory=list)
-    templates: dict[str, TemplateSpec] = Field(default_factory=dict)
-    trusted: list[TrustedSpec] = Field(default_factory=list)
-    ack_daily_cap: int = Field(default=3, ge=0, description="Acknowledgements per address a day.")
-
-
-class IncludedSpec(Spec):
-    """An included rules file: rules, and optionally more priorities, calendars, templates."""
-
-    rules: list[RuleSpec] = Field(default_factory=list)
-    priorities: list[PrioritySpec] = Field(default_factory=list)
-    calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
-    sla: list[SlaSpec] = Field(default_factory=list)
-    templates: dict[str, TemplateSpec] = Field(default_factory=dict)
+    def final_fields(self) -> tuple[str, ...]:
+        """The fields this rule makes final."""
+        if self.final is True:
+            return tuple(name for name in DECIDED_FIELDS if getattr(self.set, name) is not None)
+        return tuple(self.final or ())

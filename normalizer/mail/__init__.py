@@ -24,7 +24,14 @@ from normalizer.blobs import Blob
 from normalizer.mail.addresses import sender as parse_sender
 from normalizer.mail.attachments import attachments
 from normalizer.mail.body import compose
-from normalizer.mail.headers import MAX_ID, header_text, message_ids, raw_first, raw_values
+from normalizer.mail.headers import (
+    MAX_ID,
+    all_headers,
+    header_text,
+    message_ids,
+    raw_first,
+    raw_values,
+)
 from normalizer.mail.headers import sent_at as parse_date
 from normalizer.mail.mime import declared_charsets, read
 from normalizer.mail.noise import flags
@@ -138,6 +145,7 @@ def _normalize(message: Message, raw: bytes, call: _Call) -> NormalizedMail:
         flags=flags(message, sender.address, subject),
         raw_ref=call.raw_ref,
         controls=_controls(message, hints),
+        headers=all_headers(message, hints),
     )
     return NormalizedMail(case, blobs)
 

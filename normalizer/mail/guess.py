@@ -15,8 +15,6 @@ from collections.abc import Callable
 from contextlib import suppress
 from functools import lru_cache
 
-from charset_normalizer import from_bytes
-
 # Charsets mail really uses, most likely first (ties go to the earlier one).
 CANDIDATES = (
     "cp1252", "utf_8", "cp1250", "cp1251", "koi8_r", "cp1253", "cp1254", "cp1255", "cp1256",
@@ -44,6 +42,8 @@ _SYSTEMS = (
 
 def guess(data: bytes) -> str | None:
     """The most plausible decoding of `data`, or None if no candidate decodes it."""
+    from charset_normalizer import from_bytes  # imported when a guess is needed
+
     try:
         matches = list(from_bytes(data, cp_isolation=list(CANDIDATES)))
     except Exception:  # a library bug must not lose the message; the caller falls back

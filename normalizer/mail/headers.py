@@ -13,11 +13,13 @@ from email.utils import parsedate_to_datetime
 from normalizer.mail.charsets import decode
 from normalizer.mail.encoded_words import decode_header_text
 from normalizer.mail.transfer import to_bytes
+from normalizer.model import MAX_HEADERS, Header
 from normalizer.text import clean_line
 
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _TOKEN = re.compile(r"^[a-z0-9!#$%&'*+.^_`{|}~-]+/[a-z0-9!#$%&'*+.^_`{|}~-]+$")
 MAX_ID = 998
+MAX_HEADER_VALUE = 2000
 
 
 def raw_values(message: Message, name: str) -> list[str]:
@@ -41,6 +43,18 @@ def header_text(message: Message, name: str, hints: Iterable[str] = ()) -> str |
     if raw is None:
         return None
     return clean_line(decode_header_text(raw, hints)) or None
+
+
+def all_headers(message: Message, hints: Iterable[str] = ()) -> list[Header]:
+    """The top-level headers in order, decoded and cleaned to one line each, the first
+    MAX_HEADERS of them, each value cut to what the model holds."""
+    found = []
+    for key, value in message.raw_items():
+        name = clean_line(str(key))[:200]
+        if name and len(found) < MAX_HEADERS:
+            text = clean_line(decode_header_text(str(value), hints))[:MAX_HEADER_VALUE]
+            found.append(Header(name=name, value=text))
+    return found
 
 
 def token(message: Message, name: str) -> str:

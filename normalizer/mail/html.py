@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 import textwrap
+from functools import lru_cache
 from html import unescape
-
-from inscriptis import get_text
-from inscriptis.model.config import ParserConfig
+from typing import Any
 
 # Put on a line of its own where a mail client's quote container starts; quotes.py cuts there.
 QUOTE_MARK = "\ue000quoted\ue000"
@@ -27,15 +26,24 @@ _INVISIBLE = re.compile(
 )
 _TAG = re.compile(r"<[^>]{0,4000}>")
 _BLOCK_TAG = re.compile(r"<(?:br|/?p|/?div|/?tr|/?li|/?h\d|/?blockquote)\b[^>]{0,4000}>", re.I)
-_CONFIG = ParserConfig(display_links=False, display_anchors=False, display_images=False)
+
+
+@lru_cache(maxsize=1)
+def _inscriptis() -> tuple[Any, Any]:
+    """inscriptis (and lxml) are imported on the first HTML body, not with the normaliser."""
+    from inscriptis import get_text
+    from inscriptis.model.config import ParserConfig
+
+    return get_text, ParserConfig(display_links=False, display_anchors=False, display_images=False)
 
 
 def html_to_text(html: str) -> str:
     """Readable text of an HTML body; a crude tag stripper if inscriptis gives up."""
     html = _XML_DECLARATION.sub("", _CONTROL.sub("", html))
     html = _mark_quote(html)
+    get_text, config = _inscriptis()
     try:
-        text = get_text(html, _CONFIG)
+        text = get_text(html, config)
     except Exception:  # lxml refuses some inputs, inscriptis recurses on deep trees
         text = ""
     if not text.strip():  # lxml silently drops what lies below its depth limit

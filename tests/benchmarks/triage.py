@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -129,9 +130,7 @@ def rule_set(count: int, folder: Path) -> RuleSet:
         .read_text()
         .replace('include = ["rules.d/*.toml"]', 'include = ["generated/*.toml", "rules.d/*.toml"]')
     )
-    (folder / "rules.d").mkdir()
-    for shipped in (ROOT / "rules.d").glob("*.toml"):
-        (folder / "rules.d" / shipped.name).write_text(shipped.read_text())
+    shutil.copytree(ROOT / "rules.d", folder / "rules.d")  # rules and the lists they read
     (folder / "generated").mkdir()
     (folder / "generated" / "00-generated.toml").write_text(generated_rules(count))
     settings = load_settings(settings_path)
