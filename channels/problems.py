@@ -5,6 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 PROBLEM_TYPE = "application/problem+json"
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+"""The JSON Schema of a problem+json body, for the OpenAPI document."""
 
 
 class Problem(Exception):

@@ -1,4 +1,5 @@
-"""Settings sections of the channel adapters; `ingest.settings` assembles them."""
+"""Settings sections of the channel adapters; `channels.registry` assembles `[channels]` from
+the records that name them, and `ingest.settings` the whole file."""
 
 from __future__ import annotations
 
@@ -22,7 +23,19 @@ class WebChannelSettings(ChannelSection):
 
     enabled: bool = True
     api_keys: list[str] = Field(
-        default_factory=list, description="Bearer keys; set INGEST_CHANNELS__WEB__API_KEYS."
+        default_factory=list,
+        description="Bearer keys with every scope; INGEST_CHANNELS__WEB__API_KEYS. Prefer keys "
+        "made with `ingest keys create` (hashed in the store, scoped, revocable).",
+    )
+    rate_limit_per_key: int = Field(
+        default=120, ge=1, description="Requests per window for one key (a key may set its own)."
+    )
+    rate_limit_per_client: int = Field(
+        default=240, ge=1, description="Requests per window from one client address."
+    )
+    rate_window_s: int = Field(default=60, ge=1, le=86_400)
+    idempotency_hours: int = Field(
+        default=24, ge=24, description="How long an Idempotency-Key stands for its first answer."
     )
     touchpoint: str = "api"
     max_body_bytes: int = Field(default=262_144, ge=1024)
@@ -174,6 +187,74 @@ class MailSettings(ChannelSection):
         return value
 
 
+OAUTH2_PROVIDERS = ("microsoft", "google", "generic")
+
+
+class OAuth2Settings(ChannelSection):
+    """How a mailbox or relay gets its access tokens (OAuth 2.0, refresh token grant).
+
+    The refresh token is kept in a file under the data folder (mode 0600; written by
+    `ingest imap authorize` or `ingest outbound authorize`), or given by `refresh_token_env`
+    until the provider rotates it (the new one then goes to the file, which wins from then on).
+    """
+
+    provider: Literal["microsoft", "google", "generic"] = Field(
+        default="generic",
+        description="microsoft (Entra ID / Microsoft 365) and google fill in the endpoints "
+        "and scopes; generic needs token_url (and device_authorization_url to authorize).",
+    )
+    client_id: str = Field(min_length=1, description="The application (client) id.")
+    client_secret_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The environment variable holding the client secret, when the "
+        "application has one (Google's do); never in the file.",
+    )
+    tenant: str = Field(
+        default="organizations",
+        pattern=r"^[A-Za-z0-9.-]{1,128}$",
+        description="Microsoft only: the tenant id or domain (organizations: any work account).",
+    )
+    token_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    device_authorization_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    authorization_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="The authorization endpoint, for `authorize --paste` (the authorization "
+        "code flow; Google's device flow does not allow the Gmail scope).",
+    )
+    scope: str | None = Field(
+        default=None, description="Space-separated scopes; unset: the provider's for the service."
+    )
+    refresh_token_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="An environment variable with the refresh token, instead of authorizing.",
+    )
+    mechanism: Literal["auto", "xoauth2", "oauthbearer"] = Field(
+        default="auto", description="SASL mechanism; auto: OAUTHBEARER when offered, else XOAUTH2."
+    )
+    refresh_before_s: float = Field(
+        default=300.0, ge=0, description="Refresh an access token this long before it expires."
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one token request.")
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> OAuth2Settings:
+        if self.provider == "generic" and self.token_url is None:
+            raise ValueError("the generic provider needs token_url")
+        return self
+
+    def client_secret(self) -> str | None:
+        """Read from the environment when needed, so it is never stored."""
+        if self.client_secret_env is None:
+            return None
+        value = os.environ.get(self.client_secret_env)
+        if value is None:
+            raise LookupError(f"the environment variable {self.client_secret_env} is not set")
+        return value
+
+
 class ImapAccount(ChannelSection):
     """One mailbox the IMAP adapter watches."""
 
@@ -189,10 +270,15 @@ class ImapAccount(ChannelSection):
         default=None, description="PEM CA bundle to verify the server; unset: the system's."
     )
     user: str
-    password_env: str = Field(
+    auth: Literal["password", "oauth2"] = Field(
+        default="password", description="password (password_env), or oauth2 ([...oauth2])."
+    )
+    password_env: str | None = Field(
+        default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="The environment variable that holds the password (never the file).",
     )
+    oauth2: OAuth2Settings | None = None
     address: str | None = Field(
         default=None, description="The touchpoint address of this mailbox; default: user."
     )
@@ -211,12 +297,22 @@ class ImapAccount(ChannelSection):
     timeout_s: float = Field(default=30.0, gt=0)
     reconnect_max_s: float = Field(default=300.0, gt=0)
 
+    @model_validator(mode="after")
+    def _credentials(self) -> ImapAccount:
+        if self.auth == "password" and self.password_env is None:
+            raise ValueError("auth = 'password' needs password_env")
+        if self.auth == "oauth2" and self.oauth2 is None:
+            raise ValueError("auth = 'oauth2' needs an oauth2 table (provider, client_id, ...)")
+        return self
+
     @property
     def touchpoint(self) -> str:
         return (self.address or self.user).strip().lower()
 
     def password(self) -> str:
         """Read the password from the environment when connecting, so it is never stored."""
+        if self.password_env is None:
+            raise LookupError("no password_env for this account")
         value = os.environ.get(self.password_env)
         if value is None:
             raise LookupError(f"the environment variable {self.password_env} is not set")
@@ -367,6 +463,12 @@ class TelegramChannelSettings(ChannelSection):
     token: SecretStr | None = Field(
         default=None, description="From @BotFather; set INGEST_CHANNELS__TELEGRAM__TOKEN."
     )
+    username: str | None = Field(
+        default=None,
+        pattern=r"^@?[A-Za-z0-9_]{5,64}$",
+        description="The bot's @username, recorded as the touchpoint; unset: asked with getMe, "
+        "and while the Bot API cannot be reached the touchpoint is the bot's id.",
+    )
     mode: Literal["polling", "webhook"] = "polling"
     poll_timeout_s: int = Field(
         default=30, ge=1, le=50, description="How long one getUpdates call waits for updates."
@@ -425,9 +527,14 @@ class OutboundMailSettings(ChannelSection):
         default=None, description="PEM CA bundle to verify the relay; unset: the system's."
     )
     user: str | None = Field(default=None, description="When set, log in (AUTH) as this user.")
+    auth: Literal["password", "oauth2"] = Field(
+        default="password",
+        description="AUTH with password, or XOAUTH2 with [outbound.mail.oauth2].",
+    )
     password: SecretStr | None = Field(
         default=None, description="Set it in the environment: INGEST_OUTBOUND__MAIL__PASSWORD."
     )
+    oauth2: OAuth2Settings | None = None
     from_address: str | None = Field(
         default=None,
         description="The From of every reply; unset: the mailbox the message came to (`via`).",
@@ -443,7 +550,12 @@ class OutboundMailSettings(ChannelSection):
 
     @model_validator(mode="after")
     def _complete(self) -> OutboundMailSettings:
-        if (self.user is None) != (self.password is None):
+        if self.auth == "oauth2":
+            if self.user is None or self.oauth2 is None:
+                raise ValueError("auth = 'oauth2' needs user and an oauth2 table")
+            if self.password is not None:
+                raise ValueError("auth = 'oauth2' takes no password")
+        elif (self.user is None) != (self.password is None):
             raise ValueError("user and password go together")
         return self
 
@@ -465,15 +577,3 @@ class OutboundSettings(ChannelSection):
     )
     retry_max_s: float = Field(default=60.0, gt=0)
     mail: OutboundMailSettings = Field(default_factory=OutboundMailSettings)
-
-
-class ChannelSettings(ChannelSection):
-    """One section per channel adapter."""
-
-    web: WebChannelSettings = Field(default_factory=WebChannelSettings)
-    contact: ContactFormSettings = Field(default_factory=ContactFormSettings)
-    smtp: SmtpChannelSettings = Field(default_factory=SmtpChannelSettings)
-    imap: ImapChannelSettings = Field(default_factory=ImapChannelSettings)
-    mail: MailSettings = Field(default_factory=MailSettings)
-    twilio: TwilioChannelSettings = Field(default_factory=TwilioChannelSettings)
-    telegram: TelegramChannelSettings = Field(default_factory=TelegramChannelSettings)

@@ -8,7 +8,7 @@ several dispatchers share the count): two auto-responders can never loop through
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -42,14 +42,20 @@ class Templates(Protocol):
     ) -> Rendered | None: ...
 
 
+Unanswerable = Callable[[AckRequest], str | None]
+"""Why no configured replier can send this request, or None (given by the composition root)."""
+
+
 class AckPolicy:
     """Renders the acknowledgement a new case asks for; the daily cap is applied per batch."""
 
-    def __init__(self, templates: Templates) -> None:
+    def __init__(self, templates: Templates, unanswerable: Unanswerable | None = None) -> None:
         self._templates = templates
+        self._unanswerable = unanswerable
 
     def request(self, case: CaseOpen, triage: Triage, reference: str) -> AckRequest | None:
-        """The request for this case, or None (loop risk, no template, no address)."""
+        """The request for this case, or None (loop risk, no template, no address, nobody
+        configured to send it): `why_not` says which."""
         if triage.acknowledge is None or _loop_risk(case):
             return None
         rendered = self._templates.acknowledgement(
@@ -67,7 +73,28 @@ class AckPolicy:
         except (ValueError, ValidationError):
             log.info("no acknowledgement: no address to answer", id=case.id, channel=case.channel)
             return None
+        if self._unanswerable is not None and self._unanswerable(request) is not None:
+            return None
         return request.model_copy(update={"case_id": reference})
+
+    def why_not(self, case: CaseOpen, triage: Triage) -> str:
+        """Why a case whose rules chose a template got no request (told on the case)."""
+        if _loop_risk(case):
+            return "not answered: an automatic message, bounce, list or spam (loop risk)"
+        rendered = self._templates.acknowledgement(
+            triage.acknowledge or "", case, "", triage.fields
+        )
+        if rendered is None:
+            return f"no template {triage.acknowledge!r} for this message"
+        try:
+            request = AckRequest.answering(
+                case, language=rendered.language, subject=rendered.subject, text=rendered.text
+            )
+        except (ValueError, ValidationError):
+            return "no address to answer"
+        if self._unanswerable is not None and (why := self._unanswerable(request)):
+            return why
+        return "not requested"
 
     @property
     def daily_cap(self) -> int:

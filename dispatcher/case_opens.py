@@ -32,6 +32,7 @@ from dispatcher.handling import (
     Verdict,
     invalid,
 )
+from dispatcher.incidents import NOTICE_SCHEMA
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from normalizer.acks import ACK_SCHEMA
@@ -39,13 +40,20 @@ from normalizer.model import SCHEMA, CaseOpen
 
 log = structlog.get_logger("dispatcher")
 
+RESENT_HEADER = "x-possible-duplicate"
+"""On a forward sent again after its first one may have gone out (see `Outcome.resent`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Routes:
-    """Where forwards go: the cases exchange, and the queue of acknowledgement requests."""
+    """Where forwards go: the cases exchange, the queue of acknowledgement requests, and
+    the queue of incident notices (those two through `requests`, an exchange that routes by
+    queue name)."""
 
     exchange: str
     acknowledgements: str | None = None
+    incidents: str | None = None
+    requests: str = ""
 
 
 class CaseOpens:
@@ -116,6 +124,7 @@ class CaseOpens:
                     "x-channel": forward.channel,
                     "x-dedup": forward.dedup.verdict,
                     "x-case": forward.dedup.case_id or "",
+                    **({RESENT_HEADER: True} if outcome.resent else {}),
                 },
             )
         ]
@@ -124,8 +133,19 @@ class CaseOpens:
                 Publish(
                     self._routes.acknowledgements,
                     outcome.ack.to_json(),
+                    exchange=self._routes.requests,
                     headers={"x-schema": ACK_SCHEMA, "x-case": outcome.ack.case_id},
                 )
+            )
+        if self._routes.incidents:
+            publish.extend(
+                Publish(
+                    self._routes.incidents,
+                    notice,
+                    exchange=self._routes.requests,
+                    headers={"x-schema": NOTICE_SCHEMA},
+                )
+                for notice in outcome.notices
             )
         return Done(forward.dedup.verdict, publish, note=outcome)
 

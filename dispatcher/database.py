@@ -11,6 +11,7 @@ advisory lock lets several dispatchers start at once without migrating twice.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -31,8 +32,9 @@ log = structlog.get_logger("dispatcher.store")
 
 DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
 MIGRATION_LOCK = 0x1D15_0001
-# Serialization failure, deadlock, lock not available, and the connection classes (08...).
-TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+# Serialization failure, deadlock, lock not available, statement timeout (query canceled),
+# and the connection classes (08...).
+TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
 
 T = TypeVar("T")
 
@@ -52,11 +54,19 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def create_engine(url: str, pool_size: int = 5, lock_timeout_s: float = 10.0) -> Engine:
+def create_engine(
+    url: str,
+    pool_size: int = 5,
+    lock_timeout_s: float = 10.0,
+    statement_timeout_s: float | None = None,
+    connect_timeout_s: float | None = None,
+) -> Engine:
     """An engine; SQLite gets WAL, a busy timeout and write-locking transactions, PostgreSQL
-    a lock timeout: a lock held elsewhere fails a transaction (to be retried) in bounded time."""
+    a lock timeout: a lock held elsewhere fails a transaction (to be retried) in bounded time.
+    On PostgreSQL, `statement_timeout_s` fails a statement that runs longer, and
+    `connect_timeout_s` a connection attempt to a server that does not answer (none: wait)."""
     target = driver_url(url)
-    timeout_ms = max(1, round(lock_timeout_s * 1000))
+    timeout_ms = _ms(lock_timeout_s)
     if target.get_backend_name() == "sqlite":
         if target.database not in (None, "", ":memory:"):
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +74,19 @@ def create_engine(url: str, pool_size: int = 5, lock_timeout_s: float = 10.0) ->
         event.listen(engine, "connect", partial(_sqlite_connect, timeout_ms))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    options = {"options": f"-c lock_timeout={timeout_ms}"}
-    return sqlalchemy_engine(target, pool_pre_ping=True, pool_size=pool_size, connect_args=options)
+    options = f"-c lock_timeout={timeout_ms}"
+    if statement_timeout_s is not None:
+        options += f" -c statement_timeout={_ms(statement_timeout_s)}"
+    arguments: dict[str, Any] = {"options": options}
+    if connect_timeout_s is not None:
+        arguments["connect_timeout"] = max(2, math.ceil(connect_timeout_s))  # libpq: 2 at least
+    return sqlalchemy_engine(
+        target, pool_pre_ping=True, pool_size=pool_size, connect_args=arguments
+    )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 async def in_transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
@@ -128,6 +149,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     """
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # migrations take long
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         before = MigrationContext.configure(connection).get_current_revision()
         command.upgrade(_config(connection), "head")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import select, update
@@ -49,9 +50,13 @@ from dispatcher.known import (
 )
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
+from dispatcher.topics import topic_of
 from dispatcher.writes import CaseIds, KeyTaken, Writes
 from normalizer.acks import AckRequest
 from normalizer.model import CaseOpen, Dedup, Triage
+
+if TYPE_CHECKING:
+    from dispatcher.intake import Intake
 
 log = structlog.get_logger("dispatcher")
 
@@ -85,6 +90,13 @@ class Outcome:
     repeat_of: str | None = None
     ack: AckRequest | None = None
     body: bytes | None = None
+    notices: tuple[bytes, ...] = ()
+    """Incident notices for the `incidents` queue, sent with this forward."""
+    resent: bool = False
+    """A forward sent again for a redelivered message whose first forward was never marked
+    done: RabbitMQ's transactions are not atomic, so a connection lost during the commit can
+    have published the first forward without acknowledging its input. The forward then says
+    it may be a duplicate (same message id), for consumers that deduplicate."""
 
 
 class Decider:
@@ -96,11 +108,13 @@ class Decider:
         case_update_queue: str,
         router: Router,
         ack_policy: AckPolicy | None = None,
+        intake: Intake | None = None,
     ):
         self.settings = settings
         self.case_update = case_update_queue
         self.route = router
         self.acknowledge = ack_policy
+        self.intake = intake
         self.prefix = settings.case_ref_prefix
         dedup = settings.dedup
         self.windows = Windows(
@@ -159,7 +173,8 @@ class _Pending:
     """A decided message waiting for the batch's acknowledgement caps to be applied."""
 
     case: CaseOpen
-    enriched: CaseOpen
+    """The message with its customer, history and intake facts, without dedup and triage."""
+    dedup: Dedup
     triage: Triage
     routing_key: str
     row: dict[str, object]
@@ -195,21 +210,43 @@ class _Batch:
             prints,
         )
         known = load(self.session, groups, wanted, self.d.windows)
+        intake = self.d.intake
+        extra = None
+        if intake is not None:
+            extra = intake.batch(self.session, cases, [roots[s] for s in senders], self.now)
         pending = [
-            self._one(known, known.groups[roots[sender]], case, print_, len(cases) - index)
+            self._one(
+                known,
+                known.groups[roots[sender]],
+                case,
+                print_,
+                len(cases) - index,
+                extra.updates[index] if extra else None,
+            )
             for index, (case, sender, print_) in enumerate(zip(cases, senders, prints, strict=True))
         ]
         self._cap_acknowledgements(pending)
         outcomes = [self._finish(item) for item in pending]
+        if extra is not None:
+            for index, notice in extra.notices.items():
+                outcomes[index] = replace(outcomes[index], notices=tuple(notice))
         self.writes.flush(self.session, list(known.cases.values()))
         return outcomes
 
     def _one(
-        self, known: Known, group: Group, case: CaseOpen, print_: str | None, left: int
+        self,
+        known: Known,
+        group: Group,
+        case: CaseOpen,
+        print_: str | None,
+        left: int,
+        extra: dict[str, object] | None = None,
     ) -> _Pending:
         d = self.d
         before = history(known, group, case.received_at, d.settings.history, d.prefix)
-        enriched = case.model_copy(update={"customer": group.customer, "history": before})
+        enriched = case.model_copy(
+            update={"customer": group.customer, "history": before, **(extra or {})}
+        )
         match = duplicate_of(known, group, print_, case.received_at, d.windows.duplicate)
         match = match or follow_up_of(known, group, case, d.settings.dedup, d.prefix)
         if match is None:
@@ -266,6 +303,7 @@ class _Batch:
             last_message_at=case.received_at,
             closed_at=None,
             linked_case_id=linked.id if linked else None,
+            facts=_facts(case, triage),
             new=True,
         )
         known.cases[opened.id] = opened
@@ -289,7 +327,7 @@ class _Batch:
         if reopen:
             reason += f" (it was {target.status}: reopened)"
             self.writes.event(target.id, "reopened", self.now, case.id, reason)
-            target.status, target.closed_at, target.reopened = "open", None, True
+            target.reopen()
         target.last_message_at = max(target.last_message_at, case.received_at)
         target.changed = True
         self.writes.event(target.id, verdict, self.now, case.id, reason)
@@ -334,8 +372,7 @@ class _Batch:
             "forwarded": False,
             "repeats": 0,
         }
-        enriched = case.model_copy(update={"dedup": dedup})
-        return _Pending(case, enriched, triage, routing_key, row, case_id, opens, ack)
+        return _Pending(case, dedup, triage, routing_key, row, case_id, opens, ack)
 
     def _remember(
         self, known: Known, group: Group, case: CaseOpen, print_: str | None, item: _Pending
@@ -368,18 +405,24 @@ class _Batch:
             if not item.opens or item.triage.acknowledge is None:
                 continue
             granted = item.ack is not None and sent[item.ack.to] < policy.daily_cap
+            why: str | None = None
             if item.ack is not None and not granted:
                 log.info("acknowledgement capped", id=item.case.id, cap=policy.daily_cap)
                 item.ack = None
+                why = f"the daily cap of {policy.daily_cap} to this address is reached"
+            elif not granted:
+                why = policy.why_not(item.case, item.triage)
             if item.ack is not None:
                 sent[item.ack.to] += 1
                 self.writes.acknowledgements.append(
                     {"address": item.ack.to, "sent_at": self.now, "case_id": item.case_id}
                 )
-            item.triage = item.triage.model_copy(update={"acknowledged": granted})
+            item.triage = item.triage.model_copy(
+                update={"acknowledged": granted, "not_acknowledged": why}
+            )
 
     def _finish(self, item: _Pending) -> Outcome:
-        forward = item.enriched.model_copy(update={"triage": item.triage})
+        forward = item.case.model_copy(update={"dedup": item.dedup, "triage": item.triage})
         body = forward.to_json()
         item.row["body"] = body.decode()
         item.row["ack"] = item.ack.to_json().decode() if item.ack is not None else None
@@ -405,6 +448,7 @@ def _known(item: Incoming, row: object, finished: bool, repeats: Counter[Key]) -
             routing_key=row.target_queue,  # type: ignore[attr-defined]
             ack=AckRequest.model_validate_json(ack) if ack else None,
             body=body.encode(),
+            resent=True,
         )
     repeats[(item.case.channel, item.case.source_id)] += 1
     return Outcome(item.case, repeat_of=row.case_open_id)  # type: ignore[attr-defined]
@@ -445,3 +489,16 @@ def _closed_for(target: CaseState, at: datetime) -> timedelta | None:
     if target.status not in CLOSED_STATES:
         return None
     return at - (target.closed_at or target.last_message_at)
+
+
+def _facts(case: CaseOpen, triage: Triage) -> dict[str, object]:
+    """What a new case keeps of its triage, and its topic, for the report."""
+    sla = triage.sla
+    return {
+        "bucket": triage.bucket,
+        "category": triage.category,
+        "product": triage.product,
+        "topic": topic_of(case.subject, case.text, case.language),
+        "response_due": sla.response_due if sla else None,
+        "resolution_due": sla.resolution_due if sla else None,
+    }

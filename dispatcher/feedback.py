@@ -1,8 +1,8 @@
 """Case feedback: the helpdesk tells the dispatcher what became of a case (queue `case-events`).
 
 One JSON object a message (the README shows it): `id` (the helpdesk's event id, which makes
-a redelivered event harmless), `case` (C-12), `event` (assigned, resolved, closed, reopened,
-participant-added), `at`, and optionally `assignee`, `queue`, `priority`, `participant`
+a redelivered event harmless), `case` (C-12), `event` (assigned, responded, resolved, closed,
+reopened, participant-added), `at`, and optionally `assignee`, `queue`, `priority`, `participant`
 (an identity that may write into the case) and `note`. An event that is not valid, or names
 no case we know, goes to the `case-events.dead` queue with the reason.
 """
@@ -35,7 +35,7 @@ class CaseEventMessage(BaseModel):
 
     id: str = Field(min_length=1, max_length=200, description="Unique per event.")
     case: str = Field(min_length=1, max_length=50, description="The case reference, e.g. C-12.")
-    event: Literal["assigned", "resolved", "closed", "reopened", "participant-added"]
+    event: Literal["assigned", "responded", "resolved", "closed", "reopened", "participant-added"]
     at: AwareDatetime
     assignee: str | None = Field(default=None, max_length=200)
     queue: str | None = Field(default=None, min_length=1, max_length=200)
@@ -76,7 +76,15 @@ def apply_event(session: Session, event: CaseEventMessage, prefix: str) -> bool:
     return True
 
 
+RESPONSES = ("responded", "resolved", "closed")
+"""Events that answer the customer: the first of them is the case's first response."""
+
+
 def _change(session: Session, target: Case, event: CaseEventMessage) -> None:
+    if event.event in RESPONSES and (
+        target.first_response_at is None or event.at < target.first_response_at
+    ):
+        target.first_response_at = event.at
     if event.queue:
         target.queue = event.queue
     if event.priority:

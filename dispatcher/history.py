@@ -8,6 +8,7 @@ the six before), and the message itself is left out.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 from dispatcher.known import CaseState, Group, Known, utc_day
@@ -24,15 +25,18 @@ def longest_window_days(settings: HistorySettings) -> int:
 
 
 def brief(case: CaseState, prefix: str) -> CaseBrief:
-    return CaseBrief.model_construct(
-        id=f"{prefix}{case.id}",
-        status=case.status,
-        queue=case.queue,
-        priority=case.priority,
-        channel=case.channel,
-        subject=case.subject,
-        opened_at=case.opened_at,
-    )
+    """The case in a line; made once per case and batch, as many messages show the same."""
+    if case.shown is None:
+        case.shown = CaseBrief.model_construct(
+            id=f"{prefix}{case.id}",
+            status=case.status,
+            queue=case.queue,
+            priority=case.priority,
+            channel=case.channel,
+            subject=case.subject,
+            opened_at=case.opened_at,
+        )
+    return case.shown
 
 
 def history(
@@ -64,19 +68,17 @@ def history(
 def contacts(group: Group, at: datetime, windows: list[int]) -> dict[int, ContactCounts]:
     """Messages by channel in each window of days, from the group's daily counters."""
     today = utc_day(at)
-    by_window: dict[int, dict[str, int]] = {days: {} for days in windows}
+    by_window: dict[int, Counter[str]] = {days: Counter() for days in windows}
     for (channel, day), count in group.contacts.items():
         age = (today - day).days
         if age < 0 or count <= 0:
             continue
-        for days in windows:
+        for days, by_channel in by_window.items():
             if age < days:
-                by_window[days][channel] = by_window[days].get(channel, 0) + count
+                by_channel[channel] += count
     return {
         days: ContactCounts.model_construct(
-            days=days,
-            total=sum(by_channel.values()),
-            by_channel=dict(sorted(by_channel.items())),
+            days=days, total=by_channel.total(), by_channel=dict(sorted(by_channel.items()))
         )
         for days, by_channel in by_window.items()
     }

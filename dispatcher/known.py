@@ -14,13 +14,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.database import pairs_in
 from dispatcher.tables import Case, CaseParticipant, ContactCount, Customer, Message
-from normalizer.model import CaseOpen, CustomerInfo
+from normalizer.model import CaseBrief, CaseOpen, CustomerInfo
 
 OPEN_STATES = ("open", "assigned")
 CASES = Case.__table__
@@ -43,13 +44,20 @@ class CaseState:
     last_message_at: datetime
     closed_at: datetime | None
     linked_case_id: int | None = None
+    facts: dict[str, object] | None = None
+    """A new case's triage facts and topic (`bucket`, ..., `topic`), written with it."""
     new: bool = False
     changed: bool = False
     reopened: bool = False
+    shown: CaseBrief | None = None
+    """The case in a customer's history, made once a batch (see `history.brief`)."""
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATES
+
+    def reopen(self) -> None:
+        self.status, self.closed_at, self.reopened, self.shown = "open", None, True, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +166,11 @@ def customer_info(row: object) -> CustomerInfo:
 
 def _group_cases(session: Session, members: Sequence[int], recent: int) -> Iterable[object]:
     """Every open case of these customers, their `recent` latest, and the one last written to."""
+    return session.execute(_GROUP_CASES, {"members": members, "recent": recent})
+
+
+def _group_cases_statement() -> Select[Any]:
+    """Built once: a subquery's columns are costly to make, and every batch asks this."""
     by_opened = func.row_number().over(
         partition_by=CASES.c.customer_id, order_by=(CASES.c.opened_at.desc(), CASES.c.id.desc())
     )
@@ -167,18 +180,19 @@ def _group_cases(session: Session, members: Sequence[int], recent: int) -> Itera
     )
     ranked = (
         select(CASES, by_opened.label("by_opened"), by_message.label("by_message"))
-        .where(CASES.c.customer_id.in_(members))
+        .where(CASES.c.customer_id.in_(bindparam("members", expanding=True)))
         .subquery()
     )
-    return session.execute(
-        select(ranked).where(
-            or_(
-                ranked.c.status.in_(OPEN_STATES),
-                ranked.c.by_opened <= recent,
-                ranked.c.by_message == 1,
-            )
+    return select(ranked).where(
+        or_(
+            ranked.c.status.in_(OPEN_STATES),
+            ranked.c.by_opened <= bindparam("recent"),
+            ranked.c.by_message == 1,
         )
     )
+
+
+_GROUP_CASES = _group_cases_statement()
 
 
 def _keep(known: Known, row: object, owner: dict[int, int]) -> CaseState:

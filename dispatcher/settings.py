@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from normalizer.model import Channel
@@ -86,3 +88,35 @@ class DispatcherSettings(_Section):
                 "(fingerprints are what finds duplicates)"
             )
         return self
+
+
+class KbSettings(_Section):
+    """The knowledge base: a folder of Markdown articles, indexed at start and again when a
+    file changes (checked every few seconds).
+
+    `path`: the folder (relative to the settings file); unset turns the knowledge base off.
+    `suggestions`: how many articles a forwarded case carries (`kb.suggestions`), `form`:
+    how many public ones the contact form offers before a message is sent; `min_score`: a
+    match scoring less (0 to 1) is not suggested at all.
+    """
+
+    path: Path | None = None
+    suggestions: int = Field(default=3, ge=1, le=20)
+    form: int = Field(default=3, ge=0, le=10)
+    min_score: float = Field(default=0.25, ge=0, le=1)
+
+
+class IncidentSettings(_Section):
+    """Incident detection: messages of `min_customers` different customers saying the same
+    within `window_min` form an incident (and keep it growing while they go on).
+
+    `similarity`: the estimated Jaccard similarity (0 to 1) of two messages' shingles
+    (words, or character pairs where words are not separated by spaces) from which they say
+    the same; `min_shingles`: messages shorter than this are never compared ("thanks!").
+    """
+
+    enabled: bool = True
+    min_customers: int = Field(default=5, ge=2, le=10_000)
+    window_min: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    similarity: float = Field(default=0.35, gt=0, lt=1)
+    min_shingles: int = Field(default=3, ge=1, le=1000)

@@ -12,12 +12,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -93,7 +95,7 @@ class Case(Base):
     """A support case the dispatcher opened; its reference is the prefix and the id (C-12)."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index(None, "customer_id", "status"),)
+    __table_args__ = (Index(None, "customer_id", "status"), Index(None, "opened_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
@@ -107,6 +109,16 @@ class Case(Base):
     last_message_at: Mapped[datetime] = mapped_column(Timestamp)
     closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     linked_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # What triage decided when the case opened, and the case's topic (`dispatcher.topics`):
+    # the report counts and groups by them in SQL.
+    bucket: Mapped[str | None] = mapped_column(String(100))
+    category: Mapped[str | None] = mapped_column(String(200))
+    product: Mapped[str | None] = mapped_column(String(200))
+    topic: Mapped[str | None] = mapped_column(String(120))
+    response_due: Mapped[datetime | None] = mapped_column(Timestamp)
+    resolution_due: Mapped[datetime | None] = mapped_column(Timestamp)
+    first_response_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """The first responded, resolved or closed event from the helpdesk."""
 
 
 class CaseParticipant(Base):
@@ -131,6 +143,8 @@ class Message(Base):
         Index(None, "customer_id", "received_at"),
         Index(None, "customer_id", "fingerprint"),
         Index(None, "seen_at"),
+        Index(None, "received_at", "channel", "customer_id", "case_id"),
+        Index(None, "case_open_id"),  # incidents name their messages by it (the report)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -171,6 +185,7 @@ class CaseEvent(Base):
     resolved, closed, reopened by the helpdesk (`external_id` makes those idempotent)."""
 
     __tablename__ = "case_events"
+    __table_args__ = (Index(None, "kind", "case_id", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
@@ -208,3 +223,72 @@ class IdentityMerge(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     undoes: Mapped[int | None] = mapped_column(ForeignKey("identity_merges.id"))
     undone_by: Mapped[int | None] = mapped_column(ForeignKey("identity_merges.id"))
+
+
+class KbCount(Base):
+    """How often an article was suggested (with a case), shown (on the contact form) and
+    accepted as the answer (a deflected contact), per UTC day."""
+
+    __tablename__ = "kb_counts"
+
+    article_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # suggested, shown, accepted
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class Deflection(Base):
+    """A contact the knowledge base answered: the customer said an article solved it, so no
+    case was opened; `answer` is their one line of satisfaction, if they wrote one."""
+
+    __tablename__ = "deflections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(26), unique=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    article_id: Mapped[str] = mapped_column(String(100), index=True)
+    language: Mapped[str | None] = mapped_column(String(16))
+    touchpoint: Mapped[str | None] = mapped_column(String(200))
+    answer: Mapped[str | None] = mapped_column(String(300))
+
+
+class Incident(Base):
+    """Similar messages of enough customers within a window: `formed` (an incident to
+    coordinate), or `merged` into another when a message showed two to be one."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # formed or merged
+    first_seen: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    formed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    size: Mapped[int] = mapped_column(Integer)
+    customers: Mapped[int] = mapped_column(Integer)
+    sample_subject: Mapped[str | None] = mapped_column(String(300))
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+
+
+class IncidentMessage(Base):
+    """A message compared for incidents: its MinHash signature, its customer and the
+    incident it is part of, if any."""
+
+    __tablename__ = "incident_messages"
+
+    case_open_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    subject: Mapped[str | None] = mapped_column(String(300))
+
+
+class IncidentBand(Base):
+    """One LSH band of a message's signature: messages sharing a band are candidates."""
+
+    __tablename__ = "incident_bands"
+    __table_args__ = (Index(None, "band", "received_at"),)
+
+    band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_open_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)

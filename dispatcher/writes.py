@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, text, update
@@ -23,6 +24,9 @@ from dispatcher.known import CASES, MESSAGES, CaseState
 from dispatcher.tables import Acknowledgement, CaseEvent, ContactCount
 
 Row = dict[str, Any]
+NO_FACTS: Row = dict.fromkeys(
+    ("bucket", "category", "product", "topic", "response_due", "resolution_due")
+)
 
 
 class KeyTaken(Exception):
@@ -107,19 +111,29 @@ class Writes:
     def _insert_messages(self, session: Session) -> None:
         if not self.messages:
             return
-        statement = (
-            _dialect(session)
-            .insert(MESSAGES)
-            .on_conflict_do_nothing(index_elements=["channel", "source_id"])
-            .returning(MESSAGES.c.id)
-        )
+        statement = _message_insert(session.get_bind().dialect.name)
         inserted = session.execute(statement, self.messages).all()
         if len(inserted) != len(self.messages):
             raise KeyTaken(f"{len(self.messages) - len(inserted)} message key(s) taken meanwhile")
 
 
-def _dialect(session: Session) -> Any:
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+def _dialect(name: str) -> Any:
+    return postgresql if name == "postgresql" else sqlite
+
+
+# The statements are built once per dialect: building them (an upsert's `excluded` alias
+# above all) cost more than executing them.
+
+
+@cache
+def _message_insert(dialect: str) -> Any:
+    """Messages under their keys; a key another dispatcher took meanwhile inserts nothing."""
+    return (
+        _dialect(dialect)
+        .insert(MESSAGES)
+        .on_conflict_do_nothing(index_elements=["channel", "source_id"])
+        .returning(MESSAGES.c.id)
+    )
 
 
 def _case_row(case: CaseState) -> Row:
@@ -136,9 +150,11 @@ def _case_row(case: CaseState) -> Row:
         "last_message_at": case.last_message_at,
         "closed_at": case.closed_at,
         "linked_case_id": case.linked_case_id,
+        **(case.facts or NO_FACTS),
     }
 
 
+@cache
 def _case_update() -> Any:
     """A case joined by a message: its last message moves on (never back, whoever else
     updated it meanwhile), and a reopened one is open again."""
@@ -161,13 +177,19 @@ def _case_change(case_: CaseState) -> Row:
     return {"b_id": case_.id, "b_last": case_.last_message_at, "b_reopen": case_.reopened}
 
 
-def _count_contacts(session: Session, counts: Counter[tuple[int, str, date]]) -> None:
+@cache
+def _counter_upsert(dialect: str) -> Any:
+    """Add to a customer's count of a channel on a day, creating the counter at need."""
     table = ContactCount.__table__
-    statement = _dialect(session).insert(table)
-    statement = statement.on_conflict_do_update(
+    statement = _dialect(dialect).insert(table)
+    return statement.on_conflict_do_update(
         index_elements=["customer_id", "channel", "day"],
         set_={"count": table.c.count + statement.excluded.count},
     )
+
+
+def _count_contacts(session: Session, counts: Counter[tuple[int, str, date]]) -> None:
+    statement = _counter_upsert(session.get_bind().dialect.name)
     rows = [
         {"customer_id": customer, "channel": channel, "day": day, "count": count}
         for (customer, channel, day), count in sorted(counts.items())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from ingest.durable import write_durably
+from ingest.durable import fsync_directory, fsync_file, write_all_durably, write_durably
 from normalizer.blobs import REF_PREFIX, Blob
 
 
@@ -23,6 +25,31 @@ class BlobStore:
         path.parent.mkdir(exist_ok=True)
         write_durably(path, blob.data)
         return blob.ref
+
+    def put_all(self, blobs: Iterable[Blob]) -> None:
+        """Store several blobs durably, those not there yet, in one batch (see
+        `write_all_durably`): a mail of a thousand parts is not a thousand fsyncs apart."""
+        missing: dict[Path, bytes] = {}  # a mail may hold the same file twice
+        for blob in blobs:
+            path = self.path(blob.ref)
+            if path not in missing and not path.exists():
+                path.parent.mkdir(exist_ok=True)
+                missing[path] = blob.data
+        if missing:
+            write_all_durably(list(missing.items()))
+
+    def adopt(self, file: Path, ref: str) -> None:
+        """Move a file holding the bytes of `ref` into the store, fsynced (a large mail
+        written as it arrived becomes its original without being copied); the file is
+        removed if the blob is there already."""
+        path = self.path(ref)
+        if path.exists():
+            file.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        fsync_file(file)
+        os.replace(file, path)
+        fsync_directory(path.parent)
 
     def get(self, ref: str) -> bytes:
         """The bytes behind a reference; FileNotFoundError when unknown."""

@@ -9,8 +9,9 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import AMQPError
-from yarl import URL
 
+from ingest.flow import Flow
+from ingest.redact import url_without_password
 from ingest.settings import BrokerSettings, QueueSettings
 from ingest.topology import declare_topology
 
@@ -34,6 +35,7 @@ class Broker:
         self._publish_channel: AbstractChannel | None = None
         self.connected = asyncio.Event()
         self.last_error: str | None = "not connected yet"
+        self.flow = Flow()
 
     @property
     def publish_channel(self) -> AbstractChannel | None:
@@ -42,20 +44,31 @@ class Broker:
         return channel if channel is not None and not channel.is_closed else None
 
     def readiness(self) -> str | None:
-        """None when connected, else why not (for /readyz)."""
-        return None if self.publish_channel is not None else (self.last_error or "disconnected")
+        """None when connected and free to publish, else why not (for /readyz)."""
+        if self.publish_channel is None:
+            return self.last_error or "disconnected"
+        if self.flow.reason is not None:
+            return (
+                f"blocked: the broker refuses to take messages ({self.flow.reason}: a memory or"
+                " disk alarm); new messages go to the spool while it has room, else are refused"
+                " with a retry-later answer"
+            )
+        return None
 
     async def run(self) -> None:
         """Connect and reconnect until cancelled."""
         backoff = FIRST_BACKOFF_S
         while True:
             try:
-                connection = await aio_pika.connect(
-                    self._settings.url,
-                    timeout=self._settings.connect_timeout_s,
-                    heartbeat=self._settings.heartbeat_s,
-                    client_properties={"connection_name": "ingest"},
-                )
+                # Our own deadline too: a broker that accepts the connection but never
+                # finishes the handshake (stopping, or starting) must not stall us for good.
+                async with asyncio.timeout(self._settings.connect_timeout_s + 1):
+                    connection = await aio_pika.connect(
+                        self._settings.url,
+                        timeout=self._settings.connect_timeout_s,
+                        heartbeat=self._settings.heartbeat_s,
+                        client_properties={"connection_name": "ingest"},
+                    )
             except (OSError, AMQPError, TimeoutError) as error:
                 self._note_down(error, backoff)
                 await asyncio.sleep(backoff)
@@ -72,18 +85,21 @@ class Broker:
             finally:
                 self._publish_channel = None
                 self.connected.clear()
+                self.flow.reset()
                 if not connection.is_closed:
                     await asyncio.shield(connection.close())
 
     async def _serve(self, connection: AbstractConnection) -> None:
         closed = asyncio.Event()
         connection.close_callbacks.add(lambda *_: closed.set())
+        self.flow.watch(connection)
         channel = await connection.channel(publisher_confirms=True)
-        await declare_topology(channel, self._names)
+        if self._settings.declare_topology:
+            await declare_topology(channel, self._names)
         self._publish_channel = channel
         self.last_error = None
         self.connected.set()
-        log.info("broker connected", url=_redacted(self._settings.url))
+        log.info("broker connected", url=url_without_password(self._settings.url))
         tasks = [asyncio.create_task(session(connection)) for session in self._sessions]
         waiter = asyncio.create_task(closed.wait())
         try:
@@ -107,9 +123,3 @@ class Broker:
             retry_in_s=retry_in_s,
             exc_info=None if expected else error,
         )
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for logs."""
-    parsed = URL(url)
-    return str(parsed.with_password("***")) if parsed.password else url

@@ -6,9 +6,13 @@ Commands import what they need when they run, so that `ingest --help` and the qu
 
 from __future__ import annotations
 
+import functools
+import gc
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,6 +30,43 @@ settings_option = click.option(
     show_default=True,
     help="The settings file; INGEST_<SECTION>__<KEY> variables override it.",
 )
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+_whole_process = False
+"""True when this process is the `ingest` program (not, say, a test calling `main`)."""
+
+
+def short_lived(command: Command) -> Command:
+    """For the quick tools: no garbage collection while the command runs, and in the `ingest`
+    program none at exit either. Their imports and rules make some 60,000 objects and hardly
+    any garbage, and the collector's passes over them (during the imports, and once more at
+    exit) took about a quarter of a `rules test`'s CPU time. What a long golden test file
+    leaves in reference cycles (some 40 kB a sample) waits for the process to end."""
+
+    @functools.wraps(command)
+    def collector_off(*args: Any, **kwargs: Any) -> Any:
+        gc.disable()
+        try:
+            return command(*args, **kwargs)
+        finally:
+            if _whole_process:
+                gc.freeze()  # the interpreter's last collection skips what is left
+            gc.enable()
+
+    return collector_off  # type: ignore[return-value]
+
+
+def program() -> None:
+    """The `ingest` executable (and `python -m ingest`)."""
+    global _whole_process
+    _whole_process = True
+    # NumPy's OpenBLAS starts a thread per core at import and lets it spin: some 90 ms of CPU
+    # in a `rules test`, and cores the daemon's event loop and parsing workers need. Nothing
+    # here does linear algebra large enough to gain from it. Before NumPy is imported; the
+    # parsing workers inherit it. An admin's own setting stays.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    main()
 
 
 def _load(settings_path: Path) -> Settings:
@@ -63,6 +104,8 @@ def run(settings_path: Path, role: str) -> None:
     settings = _load(settings_path)
     configure_logging(settings.log)
     try:
+        # The standard event loop: under uvloop, every process of the fault soak stopped
+        # reconnecting for good once the broker was stopped (aio-pika's connect never returned).
         asyncio.run(serve(settings, role, settings_path))  # type: ignore[arg-type]
     except (OSError, StartupError) as error:
         click.echo(f"ingest: cannot start: {error}", err=True)
@@ -80,12 +123,87 @@ def settings_check(settings_path: Path) -> None:
     """Validate the settings file and environment; print the result with secrets hidden."""
     import json
 
+    from ingest.redact import shown_settings
+
     loaded = _load(settings_path)
-    shown = loaded.model_dump(mode="json")
-    shown["channels"]["web"]["api_keys"] = [
-        f"<{len(k)} chars>" for k in loaded.channels.web.api_keys
-    ]
-    click.echo(json.dumps(shown, indent=2))
+    click.echo(json.dumps(shown_settings(loaded), indent=2))
+    if loaded.channels.web.api_keys:
+        count = len(loaded.channels.web.api_keys)
+        click.echo(
+            f"recommendation: [channels.web] api_keys holds {count} key(s) in plain text, each "
+            "with every scope and no record of its use; make one key per integration with "
+            "`ingest keys create NAME` (only a hash is stored; scoped, revocable without a "
+            "restart), switch the integrations over, then remove api_keys",
+            err=True,
+        )
+
+
+@main.command()
+@settings_option
+@click.option(
+    "--role",
+    type=click.Choice(["all", "channels", "dispatcher"]),
+    default="all",
+    show_default=True,
+    help="The role whose needs to check (the broker queues it uses, the store).",
+)
+def doctor(settings_path: Path, role: str) -> None:
+    """Check the settings, broker, topology, store, disk and certificates: one line each,
+    with what to do; exit 1 when any check fails."""
+    from ingest.doctor import Check, run_checks
+
+    loaded = _load(settings_path)
+    click.echo(Check("settings", "ok", str(settings_path)).line())
+    checks = run_checks(loaded, settings_path, role)
+    for check in checks:
+        click.echo(check.line())
+    sys.exit(1 if any(check.status == "FAIL" for check in checks) else 0)
+
+
+@main.command()
+@settings_option
+@click.argument("target", type=click.Path(path_type=Path, file_okay=False))
+def backup(settings_path: Path, target: Path) -> None:
+    """Copy the SQLite store (online), spool, quarantine and blobs into TARGET, a new folder;
+    safe while the daemon runs. README "Running in production" says how to restore."""
+    from ingest.backup import BackupError
+    from ingest.backup import backup as take
+
+    try:
+        manifest = take(_load(settings_path), target)
+    except (BackupError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    store = "the store and " if manifest["store_file"] else "(store not SQLite: use pg_dump) "
+    click.echo(f"backed up {store}{manifest['data_files']} data files into {target}")
+
+
+@main.group()
+def broker() -> None:
+    """Set up the broker."""
+
+
+@broker.command("declare")
+@settings_option
+@click.option(
+    "--url",
+    envvar="INGEST_BROKER_ADMIN_URL",
+    help="Connect as this user (one that may configure, e.g. ingest-admin); default: the "
+    "settings' [broker] url. Also read from INGEST_BROKER_ADMIN_URL.",
+)
+def broker_declare(settings_path: Path, url: str | None) -> None:
+    """Declare the queues and exchanges the settings name, idempotently (what the daemon does
+    on connect unless [broker] declare_topology is off)."""
+    import asyncio
+
+    from ingest.topology import declare_with
+
+    loaded = _load(settings_path)
+    try:
+        asyncio.run(declare_with(url or loaded.broker.url, loaded))
+    except Exception as error:  # one line, whatever the client library raised
+        click.echo(f"ingest: cannot declare the topology: {error}", err=True)
+        sys.exit(1)
+    click.echo("topology declared")
 
 
 @main.group()
@@ -95,11 +213,12 @@ def rules() -> None:
 
 @rules.command("check")
 @settings_option
+@short_lived
 def rules_check(settings_path: Path) -> None:
     """Validate the rules in the settings and the files they include, and run the golden
     tests `[triage] tests` names; exit 1 on any problem or failing test."""
     from dispatcher.triage import RulesError
-    from ingest.rules_tool import golden_check, rules_from
+    from ingest.rules_tool import ack_warnings, golden_check, rules_from
 
     loaded = _load(settings_path)
     golden = golden_check(loaded)
@@ -111,6 +230,8 @@ def rules_check(settings_path: Path) -> None:
         click.echo(f"ingest: {len(error.problems)} problem(s) in the rules", err=True)
         sys.exit(1)
     tests = f"; {golden.passed} golden test(s) passed" if golden.passed else ""
+    for warning in ack_warnings(loaded, settings_path):
+        click.echo(warning, err=True)
     click.echo(f"{len(rule_set.rules)} rules OK from {', '.join(rule_set.sources)}{tests}")
 
 
@@ -148,6 +269,13 @@ def rules_check(settings_path: Path) -> None:
 @click.option("--repeat", is_flag=True, help="The repeat-contact flag is set.")
 @click.option("--last-queue", help="The queue that last served this customer.")
 @click.option(
+    "--kb",
+    multiple=True,
+    metavar="ID:SCORE[:TAGS]",
+    help="A knowledge-base suggestion, best first: refunds:0.8:billing,refund",
+)
+@click.option("--incident", metavar="SIZE[:CUSTOMERS]", help="Part of an incident: 12:10")
+@click.option(
     "--at",
     help="When it arrives: 2026-11-28T10:00+01:00, or a local time in the calendar's zone "
     "('2026-11-28 10:00'), or one with a zone ('2026-11-28 10:00 Europe/Copenhagen').",
@@ -155,6 +283,7 @@ def rules_check(settings_path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.option("--why-not", metavar="RULE", help="Say why RULE did not match.")
 @click.option("-v", "--verbose", is_flag=True, help="Every rule, matched or why not.")
+@short_lived
 def rules_test(settings_path: Path, sample: Path | None, expect: Path | None, **given: Any) -> None:
     """Show what SAMPLE (an .eml, a .json case-open or web API message, or a plain-text
     file of --channel) or --text would get, and why; or run a golden test file (--expect).
@@ -298,7 +427,7 @@ def quarantine_replay(settings_path: Path, entry_id: str) -> None:
     import asyncio
 
     from ingest.replay import ReplayError, replay
-    from normalizer.envelope import Unprocessable
+    from normalizer.errors import Unprocessable
 
     settings = _load(settings_path)
     try:
@@ -329,9 +458,19 @@ def schema(name: str, write: bool) -> None:
 
 
 def _register_store_commands() -> None:
-    from ingest.store_commands import register
+    from ingest import (
+        intake_commands,
+        key_commands,
+        oauth_commands,
+        report_command,
+        store_commands,
+    )
 
-    register(main, settings_option, _load)
+    store_commands.register(main, settings_option, _load)
+    report_command.register(main, settings_option, _load)
+    key_commands.register(main, settings_option, _load)
+    intake_commands.register(main, settings_option, _load)
+    oauth_commands.register(main, settings_option, _load)
 
 
 _register_store_commands()

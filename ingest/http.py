@@ -17,6 +17,7 @@ from ingest.metrics import Metrics
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else a short reason why not."""
 Report = Callable[[], dict[str, object]]
+METRICS_TYPE = "text/plain"
 
 
 def create_app(
@@ -24,9 +25,12 @@ def create_app(
     version: str,
     metrics: Metrics,
     reports: dict[str, Report] | None = None,
+    advisories: dict[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
     """The bare application; channels add their routers to it. `reports` add sections to
-    /healthz (the rules in force, or why a reload was refused)."""
+    /healthz (the rules in force, or why a reload was refused). `advisories` are shown on
+    /readyz like checks, but a failing one leaves it 200 ("degraded"): a mailbox whose token
+    was revoked must not take the node's web API out of the load balancer."""
     app = FastAPI(
         title="omnichannel ingest",
         version=version,
@@ -42,20 +46,50 @@ def create_app(
     async def healthz() -> dict[str, object]:
         return {"status": "alive", **{name: report() for name, report in (reports or {}).items()}}
 
-    @app.get("/readyz", tags=["operations"], summary="The broker is connected and the store open.")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The broker is connected and the store open.",
+        responses={
+            200: {
+                "description": 'Ready ("ready"), or ready with a lasting problem that needs an '
+                'admin ("degraded": an OAuth2 mailbox or relay to authorize again); `checks` '
+                "says each one's state."
+            },
+            503: {"description": "Not ready; `checks` says what is failing."},
+        },
+    )
     async def readyz() -> JSONResponse:
-        failing = {name: why for name, check in checks.items() if (why := check()) is not None}
+        failing = _failing(checks)
         if failing:
             return JSONResponse({"status": "not ready", "checks": failing}, status_code=503)
-        return JSONResponse({"status": "ready", "checks": {name: "ok" for name in checks}})
+        degraded = _failing(advisories or {})
+        shown = {name: "ok" for name in [*checks, *(advisories or {})]} | degraded
+        return JSONResponse({"status": "degraded" if degraded else "ready", "checks": shown})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this process.")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics of this process.",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The Prometheus text format.",
+                "content": {METRICS_TYPE: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def prometheus_metrics() -> Response:
         body, media_type = metrics.render()
         return Response(body, media_type=media_type)
 
     app.openapi = lambda: _openapi_with_hoisted_defs(app)  # type: ignore[method-assign]
     return app
+
+
+def _failing(checks: dict[str, ReadinessCheck]) -> dict[str, str]:
+    """The checks that fail now, each with why."""
+    return {name: why for name, check in checks.items() if (why := check()) is not None}
 
 
 def problem_json(problem: Problem) -> JSONResponse:
@@ -89,7 +123,7 @@ def _openapi_with_hoisted_defs(app: FastAPI) -> dict[str, Any]:
 
     Routes that read their body themselves (to answer 401/413/415 before parsing) declare
     the body schema by hand; pydantic puts nested models under `$defs`, which OpenAPI wants
-    under `components/schemas`.
+    under `components/schemas`. Their `x-security-schemes` go to `components` likewise.
     """
     if app.openapi_schema:
         return app.openapi_schema
@@ -102,6 +136,9 @@ def _openapi_with_hoisted_defs(app: FastAPI) -> dict[str, Any]:
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 schema = media.get("schema", {})
                 components.update(schema.pop("$defs", {}))
+            # An operation names its security scheme; the document declares it once.
+            if schemes := operation.pop("x-security-schemes", None):
+                document["components"].setdefault("securitySchemes", {}).update(schemes)
     app.openapi_schema = _rewrite_refs(document)
     return app.openapi_schema
 

@@ -7,6 +7,7 @@ import sys
 
 import structlog
 
+from channels.registry import CHANNELS
 from ingest.settings import LogSettings
 
 
@@ -27,7 +28,13 @@ def configure_logging(settings: LogSettings, handler: logging.Handler | None = N
         structlog.stdlib.add_logger_name,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Below the level, a call costs one level check rather than the whole chain (the
+        # time stamp alone is more than many a request's own work).
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -40,7 +47,9 @@ def configure_logging(settings: LogSettings, handler: logging.Handler | None = N
             renderer,
         ],
     )
-    handler = handler or logging.StreamHandler(sys.stderr)
+    handler = handler or logging.StreamHandler(
+        sys.stdout if settings.stream == "stdout" else sys.stderr
+    )
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -48,9 +57,10 @@ def configure_logging(settings: LogSettings, handler: logging.Handler | None = N
     # Library chatter stays at warning unless we are debugging.
     quiet = logging.DEBUG if settings.level == "debug" else logging.WARNING
     libraries = ("aio_pika", "aiormq", "uvicorn.access", "uvicorn.error", "sqlalchemy", "alembic")
-    for name in (*libraries, "mail.log"):
+    for name in (*libraries, *(name for channel in CHANNELS for name in channel.chatty_loggers)):
         logging.getLogger(name).setLevel(quiet)
-    # These name request URLs, and a Telegram bot's URLs hold its token (Twilio's client logs
-    # every request's recipient and text): warnings only, even when debugging.
-    for name in ("httpx", "httpcore", "telegram", "twilio"):
+    # A channel's secret loggers name URLs holding a token (a Telegram bot's), or customers'
+    # messages (Twilio's client logs every request's recipient and text): warnings only, even
+    # when debugging.
+    for name in (name for channel in CHANNELS for name in channel.secret_loggers):
         logging.getLogger(name).setLevel(logging.WARNING)

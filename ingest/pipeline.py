@@ -1,30 +1,37 @@
-"""The `emit` that channels call: normalise the envelope, store its bytes, make it safe."""
+"""The `emit` that channels call: normalise the envelope, store its bytes, make it safe.
+
+Payloads that are slow to parse (mail) go to the parsing workers, which also store their
+blobs; the others are normalised on the event loop, where they take microseconds."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 
 import structlog
 from ulid import ULID
 
-from channels.base import NotSafe, Rejected
+from channels.base import Busy, MemoryFull, NotSafe, Rejected
 from ingest.blobstore import BlobStore
+from ingest.measured import SAFE_AT
+from ingest.memory import MemoryBudget
 from ingest.metrics import Metrics
 from ingest.publisher import Publisher
 from ingest.quarantine import Quarantine
 from ingest.settings import QueueSettings
 from ingest.spool import Outgoing
-from ingest.topology import case_open_route
-from normalizer.blobs import Blob
+from ingest.topology import sender_route
+from ingest.workers import WARM_UP_TEXT, Parsed, Workers
 from normalizer.envelope import (
     Envelope,
-    Normalized,
     Options,
     RawMail,
-    Unprocessable,
     kind_of,
     normalize,
 )
+from normalizer.errors import Unprocessable
+from normalizer.language import detect_language
 from normalizer.model import SCHEMA
 
 log = structlog.get_logger("ingest.pipeline")
@@ -41,6 +48,8 @@ class Pipeline:
         quarantine: Quarantine,
         options: Options,
         metrics: Metrics,
+        workers: Workers,
+        memory: MemoryBudget,
     ) -> None:
         self._publisher = publisher
         self._queues = queues
@@ -48,6 +57,26 @@ class Pipeline:
         self._quarantine = quarantine
         self._options = options
         self._metrics = metrics
+        self._workers = workers
+        self._memory = memory
+
+    async def warm_up(self) -> None:
+        """Load the language model in a thread once the daemon is up: the first web message
+        would otherwise wait for it (half a second and more) on the event loop, and every
+        request behind it with it. Mail is detected in the workers, which load their own."""
+        if self._options.languages:
+            await asyncio.to_thread(
+                detect_language, WARM_UP_TEXT, self._options.languages, self._options.model_cache
+            )
+
+    def admit(self) -> NotSafe | None:
+        """Whether a mail would be taken now: None, or the refusal (`MemoryFull`, `Busy`)
+        `emit` would raise; SMTP asks before the data is sent."""
+        if self._memory.over():
+            return MemoryFull("over the memory budget; try again later")
+        if self._workers.in_hand >= self._workers.capacity:
+            return Busy("too many messages being parsed; try again later")
+        return None
 
     async def emit(self, envelope: Envelope) -> str:
         """Normalise, store, publish; return the case-open id once it is safe.
@@ -57,20 +86,17 @@ class Pipeline:
         """
         case_id = envelope.case_id or str(ULID())
         try:
-            normalized = await self._normalize(envelope, case_id)
+            case = await self._normalize(envelope, case_id)
         except Unprocessable as error:
             await self._keep(envelope, case_id, str(error))
             self._metrics.quarantined.labels(envelope.channel, envelope.adapter).inc()
             raise Rejected(str(error), case_id) from None
-        if normalized.blobs:
-            await asyncio.to_thread(self._store, normalized.blobs)
-        case = normalized.case
-        exchange, routing_key = case_open_route(self._queues, case)
+        exchange, routing_key = sender_route(self._queues, *case.sender)
         outgoing = Outgoing(
-            body=case.to_json(),
+            body=case.body,
             message_id=case.id,
             routing_key=routing_key,
-            headers={"x-schema": SCHEMA, "x-channel": case.channel},
+            headers={"x-schema": SCHEMA, "x-channel": case.channel, SAFE_AT: f"{time.time():.3f}"},
             exchange=exchange,
         )
         try:
@@ -79,6 +105,8 @@ class Pipeline:
             self._metrics.not_safe.labels(envelope.channel, envelope.adapter).inc()
             raise
         self._metrics.case_opens.labels(case.channel, case.adapter, where).inc()
+        received = envelope.received_at.timestamp()
+        self._metrics.safe_seconds.labels(case.channel).observe(max(0.0, time.time() - received))
         log.info(
             "case-open safe",
             id=case.id,
@@ -89,18 +117,22 @@ class Pipeline:
         )
         return case.id
 
-    async def _normalize(self, envelope: Envelope, case_id: str) -> Normalized:
+    async def _normalize(self, envelope: Envelope, case_id: str) -> Parsed:
+        """The case-open's wire JSON and particulars, its blobs stored."""
         if kind_of(envelope.payload).slow:
-            # MIME parsing can take milliseconds: keep it off the event loop.
-            return await asyncio.to_thread(normalize, envelope, case_id, self._options)
-        return normalize(envelope, case_id, self._options)
-
-    def _store(self, blobs: list[Blob]) -> None:
-        for blob in blobs:
-            self._blobs.put(blob)
+            if self._memory.over():
+                raise MemoryFull("over the memory budget; try again later")
+            return await self._workers.parse(envelope, case_id)
+        normalized = normalize(envelope, case_id, self._options)
+        if normalized.blobs:
+            await asyncio.to_thread(self._blobs.put_all, normalized.blobs)
+        return Parsed.of(normalized.case)
 
     async def _keep(self, envelope: Envelope, case_id: str, reason: str) -> None:
         payload = envelope.payload
+        if isinstance(payload, RawMail) and payload.file is not None:
+            data = await asyncio.to_thread(payload.file.read_bytes)
+            payload = replace(payload, data=data, file=None)
         kind = kind_of(payload)
         touchpoints = list(payload.recipients) if isinstance(payload, RawMail) else []
         entry = await asyncio.to_thread(

@@ -67,6 +67,10 @@ class Quarantine:
         write_durably(self._directory / f"{entry_id}.json", text.encode())
         return entry
 
+    def __len__(self) -> int:
+        """Entries waiting for someone to look (replayed ones not counted)."""
+        return sum(1 for _ in self._directory.glob("*.json"))
+
     def entries(self) -> list[QuarantineEntry]:
         """Every entry, oldest first (ids are time-sortable)."""
         return [self._load(path) for path in sorted(self._directory.glob("*.json"))]

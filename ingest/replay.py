@@ -59,8 +59,8 @@ async def _publish(settings: Settings, case: CaseOpen) -> None:
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange, routing_key = case_open_route(settings.queues, case)
-        target = await channel.get_exchange(exchange, ensure=False) if exchange else None
-        await (target or channel.default_exchange).publish(
+        target = await channel.get_exchange(exchange, ensure=False)
+        await target.publish(
             aio_pika.Message(
                 case.to_json(),
                 message_id=case.id,

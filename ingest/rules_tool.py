@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from dispatcher.triage import Decision, Facts, RulesError, RuleSet, load_rules, to_triage
 from dispatcher.triage.explain import RuleTrace, trace
 from dispatcher.triage.golden import Checker, run_file, table
+from dispatcher.triage.load import acknowledging_rules
 from dispatcher.triage.names import unknown
 from dispatcher.triage.replay import ReplayReport
 from dispatcher.triage.samples import SampleDefaults, SampleError, SampleSpec, sample_facts
@@ -105,9 +106,32 @@ def sample_from(path: Path | None, given: dict[str, Any]) -> SampleSpec:
                 "repeat": given["repeat"],
                 "last_queue": given["last_queue"],
             },
+            "kb": [_kb_option(item) for item in given.get("kb") or ()],
+            "incident": _incident_option(given.get("incident")),
             "follow_up": given["follow_up"],
         }
     )
+
+
+def _kb_option(item: str) -> dict[str, object]:
+    """--kb ID:SCORE[:TAG,TAG]"""
+    article, _, rest = item.partition(":")
+    score, _, tags = rest.partition(":")
+    try:
+        value = float(score)
+    except ValueError:
+        raise SampleError(f"--kb takes ID:SCORE[:TAG,TAG], not {item!r}") from None
+    return {"id": article, "score": value, "tags": [t for t in tags.split(",") if t]}
+
+
+def _incident_option(item: str | None) -> dict[str, object] | None:
+    """--incident SIZE[:CUSTOMERS]"""
+    if item is None:
+        return None
+    size, _, customers = item.partition(":")
+    if not size.isdigit() or (customers and not customers.isdigit()):
+        raise SampleError(f"--incident takes SIZE[:CUSTOMERS], not {item!r}")
+    return {"size": int(size), "customers": int(customers) if customers else None}
 
 
 def _pair(item: str, separator: str, option: str) -> tuple[str, str]:
@@ -161,6 +185,39 @@ def rules_from(settings: Settings, settings_path: Path, golden: Checker | None =
     """The rule set these settings describe (RulesError lists every problem)."""
     queues = settings.queues
     return load_rules(settings_path, queues.declared_teams(), queues.default, golden)
+
+
+ANSWERABLE = {
+    "email": "ann@example.com",
+    "sms": "+4520000000",
+    "whatsapp": "+4520000000",
+    "voice": "+4520000000",
+    "chat": "1234",
+    "web": "ann@example.com",
+    "logged": "ann@example.com",
+}
+"""A typical address per channel, to ask whether the settings could answer it."""
+
+
+def ack_warnings(settings: Settings, settings_path: Path) -> list[str]:
+    """A line for each rule that asks to acknowledge messages of a channel no configured
+    replier can answer: the daemon would not request those (the case says why)."""
+    from channels.replies import unanswerable
+
+    def why_not(channel: str) -> str | None:
+        to = ANSWERABLE[channel]
+        return unanswerable(channel, to, settings.channels, settings.outbound)
+
+    warnings = []
+    for rule, channels in acknowledging_rules(settings_path):
+        named = [channel for channel in channels or ANSWERABLE if channel in ANSWERABLE]
+        missing = {channel: why for channel in named if (why := why_not(channel))}
+        for channel, why in missing.items():
+            warnings.append(
+                f"warning: rule {rule!r} asks to acknowledge {channel} messages, but {why}; "
+                "they get none (the case says acknowledged: false and why)"
+            )
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -241,6 +298,15 @@ def _facts(sampled: Sampled, rules: RuleSet) -> list[str]:
         extras.append(", ".join(f"{a.name} ({a.media_type})" for a in case.attachments))
     if any(extras):
         lines.append("  " + "; ".join(extra for extra in extras if extra))
+    intake = []
+    if case.kb and case.kb.suggestions:
+        shown = ", ".join(f"{s.id} {s.score:g}" for s in case.kb.suggestions)
+        intake.append(f"kb {shown}")
+    if case.incident:
+        incident = case.incident
+        intake.append(f"incident of {incident.size} messages, {incident.customers} customers")
+    if intake:
+        lines.append("  " + "; ".join(intake))
     return lines
 
 

@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika import DeliveryMode
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from pamqp.commands import Basic
 
 from dispatcher.handling import (
     DeadLetter,
@@ -49,14 +51,21 @@ from dispatcher.handling import (
 
 log = structlog.get_logger("ingest.runner")
 
+PERSISTENT = DeliveryMode.PERSISTENT.value
+
 IDLE_POLL_S = 0.25
 REASON_HEADER = "x-ingest-reason"
 ORIGIN_HEADER = "x-ingest-origin"
 ATTEMPTS_HEADER = "x-ingest-attempts"
 MAX_REASON = 1000
 
-Tally = Callable[[str, int], None]
-"""Counts settled deliveries by outcome, after they are settled."""
+
+class Tally(Protocol):
+    """Counts what a consumer settled, once it is committed."""
+
+    def settled(self, outcome: str, count: int) -> None: ...
+
+    def dead_lettered(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,8 @@ class Consuming:
     name: str
     queues: Sequence[str]
     dead_letters: str
+    dead_letter_exchange: str = ""
+    """Where dead letters are published, routed by the `dead_letters` queue's name."""
     prefetch: int = 100
     batch_size: int = 100
     batch_wait_s: float = 0.0
@@ -217,7 +228,7 @@ class _Batches:
         self._r = runner
         self._c = runner._c
         self._channel = channel
-        self._exchanges: dict[str, AbstractExchange] = {"": channel.default_exchange}
+        self._underlay: aiormq.abc.AbstractChannel | None = None
         self._lock = asyncio.Lock()  # a batch's publishes, acks and commit go out together
 
     async def handle(self, messages: list[AbstractIncomingMessage]) -> None:
@@ -227,12 +238,14 @@ class _Batches:
         except Unavailable:  # stopping: the deliveries go back when the channel closes
             return
         async with self._lock:
-            settled = await self._carry_out(messages, deliveries, verdicts)
+            settled, dead = await self._carry_out(messages, deliveries, verdicts)
             if self._c.transactional:
                 await self._channel.transaction().commit()
         await self._r._handler.committed(verdicts)
         for outcome, count in settled.items():
-            self._r._tally(outcome, count)
+            self._r._tally.settled(outcome, count)
+        for reason in dead:
+            self._r._tally.dead_lettered(reason)
 
     async def _verdicts(self, batch: Sequence[Delivery]) -> list[Verdict]:
         try:
@@ -304,8 +317,11 @@ class _Batches:
         messages: Sequence[AbstractIncomingMessage],
         deliveries: Sequence[Delivery],
         verdicts: Sequence[Verdict],
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], list[str]]:
+        """Publish, dead-letter or requeue each; what was settled, and the dead letters'
+        reasons."""
         settled: dict[str, int] = {}
+        dead: list[str] = []
         acked: list[AbstractIncomingMessage] = []
         for message, delivery, verdict in zip(messages, deliveries, verdicts, strict=True):
             if isinstance(verdict, Retry) and delivery.attempt > self._c.delivery_limit:
@@ -321,6 +337,7 @@ class _Batches:
                 outcome = verdict.outcome
             elif isinstance(verdict, DeadLetter):
                 await self._dead_letter(message, delivery, verdict.reason)
+                dead.append(verdict.reason)
                 outcome = "dead-lettered"
             else:
                 self._retry_later(message, delivery, verdict)
@@ -330,22 +347,27 @@ class _Batches:
             settled[outcome] = settled.get(outcome, 0) + 1
         everything = len(acked) == len(messages) and not self._r._retries
         await _acknowledge(acked, everything)
-        return settled
+        return settled, dead
 
     async def _publish(self, publish: Publish) -> None:
-        exchange = self._exchanges.get(publish.exchange)
-        if exchange is None:
-            exchange = await self._channel.get_exchange(publish.exchange, ensure=False)
-            self._exchanges[publish.exchange] = exchange
-        message = aio_pika.Message(
-            publish.body,
+        # Straight to the AMQP channel: aio-pika's Message and Exchange wrappers cost a
+        # quarter of a publish's CPU (73 against 55 us), and a batch publishes one or two
+        # messages per delivery.
+        if self._underlay is None:
+            self._underlay = await self._channel.get_underlay_channel()
+        properties = Basic.Properties(
             message_id=publish.message_id,
             content_type="application/json",
             content_encoding="utf-8",
-            delivery_mode=DeliveryMode.PERSISTENT,
+            delivery_mode=PERSISTENT,
             headers=dict(publish.headers),
         )
-        await exchange.publish(message, routing_key=publish.routing_key, mandatory=False)
+        await self._underlay.basic_publish(
+            publish.body,
+            exchange=publish.exchange,
+            routing_key=publish.routing_key,
+            properties=properties,
+        )
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, delivery: Delivery, reason: str
@@ -364,7 +386,13 @@ class _Batches:
             delivery_mode=DeliveryMode.PERSISTENT,
             headers=headers,  # type: ignore[arg-type]
         )
-        await self._channel.default_exchange.publish(kept, routing_key=self._c.dead_letters)
+        exchange = self._c.dead_letter_exchange
+        target = (
+            await self._channel.get_exchange(exchange, ensure=False)
+            if exchange
+            else self._channel.default_exchange
+        )
+        await target.publish(kept, routing_key=self._c.dead_letters)
 
     def _retry_later(
         self, message: AbstractIncomingMessage, delivery: Delivery, verdict: Retry

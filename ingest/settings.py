@@ -17,8 +17,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from channels.settings import ChannelSettings, OutboundSettings
-from dispatcher.settings import DispatcherSettings
+from channels.registry import ChannelSettings
+from channels.settings import OutboundSettings
+from dispatcher.settings import DispatcherSettings, IncidentSettings, KbSettings
 from normalizer.envelope import Options
 
 ENV_PREFIX = "INGEST_"
@@ -45,6 +46,11 @@ class BrokerSettings(Section):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+    declare_topology: bool = Field(
+        default=True,
+        description="Declare queues and exchanges on connect; off for a broker user that may "
+        "not (deploy/rabbitmq/setup.sh's users), where `ingest broker declare` did it.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -60,12 +66,20 @@ class StoreSettings(Section):
     `auto_migrate`: apply missing migrations at start-up instead of refusing to start.
     `lock_timeout_s`: how long a transaction waits for a lock another holds before it fails
     (and is retried): SQLite's busy timeout, PostgreSQL's `lock_timeout`.
+    `statement_timeout_s`: PostgreSQL's `statement_timeout` for the dispatcher: a statement
+    running longer fails (and its batch is retried).
+    `check_interval_s`, `check_timeout_s`: how often /readyz's store check runs, with or
+    without traffic, and how long it may take (connecting, and on PostgreSQL waiting for a
+    lock on the dispatcher's tables) before the store is reported not ready.
     """
 
     url: str = "sqlite:///var/ingest.db"
     auto_migrate: bool = False
     pool_size: int = Field(default=5, ge=1, le=100)
     lock_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    check_interval_s: float = Field(default=1.0, gt=0, le=60)
+    check_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod
@@ -82,6 +96,20 @@ class PathSettings(Section):
     """Where the daemon keeps its local files (spool, blobs, the SQLite store)."""
 
     data_dir: Path = Path("./var")
+
+
+class SpoolSettings(Section):
+    """The local spool that keeps messages while the broker cannot take them."""
+
+    max_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description="Past this size new messages are refused with a retry-later answer.",
+    )
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
 
 
 class HttpSettings(Section):
@@ -104,7 +132,19 @@ class QueueSettings(Section):
         description="Queues case-open is split over by sender (1: the one queue case_open).",
     )
     case_open_dead: str = "case-open.dead"
+    intake_exchange: str = Field(
+        default="intake",
+        description="The channels' exchange: case-opens, contact-form events and the dead "
+        "letters of acknowledgements, each routed by its queue's name. The channels' broker "
+        "user may publish here only (deploy/rabbitmq/setup.sh), not to the default exchange.",
+    )
     cases_exchange: str = "cases"
+    dispatch_exchange: str = Field(
+        default="dispatch",
+        description="The dispatcher's exchange for what is not a case: acknowledgement "
+        "requests, incident notices and dead letters, each routed by its queue's name. The "
+        "dispatcher's broker user may publish here and to `cases` only.",
+    )
     case_update: str = "case-update"
     case_events: str = "case-events"
     case_events_dead: str = "case-events.dead"
@@ -118,6 +158,14 @@ class QueueSettings(Section):
     acknowledgement_delivery_limit: int = Field(
         default=10, ge=2, le=1000, description="Send attempts of one acknowledgement."
     )
+    incidents: str = Field(
+        default="incidents", description="Notices of incidents forming and growing."
+    )
+    kb_events: str = Field(
+        default="kb-events",
+        description="Articles shown and accepted on the contact form, for the dispatcher.",
+    )
+    kb_events_dead: str = "kb-events.dead"
 
     def partitions(self) -> list[str]:
         """The partition queues of case-open (none when it is not split)."""
@@ -138,11 +186,34 @@ class NormalizerSettings(Section):
     )
 
 
+class WorkerSettings(Section):
+    """The processes that parse and normalise mail (SMTP, IMAP), off the event loop.
+
+    `processes`: how many; they die with the daemon. `queue`: mails that may wait for a
+    free worker; past that, new mail is answered 451 4.3.2 (try again later).
+    """
+
+    processes: int = Field(default=2, ge=1, le=64)
+    queue: int = Field(default=32, ge=0, le=10_000)
+
+
+class LimitSettings(Section):
+    """What the daemon may use of the machine.
+
+    `memory_mb`: resident memory of the daemon and its parsing workers; past it, new mail is
+    refused with 451 4.3.1 (and mail fetched over IMAP waits) until it is back under.
+    0: no budget.
+    """
+
+    memory_mb: int = Field(default=1024, ge=0)
+
+
 class LogSettings(Section):
-    """Log lines go to standard error, one event a line."""
+    """Log lines, one event a line, on standard error (or output: journald takes either)."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
+    stream: Literal["stderr", "stdout"] = "stderr"
 
 
 _file_values: ContextVar[dict[str, Any] | None] = ContextVar("_file_values", default=None)
@@ -158,12 +229,17 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     queues: QueueSettings = Field(default_factory=QueueSettings)
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
     normalizer: NormalizerSettings = Field(default_factory=NormalizerSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    kb: KbSettings = Field(default_factory=KbSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     triage: dict[str, Any] = Field(
         default_factory=dict,
@@ -194,9 +270,13 @@ class Settings(BaseSettings):
         data_dir = self.paths.data_dir
         if not data_dir.is_absolute():
             data_dir = (base / data_dir).resolve()
+        kb_path = self.kb.path
+        if kb_path is not None and not kb_path.is_absolute():
+            kb_path = (base / kb_path).resolve()
         return self.model_copy(
             update={
                 "paths": self.paths.model_copy(update={"data_dir": data_dir}),
+                "kb": self.kb.model_copy(update={"path": kb_path}),
                 "store": self.store.model_copy(update={"url": _sqlite_path(self.store.url, base)}),
             }
         )

@@ -53,6 +53,11 @@ async def _with_store(settings: Settings, work: Callable[..., T], *args: Any) ->
         await store.close()
 
 
+def in_store(settings: Settings, work: Callable[..., T], *args: Any) -> T:
+    """Run `work(session, *args)` in one committed transaction of the store."""
+    return _run(_with_store(settings, work, *args), settings)
+
+
 def read_store(settings: Settings, work: Callable[..., T], *args: Any) -> T:
     """Run `work(session, *args)` against the store, for a command that only reads."""
     return _run(_with_store(settings, work, *args), settings)
@@ -98,7 +103,7 @@ def db_prune(settings: Settings) -> str:
     pruned = _run(go(), settings)
     return (
         f"pruned {pruned.messages} messages, {pruned.fingerprints} fingerprints, "
-        f"{pruned.counters} contact counters"
+        f"{pruned.counters} contact counters, {pruned.incident_bands} incident bands"
     )
 
 

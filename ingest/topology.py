@@ -7,7 +7,7 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import ChannelClosed
 
 from dispatcher.identity import normalise
-from ingest.settings import QueueSettings
+from ingest.settings import QueueSettings, Settings
 from normalizer.model import CaseOpen
 
 
@@ -57,12 +57,35 @@ def unroutable_exchange(names: QueueSettings) -> str:
     return f"{names.cases_exchange}.unroutable"
 
 
+def intake_queues(names: QueueSettings) -> list[str]:
+    """The queues the channels feed, bound to the intake exchange under their own names."""
+    return [names.case_open, names.kb_events, names.acknowledgements_dead]
+
+
+def dispatch_queues(names: QueueSettings) -> list[str]:
+    """The queues the dispatcher feeds besides the teams, bound to the dispatch exchange
+    under their own names."""
+    return [
+        names.acknowledgements,
+        names.incidents,
+        names.case_open_dead,
+        names.case_events_dead,
+        names.kb_events_dead,
+    ]
+
+
 def case_open_route(names: QueueSettings, case: CaseOpen) -> tuple[str, str]:
-    """(exchange, routing key) of a case-open: the case-open queue, or with partitions the
-    hash exchange and the sender's identity, so that a customer's messages share a queue."""
+    """(exchange, routing key) of a case-open: the intake exchange and the case-open queue,
+    or with partitions the hash exchange and the sender's identity, so that a customer's
+    messages share a queue. Never the default exchange: the channels may not write to it."""
+    return sender_route(names, case.sender.kind, case.sender.address)
+
+
+def sender_route(names: QueueSettings, kind: str, address: str) -> tuple[str, str]:
+    """`case_open_route` of a case-open from this sender."""
     if not names.partitions():
-        return "", names.case_open
-    kind, address = normalise(case.sender.kind, case.sender.address)
+        return names.intake_exchange, names.case_open
+    kind, address = normalise(kind, address)
     return names.case_open, f"{kind}:{address}"
 
 
@@ -71,7 +94,8 @@ class TopologyError(Exception):
 
 
 async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> None:
-    """Declare queues, the `cases` exchange and its bindings; a no-op when they exist."""
+    """Declare queues, the `intake`, `dispatch` and `cases` exchanges and their bindings; a
+    no-op when they exist."""
     quorum = {"x-queue-type": "quorum"}
     await channel.declare_queue(names.case_open_dead, durable=True, arguments=quorum)
     await channel.declare_queue(
@@ -94,6 +118,24 @@ async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> No
             names.acknowledgements_dead, names.acknowledgement_delivery_limit
         ),
     )
+    await channel.declare_queue(names.incidents, durable=True, arguments=quorum)
+    await channel.declare_queue(names.kb_events_dead, durable=True, arguments=quorum)
+    await channel.declare_queue(
+        names.kb_events,
+        durable=True,
+        arguments=quorum_arguments(names.kb_events_dead, names.delivery_limit),
+    )
+    # Neither runtime user writes to the default exchange, which reaches every queue: the
+    # channels publish to `intake` (and the partitions' hash exchange), the dispatcher to
+    # `dispatch` and `cases` (deploy/rabbitmq/setup.sh).
+    for exchange_name, queues in (
+        (names.intake_exchange, intake_queues(names)),
+        (names.dispatch_exchange, dispatch_queues(names)),
+    ):
+        exchange = await channel.declare_exchange(exchange_name, ExchangeType.DIRECT, durable=True)
+        for name in queues:
+            queue = await channel.get_queue(name, ensure=False)
+            await queue.bind(exchange, routing_key=name)
     # What the `cases` exchange cannot route (a team queue removed by hand) is kept in the
     # team dead letters by the broker itself, through an alternate exchange.
     unroutable = await channel.declare_exchange(
@@ -114,3 +156,12 @@ async def declare_topology(channel: AbstractChannel, names: QueueSettings) -> No
             arguments=quorum_arguments(names.team_dead, names.team_delivery_limit),
         )
         await queue.bind(exchange, routing_key=name)
+
+
+async def declare_with(url: str, settings: Settings) -> None:
+    """Connect as `url` and declare the topology the settings name (`ingest broker declare`)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(url, timeout=settings.broker.connect_timeout_s)
+    async with connection:
+        await declare_topology(await connection.channel(), settings.queues)

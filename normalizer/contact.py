@@ -7,8 +7,6 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from normalizer.blobs import Blob
-from normalizer.mail.attachments import attachments
-from normalizer.mail.mime import FilePart
 from normalizer.model import CaseOpen, Identity, Sender, Touchpoint
 from normalizer.text import clean_line, clean_text
 
@@ -49,6 +47,11 @@ def normalize_contact(
     touchpoint: str,
 ) -> tuple[CaseOpen, list[Blob]]:
     """Turn a contact form into a case-open and its attachment blobs; pure."""
+    # The mail package (its attachment checks) is imported when a form comes, so that the
+    # quick tools that never see one (`ingest rules test --channel sms`) start without it.
+    from normalizer.mail.attachments import attachments
+    from normalizer.mail.mime import FilePart
+
     listed, blobs = attachments(
         FilePart(file.data, file.media_type, file.filename) for file in submission.files
     )

@@ -18,13 +18,11 @@ from pydantic import BaseModel
 from normalizer.blobs import Blob
 from normalizer.contact import ContactSubmission, normalize_contact
 from normalizer.language import detect_language
-from normalizer.mail import UnprocessableMail, normalize_mail
 from normalizer.model import CaseOpen
-from normalizer.telegram import TelegramPayload, UnprocessableUpdate, normalize_telegram
+from normalizer.telegram import TelegramPayload, normalize_telegram
 from normalizer.twilio import (
     TwilioCall,
     TwilioMessage,
-    UnusableNumber,
     media_blobs,
     normalize_call,
     normalize_message,
@@ -38,6 +36,12 @@ class RawMail:
 
     data: bytes
     recipients: tuple[str, ...]
+    file: Path | None = None
+    """A large mail was written to this file as it arrived and `data` is empty: whoever
+    normalises it reads it from there first (the normaliser itself does no I/O)."""
+    mail_from: str | None = None
+    """The SMTP envelope sender (MAIL FROM) when our own listener received the mail: the
+    sender of last resort for a mail whose headers name none."""
 
 
 Payload = WebMessage | RawMail | TwilioMessage | TwilioCall | TelegramPayload | ContactSubmission
@@ -75,10 +79,6 @@ class Normalized:
 
     case: CaseOpen
     blobs: list[Blob] = field(default_factory=list)
-
-
-class Unprocessable(ValueError):
-    """The input cannot become a case-open; str() is the reason. The original must be kept."""
 
 
 Normalizer = Callable[[Envelope, Any, str, Options], Normalized]
@@ -126,19 +126,21 @@ def kind_of(payload: object) -> PayloadKind:
 def _normalize_mail(
     envelope: Envelope, mail: RawMail, case_id: str, options: Options
 ) -> Normalized:
+    # Imported with the first mail rather than with this module: the quick tools that never
+    # see one start without it, and the parsing workers load it while warming up (workers.py).
+    from normalizer.mail import normalize_mail
+
     original = Blob.of(mail.data)
-    try:
-        result = normalize_mail(
-            mail.data,
-            case_id=case_id,
-            received_at=envelope.received_at,
-            adapter=envelope.adapter,
-            touchpoints=mail.recipients,
-            raw_ref=original.ref,
-            case_ref_pattern=options.case_ref_pattern,
-        )
-    except UnprocessableMail as error:
-        raise Unprocessable(str(error)) from None
+    result = normalize_mail(
+        mail.data,
+        case_id=case_id,
+        received_at=envelope.received_at,
+        adapter=envelope.adapter,
+        touchpoints=mail.recipients,
+        raw_ref=original.ref,
+        case_ref_pattern=options.case_ref_pattern,
+        envelope_sender=mail.mail_from,
+    )
     return Normalized(result.case, [original, *result.blobs])
 
 
@@ -158,40 +160,31 @@ def _normalize_web(
 def _normalize_twilio_message(
     envelope: Envelope, message: TwilioMessage, case_id: str, options: Options
 ) -> Normalized:
-    try:
-        case = normalize_message(
-            message,
-            case_id=case_id,
-            received_at=envelope.received_at,
-            case_ref_pattern=options.case_ref_pattern,
-        )
-    except UnusableNumber as error:
-        raise Unprocessable(str(error)) from None
+    case = normalize_message(
+        message,
+        case_id=case_id,
+        received_at=envelope.received_at,
+        case_ref_pattern=options.case_ref_pattern,
+    )
     return Normalized(case, media_blobs(message))
 
 
 def _normalize_twilio_call(
     envelope: Envelope, call: TwilioCall, case_id: str, options: Options
 ) -> Normalized:
-    try:
-        case = normalize_call(call, case_id=case_id, received_at=envelope.received_at)
-    except UnusableNumber as error:
-        raise Unprocessable(str(error)) from None
+    case = normalize_call(call, case_id=case_id, received_at=envelope.received_at)
     return Normalized(case)
 
 
 def _normalize_telegram(
     envelope: Envelope, payload: TelegramPayload, case_id: str, options: Options
 ) -> Normalized:
-    try:
-        result = normalize_telegram(
-            payload,
-            case_id=case_id,
-            received_at=envelope.received_at,
-            touchpoint=envelope.touchpoint,
-        )
-    except UnprocessableUpdate as error:
-        raise Unprocessable(str(error)) from None
+    result = normalize_telegram(
+        payload,
+        case_id=case_id,
+        received_at=envelope.received_at,
+        touchpoint=envelope.touchpoint,
+    )
     return Normalized(result.case, result.blobs)
 
 

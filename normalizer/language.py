@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 MIN_CONFIDENCE = 0.75
 MIN_LETTERS = 8
+WIDE_LETTERS = 3
+WIDE = "\u2e80"
 SAMPLE_CHARS = 2000
 ARRAYS = ("ptc", "pc", "nextmove", "nextmove_row", "out_feat")
 
@@ -31,16 +33,24 @@ def detect_language(
 ) -> str | None:
     """An ISO 639-1 code among `candidates`, or None when the text is too short or unclear."""
     sample = text[:SAMPLE_CHARS]
-    if not candidates or sum(ch.isalpha() for ch in sample) < _least_letters(sample):
+    if not candidates or not _enough_letters(sample):
         return None
+    if len(candidates) == 1:  # the model would say so with certainty: no need to ask it
+        return candidates[0]
     language, confidence = _identifier(tuple(sorted(candidates)), cache).classify(sample)
     return str(language) if confidence >= MIN_CONFIDENCE else None
 
 
-def _least_letters(sample: str) -> int:
-    # A few ideographs say as much as a sentence of Latin letters.
-    wide = sum(ord(ch) > 0x2E80 for ch in sample)
-    return 3 if wide >= 3 else MIN_LETTERS
+def _enough_letters(sample: str) -> bool:
+    """MIN_LETTERS letters, or 3 with 3 wide characters (a few ideographs say as much as a
+    sentence of Latin letters); counted only as far as needed to tell."""
+    letters = wide = 0
+    for ch in sample:
+        wide += ch > WIDE
+        letters += ch.isalpha()
+        if letters >= MIN_LETTERS or (letters >= WIDE_LETTERS and wide >= WIDE_LETTERS):
+            return True
+    return False
 
 
 @lru_cache(maxsize=8)

@@ -135,6 +135,11 @@ class Flags(Part):
     callback_requested: bool = Field(
         default=False, description="A caller hung up without a message and wants a call back."
     )
+    sender_inferred: bool = Field(
+        default=False,
+        description="The message named no usable author (a mail without a usable From): the "
+        "sender was taken from the next best source (Sender, Reply-To, the envelope sender).",
+    )
 
 
 class Dedup(Part):
@@ -238,7 +243,42 @@ class Triage(Part):
         default=False,
         description="An acknowledgement was requested (not capped, not a loop risk).",
     )
+    not_acknowledged: str | None = Field(
+        default=None,
+        description="Why no acknowledgement was requested although the rules chose a template "
+        "(no replier configured for the channel, the daily cap, a loop risk, no address).",
+    )
     reason: str
+
+
+class KbSuggestion(Part):
+    """A knowledge-base article that may answer the message, with why it was found."""
+
+    id: str
+    title: str
+    url: str | None = None
+    audience: Literal["public", "internal"]
+    language: str
+    tags: list[str] = Field(default_factory=list)
+    score: float = Field(ge=0, le=1, description="The share of the message it answers, 0 to 1.")
+    matched: list[str] = Field(default_factory=list, description="The terms that matched.")
+
+
+class Kb(Part):
+    """What the knowledge base found for the message, best first."""
+
+    suggestions: list[KbSuggestion] = Field(default_factory=list)
+
+
+class Incident(Part):
+    """Many customers saying the same thing at once: the incident this message is part of."""
+
+    id: str = Field(description="I-<number>")
+    size: int = Field(ge=1, description="Messages in the incident so far.")
+    customers: int = Field(ge=1, description="Distinct customers among them.")
+    first_seen: AwareDatetime
+    formed_at: AwareDatetime | None = None
+    sample_subject: str | None = None
 
 
 class CaseOpen(Part):
@@ -285,6 +325,10 @@ class CaseOpen(Part):
     history: History | None = Field(default=None, description="Set by the dispatcher.")
     dedup: Dedup | None = Field(default=None, description="Set by the dispatcher.")
     triage: Triage | None = Field(default=None, description="Set by the dispatcher.")
+    kb: Kb | None = Field(default=None, description="Set by the dispatcher (knowledge base).")
+    incident: Incident | None = Field(
+        default=None, description="Set by the dispatcher when the message is part of an incident."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -21,13 +21,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from normalizer.blobs import Blob
+from normalizer.errors import Unprocessable
 from normalizer.model import Attachment, CaseOpen, Flags, Identity, Sender, Thread, Touchpoint
 from normalizer.text import clean_line, clean_text
 
 START_COMMAND = "/start"
 
 
-class UnprocessableUpdate(ValueError):
+class UnprocessableUpdate(Unprocessable):
     """The update cannot become a case-open; str() is the reason."""
 
 

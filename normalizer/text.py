@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_KEEP = {"\n", "\t"}
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+ONE_LINE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$"
+"""The same as a JSON Schema pattern: no control character (C0, DEL, C1) nor line separator."""
+# Cc (C0 and C1 controls, but newline and tab) and, of Cf, only the bidi overrides and the
+# BOM: the rest of Cf includes zero-width joiners that emoji and some scripts need.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\u202a-\u202e\u2066-\u2069]")
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -14,7 +19,7 @@ def clean_text(text: str) -> str:
     """NFC-normalise, drop control and format characters (but newlines and tabs), tidy lines."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if ch in _KEEP or not _is_control(ch))
+    text = _CONTROL.sub("", text)
     text = _TRAILING_SPACE.sub("", text)
     return _MANY_BLANK_LINES.sub("\n\n", text).strip()
 
@@ -24,8 +29,10 @@ def clean_line(text: str) -> str:
     return " ".join(clean_text(text).split())
 
 
-def _is_control(ch: str) -> bool:
-    # Cc: C0/C1 controls; Cf would also strip zero-width joiners that emoji and some scripts
-    # need, so only the bidi overrides and the BOM are removed from that category.
-    category = unicodedata.category(ch)
-    return category == "Cc" or ch in "\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+def find_control(value: str) -> str | None:
+    """Why `value` cannot be a one-line field (a subject, a name, an id): the first control
+    character or line separator in it; None when there is none."""
+    found = _LINE_BREAKING.search(value)
+    if found is None:
+        return None
+    return f"one line without control characters, not U+{ord(found.group()):04X}"

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
 
 from normalizer.blobs import Blob
+from normalizer.errors import Unprocessable
 from normalizer.model import Attachment, CaseOpen, Flags, Sender, Thread, Touchpoint
 from normalizer.phone import InvalidPhoneNumber, to_e164
 from normalizer.text import clean_line, clean_text
@@ -24,7 +25,7 @@ RECORDING_MEDIA_TYPE = "audio/x-wav"
 """What Twilio serves at a RecordingUrl without an extension."""
 
 
-class UnusableNumber(ValueError):
+class UnusableNumber(Unprocessable):
     """The sender's number is not a phone number; str() says which and why."""
 
 

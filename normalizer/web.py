@@ -7,20 +7,73 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from normalizer.model import CaseOpen, Identity, Logged, LoggedVia, Sender, Touchpoint
 from normalizer.phone import to_e164
-from normalizer.text import clean_line, clean_text
+from normalizer.text import ONE_LINE_PATTERN, clean_line, clean_text, find_control
+
+__all__ = ["ONE_LINE_PATTERN", "WebMessage", "find_control", "normalize_web"]
+
+
+def _one_line(value: str) -> str:
+    why = find_control(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+OneLine = Annotated[
+    str, AfterValidator(_one_line), Field(json_schema_extra={"pattern": ONE_LINE_PATTERN})
+]
+"""A subject, a name, an id: refused (not cleaned) when it holds a control character or a
+line break, so that no consumer of the queue has to defend itself against header injection."""
+MAX_AGE = timedelta(days=366)
+SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+
+
+def _email(value: str) -> str:
+    """An address in RFC 5322 syntax, normalised by email-validator, without asking whether
+    it could be delivered: a customer who wrote from a reserved domain (.test, .local) still
+    wrote, and their message is kept."""
+    from email_validator import EmailNotValidError, validate_email
+
+    local, _, domain = value.rpartition("@")
+    head, _, tld = domain.rpartition(".")
+    # email-validator refuses special-use domains; check the syntax with one it lets through.
+    special = tld.lower() in SPECIAL_USE and head
+    checked = f"{local}@{head}.test" if special else value
+    try:
+        normalized = validate_email(
+            checked, check_deliverability=False, test_environment=True
+        ).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"value is not a valid email address: {error}") from None
+    return normalized.removesuffix(".test") + "." + tld if special else normalized
+
+
+EmailAddress = Annotated[
+    str,
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+]
+Phone = Annotated[str, Field(max_length=40, json_schema_extra={"format": "phone"})]
+"""The schema's format "phone": a number that exists, which no pattern can tell."""
+RecentTime = Annotated[
+    AwareDatetime, WithJsonSchema({"type": "string", "format": "recent-date-time"})
+]
+"""The schema's format "recent-date-time": a date-time with offset, not in the future and
+not older than MAX_AGE, which JSON Schema cannot say."""
 
 
 class WebSender(BaseModel):
@@ -28,13 +81,13 @@ class WebSender(BaseModel):
 
     model_config = ConfigDict(defer_build=True, extra="forbid")
 
-    email: EmailStr | None = Field(default=None, max_length=320)
-    phone: str | None = Field(
+    email: EmailAddress | None = None
+    phone: Phone | None = Field(
         default=None,
-        max_length=40,
-        description="International format (+country code), or national if a region is set.",
+        description="A phone number that exists: international format (+country code), or "
+        "national if the daemon has a default_phone_region. Refused (422) otherwise.",
     )
-    name: str | None = Field(default=None, max_length=200)
+    name: OneLine | None = Field(default=None, max_length=200)
 
     @field_validator("phone")
     @classmethod
@@ -56,9 +109,11 @@ class WebControls(BaseModel):
 
     model_config = ConfigDict(defer_build=True, extra="forbid")
 
-    priority: str | None = Field(default=None, max_length=40)
-    queue: str | None = Field(default=None, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    priority: OneLine | None = Field(default=None, max_length=40)
+    queue: OneLine | None = Field(default=None, max_length=200)
+    tags: list[Annotated[OneLine, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
 
     def as_fields(self) -> dict[str, str]:
         fields = {"priority": self.priority, "queue": self.queue, "tags": ",".join(self.tags)}
@@ -68,7 +123,33 @@ class WebControls(BaseModel):
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_FIELDS = 50
 FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
-FieldValue = Annotated[str, StringConstraints(max_length=1000)] | bool | int | float
+MAX_FIELD_CHARS = 1000
+
+
+def _field_value(value: str | bool | int | float) -> str | bool | int | float:
+    if isinstance(value, str):
+        if len(value) > MAX_FIELD_CHARS:
+            raise ValueError(f"at most {MAX_FIELD_CHARS} characters")
+        _one_line(value)
+    return value
+
+
+FieldValue = Annotated[
+    str | bool | int | float,
+    AfterValidator(_field_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_FIELD_CHARS, "pattern": ONE_LINE_PATTERN},
+                {"type": "boolean"},
+                {"type": "integer"},
+                {"type": "number"},
+            ]
+        }
+    ),
+]
+"""A field's value: text on one line (up to 1,000 characters), a number or a boolean; one
+error naming the field when it is none of them."""
 
 
 class WebMessage(BaseModel):
@@ -86,20 +167,29 @@ class WebMessage(BaseModel):
         validate_default=True,
         description='How the customer made contact; required with channel "logged".',
     )
-    agent_id: str | None = Field(
+    agent_id: OneLine | None = Field(
         default=None,
         min_length=1,
         max_length=200,
         validate_default=True,
         description='Who logged the contact; required with channel "logged".',
     )
-    occurred_at: AwareDatetime | None = Field(
-        default=None, description="When the customer made contact, if not just now."
+    occurred_at: RecentTime | None = Field(
+        default=None,
+        description="When the customer made contact, if not just now: an ISO 8601 date-time "
+        "with offset, within the last 366 days and not in the future (5 minutes of clock "
+        "skew allowed); refused (422) otherwise.",
     )
     sender: WebSender
-    subject: str | None = Field(default=None, max_length=998)
-    text: str = Field(min_length=1, max_length=100_000)
-    external_id: str | None = Field(
+    subject: OneLine | None = Field(default=None, max_length=998)
+    text: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The message; line breaks are kept, control characters (NUL...) dropped. "
+        "Refused (422) when nothing but blanks and control characters.",
+        json_schema_extra={"format": "message-text"},
+    )
+    external_id: OneLine | None = Field(
         default=None,
         min_length=1,
         max_length=200,
@@ -116,6 +206,7 @@ class WebMessage(BaseModel):
         max_length=MAX_FIELDS,
         description="Structured fields of your own (order number, product, plan, ...): "
         "triage rules can match them; they are carried in the case-open as text.",
+        json_schema_extra={"additionalProperties": False},
     )
 
     @field_validator("via", "agent_id")
@@ -132,9 +223,12 @@ class WebMessage(BaseModel):
 
     @field_validator("occurred_at")
     @classmethod
-    def _not_in_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+    def _recent(cls, value: datetime | None) -> datetime | None:
+        now = datetime.now(UTC)
+        if value is not None and value > now + MAX_CLOCK_SKEW:
             raise ValueError("lies in the future")
+        if value is not None and value < now - MAX_AGE:
+            raise ValueError(f"lies more than {MAX_AGE.days} days in the past")
         return value
 
     @field_validator("text")

@@ -19,6 +19,7 @@ from normalizer.model import CaseOpen, Sender, Touchpoint
 from tests.daemon import BROKER_URL, Daemon, Names, delete_names, postgres_database
 from tests.local import LocalDaemon, route_logs_to_daemons
 from tests.mail_relay import MailRelay
+from tests.oauth_provider import OAuthProvider
 from tests.proxy import TcpProxy
 from tests.telegram_api import BotApi
 
@@ -222,3 +223,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store/ingest.db"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's headless Chromium through Playwright (never a browser Playwright downloads)."""
+    from playwright.async_api import async_playwright
+
+    from tests.browser import CHROMIUM
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def provider() -> Iterator[OAuthProvider]:
+    """A stand-in OAuth2 provider (token, device, authorize, introspection) on loopback."""
+    server = OAuthProvider().start()
+    yield server
+    server.stop()

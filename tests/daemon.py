@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -28,7 +29,8 @@ BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 API_KEY = "test-key-0123456789"
 SUPPORT_ADDRESS = "support@example.com"
 BILLING_ADDRESS = "billing@example.com"
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0  # a bound, not a wait: generous for a loaded CI machine
+HTTP_TIMEOUT_S = 30.0  # a loaded CI machine can take seconds to answer the first request
 STOP_TIMEOUT_S = 15.0
 
 
@@ -103,6 +105,14 @@ class Names:
         return f"{self.prefix}.cases"
 
     @property
+    def intake(self) -> str:
+        return f"{self.prefix}.intake"
+
+    @property
+    def dispatch(self) -> str:
+        return f"{self.prefix}.dispatch"
+
+    @property
     def case_update(self) -> str:
         return f"{self.prefix}.case-update"
 
@@ -130,6 +140,18 @@ class Names:
     def acknowledgements_dead(self) -> str:
         return f"{self.prefix}.acknowledgements.dead"
 
+    @property
+    def incidents(self) -> str:
+        return f"{self.prefix}.incidents"
+
+    @property
+    def kb_events(self) -> str:
+        return f"{self.prefix}.kb-events"
+
+    @property
+    def kb_events_dead(self) -> str:
+        return f"{self.prefix}.kb-events.dead"
+
     def partitions(self, count: int = MAX_PARTITIONS) -> list[str]:
         """case-open's partition queues, when a test splits it in `count` (at most 4)."""
         return [f"{self.case_open}.{p}" for p in range(count)]
@@ -146,10 +168,19 @@ class Names:
             self.case_events_dead,
             self.default,
             self.team_dead,
+            self.incidents,
+            self.kb_events,
+            self.kb_events_dead,
         ]
 
     def exchanges(self) -> list[str]:
-        return [self.exchange, f"{self.exchange}.unroutable", self.case_open]
+        return [
+            self.exchange,
+            f"{self.exchange}.unroutable",
+            self.case_open,
+            self.intake,
+            self.dispatch,
+        ]
 
     def queue_settings(self, partitions: int = 1) -> QueueSettings:
         """The same names as the daemon's settings, for declaring the topology from a test."""
@@ -157,7 +188,9 @@ class Names:
             case_open=self.case_open,
             case_open_partitions=partitions,
             case_open_dead=self.case_open_dead,
+            intake_exchange=self.intake,
             cases_exchange=self.exchange,
+            dispatch_exchange=self.dispatch,
             case_update=self.case_update,
             case_events=self.case_events,
             case_events_dead=self.case_events_dead,
@@ -166,6 +199,9 @@ class Names:
             team_dead=self.team_dead,
             acknowledgements=self.acknowledgements,
             acknowledgements_dead=self.acknowledgements_dead,
+            incidents=self.incidents,
+            kb_events=self.kb_events,
+            kb_events_dead=self.kb_events_dead,
         )
 
 
@@ -215,6 +251,8 @@ shutdown_grace_s = 3.0
 [channels.web]
 api_keys = ["{API_KEY}"]
 max_body_bytes = 4096
+rate_limit_per_key = 1000000
+rate_limit_per_client = 1000000
 
 [channels.smtp]
 port = {smtp_port or free_port()}
@@ -225,7 +263,9 @@ max_message_bytes = 65536
 [queues]
 case_open = "{names.case_open}"
 case_open_dead = "{names.case_open_dead}"
+intake_exchange = "{names.intake}"
 cases_exchange = "{names.exchange}"
+dispatch_exchange = "{names.dispatch}"
 case_update = "{names.case_update}"
 case_events = "{names.case_events}"
 case_events_dead = "{names.case_events_dead}"
@@ -235,6 +275,12 @@ team_dead = "{names.team_dead}"
 delivery_limit = 5
 acknowledgements = "{names.acknowledgements}"
 acknowledgements_dead = "{names.acknowledgements_dead}"
+incidents = "{names.incidents}"
+kb_events = "{names.kb_events}"
+kb_events_dead = "{names.kb_events_dead}"
+
+[workers]
+processes = 1
 
 [log]
 level = "{log_level}"
@@ -327,9 +373,13 @@ class DaemonBase:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"daemon not ready in {timeout_s} s:\n{self.log_text()}")
 
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client for this daemon, patient enough for a loaded machine."""
+        return httpx.AsyncClient(base_url=self.url, timeout=HTTP_TIMEOUT_S)
+
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample on /metrics, keyed by name and sorted labels."""
-        async with httpx.AsyncClient(base_url=self.url) as client:
+        async with self.client() as client:
             response = await client.get("/metrics")
         assert response.status_code == 200, response.text
         return {
@@ -408,7 +458,8 @@ class Daemon(DaemonBase):
                 [*command, "--role", role],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=clean_environment() | (env or {}),
+                # A daemon that does not stop when told shows where it hangs (`wait_exit`).
+                env=clean_environment() | {"PYTHONFAULTHANDLER": "1"} | (env or {}),
             )
         return self
 
@@ -422,7 +473,11 @@ class Daemon(DaemonBase):
         deadline = time.monotonic() + timeout_s
         while self.process.poll() is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"daemon still running after {timeout_s} s")
+                self.process.send_signal(signal.SIGABRT)  # faulthandler prints every thread
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(self.process.wait, 5)
+                tail = "\n".join(self.log_text().splitlines()[-80:])
+                raise AssertionError(f"daemon still running after {timeout_s} s:\n{tail}")
             await asyncio.sleep(0.05)
         return self.process.returncode
 

@@ -42,7 +42,13 @@ class Dovecot:
     With a certificate, STARTTLS is offered on `port` and implicit TLS on `tls_port`.
     """
 
-    def __init__(self, *, idle: bool = True, certificate: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        idle: bool = True,
+        certificate: tuple[Path, Path] | None = None,
+        introspection_url: str | None = None,
+    ) -> None:
         # Its own folder that Dovecot's unprivileged processes may enter (pytest's are 0700).
         self.root = Path(tempfile.mkdtemp(prefix="ingest-dovecot-"))
         self.root.chmod(0o755)
@@ -50,6 +56,7 @@ class Dovecot:
         self.tls_port = free_port() if certificate else 0
         self._certificate = certificate
         self._idle = idle
+        self._introspection_url = introspection_url
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +94,7 @@ class Dovecot:
             # Dovecot's default when empty; a list without IDLE otherwise.
             "capability": "" if self._idle else WITHOUT_IDLE,
         }
+        values |= self._oauth2_settings()
         template = string.Template(CONFIG_TEMPLATE.read_text())
         self.config.write_text(template.substitute(values))
         with (self.root / "stderr.log").open("ab") as stderr:
@@ -99,6 +107,26 @@ class Dovecot:
             self.stop()
             raise
         return self
+
+    def _oauth2_settings(self) -> dict[str, str]:
+        """With an introspection URL, XOAUTH2 and OAUTHBEARER are offered and their tokens
+        checked there (Dovecot's oauth2 passdb, RFC 7662 introspection by POST)."""
+        if self._introspection_url is None:
+            return {"oauth2_mechanisms": "", "oauth2_passdb": ""}
+        settings = self.root / "dovecot-oauth2.conf.ext"
+        settings.write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {self._introspection_url}\n"
+            "force_introspection = yes\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        passdb = (
+            "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+            f"  args = {settings}\n}}"
+        )
+        return {"oauth2_mechanisms": "xoauth2 oauthbearer", "oauth2_passdb": passdb}
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S

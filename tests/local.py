@@ -15,12 +15,12 @@ import contextvars
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Self, TextIO
 
 from ingest.daemon import Role, serve
 from ingest.logs import configure_logging
-from ingest.settings import LogSettings, load_settings
+from ingest.settings import LogSettings, Settings, load_settings
 from tests.daemon import STOP_TIMEOUT_S, DaemonBase
 
 _log_file: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
@@ -70,11 +70,19 @@ class LocalDaemon(DaemonBase):
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self, role: Role = "all", env: dict[str, str] | None = None) -> LocalDaemon:
+    def start(
+        self,
+        role: Role = "all",
+        env: dict[str, str] | None = None,
+        amend: Callable[[Settings], Settings] | None = None,
+    ) -> LocalDaemon:
         """Start serving (in the running event loop); `env` adds INGEST_ overrides, read once
-        while loading the settings."""
+        while loading the settings; `amend` changes the loaded settings (what no file can
+        say, such as a section of a channel that exists only in the tests)."""
         with _environment(env or {}):
             settings = load_settings(self.settings_path)
+        if amend is not None:
+            settings = amend(settings)
         assert settings.log.level == "info", "an in-process daemon logs at info level"
         self._stop = asyncio.Event()
         self._log = self.log_path.open("a", encoding="utf-8")

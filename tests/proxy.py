@@ -1,4 +1,5 @@
-"""A TCP proxy the test controls, to cut the daemon off from RabbitMQ without stopping it."""
+"""A TCP proxy the test controls, to cut the daemon off from RabbitMQ (or PostgreSQL) without
+stopping it, or to freeze the connections as a server that hangs would."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def amqp_url(self) -> str:
@@ -36,6 +39,13 @@ class TcpProxy:
         for pipe in list(self._pipes):
             pipe.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    def freeze(self) -> None:
+        """Keep every connection open but pass nothing either way: a server that hangs."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -57,9 +67,9 @@ class TcpProxy:
             w.transport.abort()
             self._writers.discard(w)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while chunk := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(chunk)
                 await writer.drain()

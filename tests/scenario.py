@@ -1,11 +1,12 @@
 """A reproducible stream of case-opens with known answers, for the scenario suite and benchmark.
 
-Of `total` messages: 60% originals (each a new case), 20% exact repeats (same channel and
-source id, a new case-open id, as a webhook retry or a refetch makes), 10% cross-channel
-duplicates (the same customer texts the same words by SMS) and 10% follow-ups (an email reply
-to the original, or a message naming its case). Phase one is the originals and most repeats;
-phase two, sent once phase one is through (replies come after the case exists), holds the
-duplicates, the follow-ups and the rest of the repeats. A fifth of the originals come from
+Of `total` messages: 60% originals (each a new case; in customers' own words on everyday
+topics, as the incident set writes them, and a few reporting one outage), 20% exact repeats
+(same channel and source id, a new case-open id, as a webhook retry or a refetch makes), 10%
+cross-channel duplicates (the same customer texts the same words by SMS) and 10% follow-ups (an
+email reply to the original, or a message naming its case). Phase one is the originals and most
+repeats; phase two, sent once phase one is through (replies come after the case exists), holds
+the duplicates, the follow-ups and the rest of the repeats. A fifth of the originals come from
 senders the directory does not know (a hundred addresses writing several times each), so that
 dispatchers side by side make provisional customers for the same address at once.
 """
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from ulid import ULID
 
 from normalizer.model import CaseOpen, Sender, Thread, Touchpoint
+from tests.benchmarks.incident_set import TOPICS, fill, ordinary_message, own_words
 
 CUSTOMERS = 300
 UNKNOWN_SENDERS = 100
@@ -67,15 +69,25 @@ class Scenario:
         return stream
 
 
-def build(total: int = 5000, seed: int = 5, start: datetime | None = None) -> Scenario:
-    """Phase one (originals and most repeats), shuffled; phase two comes from the answers."""
+def build(
+    total: int = 5000,
+    seed: int = 5,
+    start: datetime | None = None,
+    customers: int = CUSTOMERS,
+    tag: str = "",
+) -> Scenario:
+    """Phase one (originals and most repeats), shuffled; phase two comes from the answers.
+
+    `customers` is the directory's size; `tag` starts every source id, so that several
+    streams (a warm-up and a measured one) never share a key.
+    """
     rng = random.Random(seed)
-    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-    originals = [_original(n, rng, start) for n in range(total * 6 // 10)]
+    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    originals = [_original(n, rng, start, customers, tag) for n in range(total * 6 // 10)]
     repeats = [_repeat(m) for m in rng.sample(originals, total * 16 // 100)]
     phase_one = originals + repeats
     rng.shuffle(phase_one)
-    return Scenario(_directory(), phase_one, originals, rng, total)
+    return Scenario(directory(customers), phase_one, originals, rng, total)
 
 
 def is_unknown(message: CaseOpen) -> bool:
@@ -83,9 +95,10 @@ def is_unknown(message: CaseOpen) -> bool:
     return message.sender.address.endswith("@unknown.example")
 
 
-def _directory() -> str:
+def directory(customers: int = CUSTOMERS) -> str:
+    """The customer directory as CSV: customer n writes from cN@example.com or +1415555NNNN."""
     lines = ["external_id,name,organisation,emails,phones,tier,is_customer"]
-    for n in range(CUSTOMERS):
+    for n in range(customers):
         lines.append(
             f"K-{n},Customer {n},Org {n % 40},c{n}@example.com,+1415555{n:04d},"
             f"{('gold', 'silver', 'bronze')[n % 3]},yes"
@@ -93,22 +106,49 @@ def _directory() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _original(n: int, rng: random.Random, start: datetime) -> CaseOpen:
-    customer = rng.randrange(CUSTOMERS)
+SPACING_S = 60
+"""Seconds between two originals: some 30 in each half hour, as a busy desk's day has them
+(the stream is sent at once; the times are what incident detection and the history windows
+see). Denser, the everyday topics alone would form incidents of five customers."""
+OUTAGE_SHARE = 0.03
+"""Of the originals, those reporting one outage: an incident forms, as in real traffic."""
+OUTAGE = [
+    "The internet is down [again|since this morning] in {town}.",
+    "No connection at all since {clock}, the router light is red.",
+    "Is there an outage in {town}? [Nothing|No internet] works here.",
+]
+
+
+def _words(rng: random.Random) -> tuple[str, str]:
+    """A subject and text in customers' own words: the ordinary topics of the incident set
+    (four languages, details filled in, words left out), and a few reports of one outage.
+    A customer number ends each, so that no two are the same content (a level 2 duplicate)."""
+    number = f"Customer number {rng.randrange(10**9)}."
+    if rng.random() < OUTAGE_SHARE:
+        sentences = rng.sample(OUTAGE, 2)
+        text = " ".join(own_words(rng, fill(rng, s), "en") for s in sentences)
+        return "No internet", f"{text} {number}"
+    written = ordinary_message(rng, datetime.now(UTC), "", rng.choice(TOPICS))
+    return str(written["subject"]), f"{written['text']} {number}"
+
+
+def _original(n: int, rng: random.Random, start: datetime, customers: int, tag: str) -> CaseOpen:
+    customer = rng.randrange(customers)
+    subject, text = _words(rng)
     web = n % 5 == 0
     address = f"c{customer}@example.com"
     if n % 5 == 1:
         address = f"u{rng.randrange(UNKNOWN_SENDERS)}@unknown.example"
     return CaseOpen(
         id=str(ULID()),
-        received_at=start + timedelta(seconds=n),
+        received_at=start + timedelta(seconds=n * SPACING_S),
         channel="web" if web else "email",
         adapter="web-api" if web else "smtp",
-        source_id=f"web-{n}" if web else f"original-{n}@c{customer}.example.com",
+        source_id=f"{tag}web-{n}" if web else f"{tag}original-{n}@c{customer}.example.com",
         touchpoints=[Touchpoint(kind="api" if web else "mailbox", address="support@example.com")],
         sender=Sender(kind="email", address=address, name=f"Customer {customer}"),
-        subject=f"Request {n}",
-        text=f"Request number {n}: something about order {rng.randrange(10**9)} went wrong.",
+        subject=subject,
+        text=text,
     )
 
 
@@ -142,7 +182,7 @@ def _follow_up(original: CaseOpen, case_ref: str, n: int) -> CaseOpen:
         received_at=original.received_at + timedelta(hours=1),
         channel="email",
         adapter="smtp",
-        source_id=f"follow-up-{n}@example.com",
+        source_id=f"follow-up-{n}-{ULID()}@example.com",
         touchpoints=[Touchpoint(kind="mailbox", address="support@example.com")],
         sender=original.sender,
         subject=f"Re: [#{case_ref}] {original.subject}",

@@ -53,14 +53,6 @@ async def start_daemon(
     return await make(broker_url, extra=extra).launch(env=TOKEN_ENV | SECRET_ENV)
 
 
-async def until(condition: Callable[[], object], timeout_s: float = 20.0) -> None:
-    """Wait for a condition the daemon brings about."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 def message(message_id: int, **content: Any) -> dict[str, Any]:
     """A private-chat message from USER, as the Bot API sends it."""
     return {"message_id": message_id, "date": SENT, "chat": CHAT, "from": USER, **content}

@@ -23,10 +23,11 @@ from tests.conftest import collect
 from tests.daemon import SUPPORT_ADDRESS, AnyDaemon, Daemon, DaemonBase, Names
 from tests.local import LocalDaemon
 from tests.mail_relay import MailRelay
-from tests.telegram_api import CHAT, TOKEN_ENV, BotApi, until
+from tests.telegram_api import CHAT, TOKEN_ENV, BotApi
 from tests.twilio_api import TwilioApi, error_body
 from tests.twilio_client import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER
 from tests.twilio_client import TOKEN_ENV as TWILIO_TOKEN_ENV
+from tests.waiting import until
 
 CASE = "01JCZ5Q2X7K9V3M4N5P6Q7R8S9"
 RELAY_PASSWORD = "relay-password-never-logged"
@@ -393,8 +394,9 @@ async def test_sigterm_during_a_retry_wait_stops_at_once_and_keeps_the_request(
 
     began = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    assert await daemon.wait_exit(15) == 0
-    assert time.monotonic() - began < 5, "a retry wait does not hold up shutdown"
+    assert await daemon.wait_exit(60) == 0
+    # Well short of the 60 s retry wait (a loaded machine may take seconds to stop at all).
+    assert time.monotonic() - began < 30, "a retry wait does not hold up shutdown"
     [kept] = await collect(amqp, names.acknowledgements, 1)
     assert AckRequest.model_validate_json(kept.body) == waiting
 

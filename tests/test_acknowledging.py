@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import SUPPORT_ADDRESS, DaemonBase
+from tests.daemon import SUPPORT_ADDRESS, DaemonBase, run_ingest
 from tests.local import LocalDaemon
 from tests.mail_relay import MailRelay
 from tests.test_acknowledgements import settings as outbound_settings
@@ -91,3 +92,34 @@ async def test_auto_replies_are_never_acknowledged(
     await daemon.settled(1, "acknowledgements")
     assert [sent.rcpt_tos for sent in relay.received] == [["bob@customer.example"]]
     assert await daemon.consumed("acknowledgements") == 1
+
+
+async def test_without_a_replier_nothing_is_requested_and_the_case_says_why(
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel
+) -> None:
+    daemon = await make_daemon(extra=TRIAGE).launch()  # no [outbound.mail]: nobody can send
+    assert (await submit(daemon, MESSAGE)).status_code == 202
+
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    assert (case["triage"]["acknowledge"], case["triage"]["acknowledged"]) == ("received", False)
+    assert "[outbound.mail]" in case["triage"]["not_acknowledged"]
+    await daemon.settled(1)
+    for queue in (daemon.names.acknowledgements, daemon.names.acknowledgements_dead):
+        declared = await amqp.declare_queue(queue, passive=True)
+        assert declared.declaration_result.message_count == 0, queue
+    assert "dead-lettered" not in daemon.log_text()
+
+
+def test_rules_check_warns_about_an_acknowledgement_nobody_can_send(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(TRIAGE)
+    checked = run_ingest(settings, "rules", "check")
+    assert checked.returncode == 0, checked.stderr
+    warnings = checked.stderr.decode().splitlines()
+    assert len(warnings) == 2, warnings  # email and web, the channels the rule names
+    assert all("rule 'acknowledge'" in line and "[outbound.mail]" in line for line in warnings)
+
+    settings.write_text(
+        TRIAGE + '\n[outbound.mail]\nenabled = true\nfrom_address = "s@x.example"\n'
+    )
+    assert run_ingest(settings, "rules", "check").stderr == b""

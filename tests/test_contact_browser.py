@@ -10,34 +10,18 @@ from pathlib import Path
 
 import pytest
 from aio_pika.abc import AbstractChannel
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from ingest.blobstore import BlobStore
+from tests.browser import ARTIFACTS, BROWSER_TEST_MARKS
 from tests.conftest import bodies, collect
 from tests.contact import CONTACT_SETTINGS, PDF
 from tests.daemon import DaemonBase
 from tests.local import LocalDaemon
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+EXAMPLE_KB = Path(__file__).resolve().parent.parent / "kb"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (deploy/local/test.sh does)",
-    ),
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+pytestmark = BROWSER_TEST_MARKS
 
 
 @pytest.fixture
@@ -128,3 +112,67 @@ async def test_a_validation_error_shows_next_to_its_field_with_the_input_kept(
     reference = (await page.locator("#reference").inner_text()).strip()
     [case] = bodies(await collect(amqp, form_daemon.names.default, expected=1))
     assert (case["id"], case["language"]) == (reference, "da")
+
+
+@pytest.fixture
+async def kb_daemon(make_daemon: Callable[..., LocalDaemon]) -> DaemonBase:
+    extra = CONTACT_SETTINGS + f'\n[kb]\npath = "{EXAMPLE_KB}"\n'
+    running = make_daemon(extra=extra).start()
+    await running.wait_ready()
+    return running
+
+
+async def fill_in(page: Page, url: str, subject: str, message: str) -> None:
+    await page.goto(f"{url}/contact")
+    await page.get_by_label("Name").fill("Ann Lee")
+    await page.get_by_label("Email address").fill("ann.lee@example.com")
+    await page.get_by_label("Subject").fill(subject)
+    await page.get_by_label("Message").fill(message)
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Send message").click()
+
+
+async def test_self_service_offers_articles_and_yes_opens_no_case(
+    kb_daemon: DaemonBase, page: Page, amqp: AbstractChannel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await fill_in(page, kb_daemon.url, "Forgot my password", "I cannot log in, forgot password")
+    heading = page.get_by_role("heading", level=1)
+    assert await heading.inner_text() == "Does one of these answer your question?"
+    first = page.locator("li.article").first
+    assert await first.get_by_role("link").inner_text() == "Reset your password"
+    assert await first.get_by_role("link").get_attribute("href") == (
+        "https://help.example.com/articles/reset-password"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    offered = ARTIFACTS / "contact-self-service.png"
+    await page.screenshot(path=str(offered), full_page=True)
+    await first.get_by_label("If it helped, tell us in one line how (optional)").fill(
+        "The reset link worked"
+    )
+    async with page.expect_navigation():
+        await first.get_by_role("button", name="Yes, that solved it").click()
+    assert await heading.inner_text() == "Glad that helped"
+    solved = ARTIFACTS / "contact-self-service-solved.png"
+    await page.screenshot(path=str(solved), full_page=True)
+    with capsys.disabled():
+        print(f"\nself-service screenshots: {offered}, {solved}")
+    assert offered.stat().st_size > 10_000 and solved.stat().st_size > 5_000
+    await kb_daemon.settled(2, "kb-events")  # shown, then accepted
+    assert await collect(amqp, kb_daemon.names.default, 0) == []
+
+
+async def test_self_service_no_sends_the_message_as_written(
+    kb_daemon: DaemonBase, page: Page, amqp: AbstractChannel
+) -> None:
+    await fill_in(page, kb_daemon.url, "Refund", "I was charged twice for my order.")
+    assert await page.locator("li.article").count() >= 1
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="No, send my message").click()
+    assert await page.get_by_role("heading", level=1).inner_text() == (
+        "Thank you, we have your message"
+    )
+    reference = (await page.locator("#reference").inner_text()).strip()
+    [case] = bodies(await collect(amqp, kb_daemon.names.default, expected=1))
+    assert (case["id"], case["subject"]) == (reference, "Refund")
+    assert case["text"] == "I was charged twice for my order."
+    assert case["kb"]["suggestions"][0]["id"] == "refunds"

@@ -37,7 +37,7 @@ async def form_daemon(make_daemon: Callable[..., LocalDaemon]) -> DaemonBase:
 
 
 def client_for(daemon: DaemonBase) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=daemon.url)
+    return daemon.client()
 
 
 async def test_a_submission_opens_a_case_with_its_attachment(

@@ -102,6 +102,7 @@ async def test_a_redelivery_before_the_forward_was_done_forwards_the_same_decisi
     redelivered = await world.send(case, redelivered=True)
     assert copy.forward is None
     assert redelivered.forward == first.forward
+    assert redelivered.resent and not first.resent  # it may have gone out the first time
     await world.store.run(world.decider.batch, [], [(case.channel, case.source_id)])
     assert (await world.send(case, redelivered=True)).forward is None
 

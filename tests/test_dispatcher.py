@@ -121,6 +121,11 @@ async def test_invalid_messages_go_to_the_dead_letter_queue_with_a_reason(
     assert dead[0].body == b"not json at all"
     assert "not a valid case-open/1 message: (body): Invalid JSON" in str(reasons[0])
     assert "schema: Input should be 'case-open/1'" in str(reasons[1])
+    await daemon.settled(3)
+    dead_letters = await daemon.counted(
+        "ingest_dead_letters_total", queue="case-open", reason="not a valid case-open/1 message"
+    )
+    assert dead_letters == 2
     assert daemon.alive()
 
 

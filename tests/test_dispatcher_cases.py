@@ -104,6 +104,11 @@ async def test_a_poison_message_is_dead_lettered_after_retries_and_the_rest_goes
     reason = str(dead.headers["x-ingest-reason"])
     assert reason.startswith("failed 3 times in the dispatcher: DataError: ")
     assert "value too long" in reason
+    await daemon.settled(2)
+    poisoned = await daemon.counted(
+        "ingest_dead_letters_total", queue="case-open", reason="failed 3 times in the dispatcher"
+    )
+    assert poisoned == 1
 
 
 async def test_a_locked_store_is_waited_for_never_acked_or_dead_lettered(

@@ -45,6 +45,15 @@ def envelope(message: WebMessage) -> Envelope:
     return Envelope("web", "web-api", "api", datetime(2026, 11, 23, tzinfo=UTC), message)
 
 
+def test_one_candidate_is_the_answer_the_model_would_give_without_asking_it() -> None:
+    text = "Bonjour, ma commande est arrivée cassée, pouvez-vous m'aider ?"
+    _identifier.cache_clear()
+    assert detect_language(text, ("fr",)) == "fr"
+    assert detect_language(text, ("de",)) == "de"
+    assert _identifier.cache_info().currsize == 0  # the model was not needed
+    assert detect_language("ok ?", ("fr",)) is None  # too short, as with several
+
+
 def test_normalize_fills_in_a_missing_language_and_keeps_a_given_one() -> None:
     options = Options(languages=SITE)
     sender = {"email": "kunde@example.dk"}

@@ -20,7 +20,7 @@ from tests.daemon import API_KEY, Daemon, DaemonBase, Names, run_ingest, setting
 async def submit_until_refused(daemon: DaemonBase, key: str) -> str | None:
     """Submit one message; its source id when accepted, None when the daemon refused or left."""
     try:
-        async with httpx.AsyncClient(base_url=daemon.url, timeout=15) as client:
+        async with daemon.client() as client:
             answer = await client.post(
                 "/api/v1/messages",
                 json={"sender": {"email": "ann@example.com"}, "text": f"in flight {key}"},
@@ -47,12 +47,12 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(
     await asyncio.wait(tasks[:60])  # some done, many still in flight
     signalled_at = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    exit_code = await daemon.wait_exit(15)
+    exit_code = await daemon.wait_exit(60)
     took_s = time.monotonic() - signalled_at
     accepted = {key for key in await asyncio.gather(*tasks) if key}
 
     assert exit_code == 0, daemon.log_text()
-    assert took_s < 10
+    assert took_s < 30  # promptly: a bound for a loaded CI machine, not a speed claim
     assert 60 <= len(accepted) < 400
 
     # Whatever the first daemon accepted but had not forwarded, the next one forwards.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 from aio_pika.abc import AbstractChannel
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,7 +15,7 @@ from tests.test_web_api import MESSAGE, submit
 
 async def scrape(daemon: DaemonBase) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample, keyed by name and sorted labels."""
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -36,7 +35,8 @@ async def test_case_opens_and_quarantined_inputs_are_counted(
         "250"
     )
     broken = b"Subject: no sender\r\n\r\nbody\r\n"
-    assert (await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS])).startswith("554")
+    refused = await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS], "")  # null sender
+    assert refused.startswith("554")
     assert len(await collect(amqp, daemon.names.default, 4)) == 4
 
     samples = await scrape(daemon)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import tomllib
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
-from email.parser import BytesParser
+from email.feedparser import BytesFeedParser
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from normalizer.blobs import Blob
 from normalizer.mail import NormalizedMail, UnprocessableMail, normalize_mail
 from normalizer.mail.charsets import decode, decode_undeclared
 from normalizer.mail.encoded_words import decode_header_text
+from normalizer.mail.html import html_to_text
 from normalizer.mail.quotes import new_text
 from normalizer.mail.transfer import b64decode_lenient
 
@@ -71,7 +73,7 @@ def expected_fields(expected: dict[str, Any], raw: bytes) -> dict[str, Any]:
     if "sender" in expected:
         fields["sender"] = {k: none(v) for k, v in expected["sender"].items()}
     if fields.get("source_id") == "<sha256>":
-        fields["source_id"] = "sha256:" + hashlib.sha256(raw).hexdigest()
+        fields["source_id"] = canonical_sha256(raw)
     fields["flags"] = {
         "auto_reply": False,
         "bounce": False,
@@ -79,6 +81,7 @@ def expected_fields(expected: dict[str, Any], raw: bytes) -> dict[str, Any]:
         "spam": "unknown",
         "edited": False,
         "callback_requested": False,
+        "sender_inferred": False,
     } | expected.get("flags", {})
     fields["thread"] = {
         "in_reply_to": None,
@@ -117,6 +120,13 @@ def actual_fields(result: NormalizedMail, raw: bytes, expected: dict[str, Any]) 
     return actual
 
 
+def canonical_sha256(raw: bytes) -> str:
+    """The source id of a mail without a Message-ID: its bytes with LF line ends, ending in
+    one line break, whether it came over SMTP (CRLF) or from a file."""
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n") + b"\n"
+    return "sha256:" + hashlib.sha256(text).hexdigest()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -126,20 +136,20 @@ def none(value: Any) -> Any:
 
 
 @pytest.mark.parametrize("name", [n for n in CORPUS if "error" not in EXPECTED[n]])
-def test_the_compat32_fallback_gives_the_same_case(
+def test_the_modern_fallback_gives_the_same_case(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the modern parser fails on a mail, the compat32 path must give the same result."""
+    """If the compat32 parse fails on a mail, the modern-policy path must give the same result."""
     raw = (FIXTURES / name).read_bytes()
-    modern = normalize(raw)
+    compat = normalize(raw)
 
-    def failing_parser(*, policy: policy.Policy) -> BytesParser:
-        if policy is not mail.policy.compat32:
-            raise RuntimeError("modern parser unavailable")
-        return BytesParser(policy=policy)
+    def failing_parser(*, policy: policy.Policy) -> BytesFeedParser:
+        if policy is mail.policy.compat32:
+            raise RuntimeError("compat32 parser unavailable")
+        return BytesFeedParser(policy=policy)
 
-    monkeypatch.setattr(mail, "BytesParser", failing_parser)
-    assert normalize(raw) == modern
+    monkeypatch.setattr(mail, "BytesFeedParser", failing_parser)
+    assert normalize(raw) == compat
 
 
 def test_blobs_are_the_attachments_not_the_original() -> None:
@@ -232,6 +242,72 @@ def test_no_usable_sender_address(from_header: str) -> None:
         normalize(mail_bytes(f"From: {from_header}\nSubject: x"))
 
 
+@pytest.mark.parametrize(
+    ("headers", "envelope", "address", "name"),
+    [
+        ("Sender: <a@example.com>\nReply-To: b@example.com", None, "a@example.com", None),
+        ("Reply-To: B <b@example.com>\nReturn-Path: <c@example.com>", None, "b@example.com", "B"),
+        ("Return-Path: <c@example.com>", "d@example.com", "c@example.com", None),
+        ("Return-Path: <>", "d@example.com", "d@example.com", None),
+        ("From: Dora Diaz", "<d@example.com>", "d@example.com", "Dora Diaz"),
+        ("From: undisclosed-recipients:;", "d@example.com", "d@example.com", None),
+    ],
+)
+def test_without_a_from_address_the_sender_is_inferred(
+    headers: str, envelope: str | None, address: str, name: str | None
+) -> None:
+    case = normalize(mail_bytes(f"{headers}\nSubject: x"), envelope_sender=envelope).case
+    assert (case.sender.address, case.sender.name) == (address, name)
+    assert case.flags.sender_inferred
+
+
+def test_a_from_address_is_never_inferred() -> None:
+    raw = mail_bytes("From: a@example.com\nSender: b@example.com\nReturn-Path: <c@example.com>")
+    case = normalize(raw, envelope_sender="d@example.com").case
+    assert (case.sender.address, case.flags.sender_inferred) == ("a@example.com", False)
+
+
+@pytest.mark.parametrize("envelope", [None, "", "<>"])
+def test_nothing_but_a_null_envelope_sender_is_refused(envelope: str | None) -> None:
+    with pytest.raises(UnprocessableMail, match=r"^no sender address \(From\)$"):
+        normalize(mail_bytes("Return-Path: <>\nSubject: x"), envelope_sender=envelope)
+
+
+@pytest.mark.parametrize(
+    ("from_header", "address", "name"),
+    [
+        ('"Ann Lee"@example.com>', '"ann lee"@example.com', "Ann Lee"),
+        ('"support"@example.com', "support@example.com", "support"),
+        ("Ann <ann . lee@example.com>", "ann.lee@example.com", "Ann"),
+        ("Ann Lee <ann  lee@example.com>", '"ann lee"@example.com', "Ann Lee"),
+        ('"Ann Lee"@@example.com>', None, None),
+    ],
+)
+def test_malformed_from_keeps_name_and_plausible_address(
+    from_header: str, address: str | None, name: str | None
+) -> None:
+    raw = mail_bytes(f"From: {from_header}\nReturn-Path: <fallback@example.com>\nSubject: x")
+    sender = normalize(raw).case.sender
+    expected = (address, name) if address else ("fallback@example.com", None)
+    assert (sender.address, sender.name) == expected
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"From ann@example.com Mon Nov  3 10:00:00 2025\n", b">From ann@example.com\n", b"\n"],
+)
+def test_junk_before_the_header_block(junk: bytes) -> None:
+    raw = junk + mail_bytes("From: Ann <ann@example.com>\nSubject: Help\nMessage-ID: <j@x>")
+    case = normalize(raw).case
+    assert (case.sender.address, case.subject, case.source_id) == ("ann@example.com", "Help", "j@x")
+
+
+def test_a_body_line_is_not_mistaken_for_junk() -> None:
+    raw = b"Subject: only\n\nFrom: Ann <ann@example.com>\n"
+    with pytest.raises(UnprocessableMail):
+        normalize(raw)
+
+
 def test_thread_ids_without_brackets_or_with_junk() -> None:
     raw = mail_bytes(
         """
@@ -249,7 +325,17 @@ References: first@example.com second@example.com
 
 def test_a_too_long_message_id_falls_back_to_the_hash() -> None:
     raw = mail_bytes(f"From: a@example.com\nMessage-ID: <{'x' * 1200}@example.com>")
-    assert normalize(raw).case.source_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert normalize(raw).case.source_id == canonical_sha256(raw)
+
+
+def test_without_message_id_smtp_and_file_copies_share_the_source_id() -> None:
+    lf = (FIXTURES / "missing-message-id.eml").read_bytes().replace(b"\r\n", b"\n")
+    crlf = lf.replace(b"\n", b"\r\n")
+    mbox = b"From a@example.com Mon Nov  3 10:00:00 2025\n" + lf.rstrip(b"\n")
+    ids = {normalize(copy).case.source_id for copy in (lf, crlf, mbox, crlf + b"\r\n")}
+    assert ids == {canonical_sha256(lf)}
+    other = lf.replace(b"no Message-ID", b"no Message-ID either")
+    assert normalize(other).case.source_id != canonical_sha256(lf)
 
 
 @pytest.mark.parametrize(
@@ -310,6 +396,32 @@ def test_declared_charsets(data: bytes, declared: str, expected: str) -> None:
     assert decode(data, declared) == expected
 
 
+@pytest.mark.parametrize(
+    ("data", "declared", "hints", "expected"),
+    [
+        ("Grüße".encode("latin-1"), "koi8-r", ["iso-8859-1"], "Grüße"),
+        ("Привет, мир".encode("koi8-r"), "koi8-r", ["iso-8859-1"], "Привет, мир"),
+        ("Grüße".encode("latin-1"), "koi8-r", [], "Grüße".encode("latin-1").decode("koi8-r")),
+        ("ご確認ください".encode("iso2022_jp"), None, [], "ご確認ください"),
+        ("ご確認ください".encode("iso2022_jp"), "us-ascii", [], "ご確認ください"),
+        (b"Price \x1b is odd", None, [], "Price \x1b is odd"),
+    ],
+)
+def test_the_mails_own_evidence(
+    data: bytes, declared: str | None, hints: list[str], expected: str
+) -> None:
+    assert decode(data, declared, hints) == expected
+
+
+def test_a_handful_of_bytes_reads_as_western_when_it_reads_as_text() -> None:
+    assert decode_undeclared("Müller".encode("cp1252")) == "Müller"
+    assert decode_undeclared("Grüße, Jörg".encode("cp1252")) == "Grüße, Jörg"
+    # Too few bytes to guess from, and no Western reading: left to the statistical guess.
+    assert decode_undeclared("退款申请".encode("gb2312")) != "退款申请".encode("gb2312").decode(
+        "cp1252"
+    )
+
+
 def test_undeclared_bytes_prefer_utf8_then_hints_then_a_guess() -> None:
     assert decode_undeclared("Grüße".encode()) == "Grüße"
     assert decode_undeclared("Привет".encode("koi8-r"), hints=["koi8-r"]) == "Привет"
@@ -362,6 +474,55 @@ def test_a_forward_subject_keeps_an_inline_forward_whole() -> None:
     assert normalize(raw).case.text == body
     raw = mail_bytes("From: a@example.com\nSubject: RE: Help", body)
     assert normalize(raw).case.text == "See below."
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<p>您的<span>订单</span><span>已发货</span>。</p>", "您的订单已发货。"),
+        ("<p>ご注文の\n<b>商品</b>\nについて</p>", "ご注文の商品について"),
+        ("<p>注文番号：\n<b>4711</b>\nです</p>", "注文番号： 4711 です"),  # 4711 is narrow
+        ("<p>订单 <b>已发货</b></p>", "订单 已发货"),  # a space typed on one line stays
+        ("<p>주문\n<b>확인</b></p>", "주문 확인"),  # Korean is spaced like Latin
+        ("<p>Your\n<span>order</span>\nshipped</p>", "Your order shipped"),
+    ],
+)
+def test_html_inline_elements_in_chinese_and_japanese(html: str, expected: str) -> None:
+    assert html_to_text(html).strip() == expected
+
+
+def test_uuencoded_text_without_its_end_line_stays_text() -> None:
+    body = "Steps:\nbegin 644 notes.txt\nthen restart the printer.\n"
+    case = normalize(mail_bytes("From: a@example.com", body)).case
+    assert (case.text, case.attachments) == (body.strip(), [])
+
+
+def test_uuencoded_lines_with_trailing_spaces_dropped_still_decode() -> None:
+    data = bytes(range(40))
+    encoded = binascii.b2a_uu(data).decode().rstrip("\n").rstrip(" ")
+    body = f"Dump:\nbegin 600 dump.bin\n{encoded}\n`\nend\n"
+    result = normalize(mail_bytes("From: a@example.com", body))
+    assert [(a.name, a.size) for a in result.case.attachments] == [("dump.bin", 40)]
+    assert result.blobs[0].data == data
+
+
+@pytest.mark.parametrize(
+    ("part_headers", "inner_subject", "name"),
+    [
+        ("Content-Disposition: attachment", "", "forwarded-message.eml"),
+        ('Content-Disposition: attachment; filename="orig.eml"', "Subject: Hi\n", "orig.eml"),
+        ("Content-Disposition: attachment", "Subject: Re: a/b\n", "Re: a-b.eml"),
+    ],
+)
+def test_attached_messages_are_named(part_headers: str, inner_subject: str, name: str) -> None:
+    body = (
+        "--B\nContent-Type: text/plain\n\nSee attached.\n--B\nContent-Type: message/rfc822\n"
+        f"{part_headers}\n\nFrom: c@example.com\n{inner_subject}\nInner text.\n--B--\n"
+    )
+    raw = mail_bytes('From: a@example.com\nContent-Type: multipart/mixed; boundary="B"', body)
+    case = normalize(raw).case
+    assert [(a.name, a.media_type) for a in case.attachments] == [(name, "message/rfc822")]
+    assert case.text == "See attached."
 
 
 def test_html_quote_containers_are_cut() -> None:
@@ -417,7 +578,9 @@ def test_out_of_office_subjects(subject: str, automatic: bool) -> None:
 def test_flag_headers(headers: str, flags: dict[str, Any]) -> None:
     raw = mail_bytes(f"From: Ann <ann@example.com>\n{headers}")
     expected = {"auto_reply": False, "bounce": False, "mailing_list": False, "spam": "unknown"}
-    actual = normalize(raw).case.flags.model_dump(exclude={"edited", "callback_requested"})
+    actual = normalize(raw).case.flags.model_dump(
+        exclude={"edited", "callback_requested", "sender_inferred"}
+    )
     assert actual == expected | flags
 
 

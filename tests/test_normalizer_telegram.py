@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ingest.settings import SettingsError, load_settings
-from normalizer.envelope import PAYLOAD_KINDS, Envelope, Unprocessable, normalize
+from normalizer.envelope import PAYLOAD_KINDS, Envelope, normalize
+from normalizer.errors import Unprocessable
 from normalizer.telegram import TelegramPayload, attachment_files, is_start, source_id
 from tests.telegram_api import CHAT, USER, message
 

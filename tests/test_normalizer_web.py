@@ -34,7 +34,7 @@ def test_sender_addresses_are_normalised() -> None:
     message = parse(
         {
             "sender": {"email": "Ann.Lee@Example.COM", "phone": "+49 30 901820", "name": " Ann "},
-            "subject": "Invoice\n  question",
+            "subject": "Invoice    question",
             "text": "Cafe\u0301 \u202eplease\u0007 help\r\n\r\n\r\n\r\nthanks  ",
         }
     )
@@ -86,7 +86,7 @@ def test_structured_fields_are_carried_as_text() -> None:
         {
             "sender": {"email": "a@example.com"},
             "text": "hi",
-            "fields": {"order": "A-1\u0000", "seats": 20, "trial": True, "plan.tier": "gold"},
+            "fields": {"order": " A-1 ", "seats": 20, "trial": True, "plan.tier": "gold"},
         }
     )
     assert normalize(message).fields == {
@@ -99,7 +99,14 @@ def test_structured_fields_are_carried_as_text() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"1st": "x"}, {"with space": "x"}, {"long": "x" * 1001}, {"nested": {"a": 1}}],
+    [
+        {"1st": "x"},
+        {"with space": "x"},
+        {"long": "x" * 1001},
+        {"nested": {"a": 1}},
+        {"order": "A-1\u0000"},
+        {"order": "A-1\r\nX-Injected: yes"},
+    ],
 )
 def test_bad_structured_fields_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError) as raised:

@@ -10,6 +10,7 @@ import pytest
 
 from dispatcher.triage import RulesError, load_rules
 from tests.daemon import run_ingest
+from tests.shipped import with_acknowledgements
 
 QUEUES = ["support.general", "billing", "noise"]
 HEAD = """
@@ -138,11 +139,26 @@ def test_rules_check_exits_nonzero_listing_every_problem(tmp_path: Path) -> None
     assert "2 problem(s) in the rules" in errors
 
 
-def test_rules_check_passes_on_the_shipped_example() -> None:
-    shipped = Path(__file__).parent.parent / "settings.toml"
-    checked = run_ingest(shipped, "rules", "check")
+def test_rules_check_passes_quietly_on_the_shipped_example(tmp_path: Path) -> None:
+    """Out of the box nothing can send an acknowledgement, and no rule asks for one; the
+    shipped rule, uncommented, warns until a relay is configured, then is quiet."""
+    checked = run_ingest(Path(__file__).parent.parent / "settings.toml", "rules", "check")
     assert checked.returncode == 0, checked.stderr
     assert "rules OK from" in checked.stdout.decode()
+    assert checked.stderr == b"", "the shipped settings warn"
+
+    settings = with_acknowledgements(tmp_path)
+    warned = run_ingest(settings, "rules", "check").stderr.decode().splitlines()
+    assert len(warned) == 3 and all("rule 'acknowledge'" in line for line in warned), warned
+
+    text = settings.read_text()
+    settings.write_text(text.replace('["email", "chat", "web"]', '["email", "web"]'))
+    relay = {
+        "INGEST_OUTBOUND__MAIL__ENABLED": "true",
+        "INGEST_OUTBOUND__MAIL__FROM_ADDRESS": "s@x.example",
+    }
+    checked = run_ingest(settings, "rules", "check", env=relay)
+    assert (checked.returncode, checked.stderr) == (0, b"")
 
 
 SAMPLE = """\
@@ -158,7 +174,7 @@ Content-Transfer-Encoding: 8bit
 
 
 def test_rules_test_explains_an_eml_sample(tmp_path: Path) -> None:
-    shipped = Path(__file__).parent.parent / "settings.toml"
+    shipped = with_acknowledgements(tmp_path)
     sample = tmp_path / "invoice.eml"
     sample.write_text(SAMPLE, encoding="utf-8")
 
@@ -186,11 +202,8 @@ def test_rules_test_reads_a_web_message_and_prints_json(tmp_path: Path) -> None:
     assert tested.returncode == 0, tested.stderr
     decision = json.loads(tested.stdout)
     assert decision["queue"] == "sales"
-    assert [hit["rule"] for hit in decision["rules"]] == [
-        "acknowledge",
-        "sales-enquiries",
-        "prospects",
-    ]
+    assert [hit["rule"] for hit in decision["rules"]] == ["sales-enquiries", "prospects"]
+    assert decision["acknowledge"] is None, "the shipped rules ask for no acknowledgement"
 
 
 def test_rules_test_refuses_an_unreadable_sample(tmp_path: Path) -> None:

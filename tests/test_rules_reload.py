@@ -8,7 +8,6 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.daemon import Daemon, DaemonBase, Names
@@ -26,7 +25,7 @@ RULE = '[[rules]]\nname = "{name}"\nwhen = {{ channel = "sms" }}\nset = {{ tags 
 
 
 async def rules_health(daemon: DaemonBase) -> dict[str, object]:
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         return (await client.get("/healthz")).json()["rules"]
 
 
@@ -76,6 +75,6 @@ async def test_invalid_rules_stop_start_up_with_the_reason(
 ) -> None:
     bad = TRIAGE.format(queue="not-a-team")
     daemon = make_process(extra=bad).start()
-    assert await daemon.wait_exit(20) == 1
+    assert await daemon.wait_exit(60) == 1
     assert "cannot start: invalid triage rules:" in daemon.log_text()
     assert "unknown queue 'not-a-team'" in daemon.log_text()

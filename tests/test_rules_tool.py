@@ -339,3 +339,50 @@ def test_a_sample_with_its_language_given_loads_no_detection_model(tmp_path: Pat
     )
     loaded = _modules_after(code)
     assert "numpy" not in loaded and "py3langid" not in loaded and "sqlalchemy" not in loaded
+
+
+def test_a_sample_of_another_channel_loads_no_mail_parser() -> None:
+    args = ["rules", "test", "--settings", str(SHIPPED), "--channel", "sms", "--text", "Hej"]
+    code = f"from ingest.cli import main; main({args!r}, standalone_mode=False)"
+    loaded = _modules_after(code)
+    assert "normalizer.twilio" in loaded  # the sample did go through the SMS normaliser
+    assert "normalizer.mail" not in loaded and "email.feedparser" not in loaded
+
+
+def test_a_sample_can_assume_kb_suggestions_and_an_incident() -> None:
+    done = run_ingest(
+        SHIPPED,
+        "rules",
+        "test",
+        "--text",
+        "Our internet is down, E-1043",
+        "--incident",
+        "12:11",
+        "--kb",
+        "router-restart:0.9:network",
+        "--at",
+        "2026-11-24 10:00",
+        "-v",
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "  kb router-restart 0.9; incident of 12 messages, 11 customers" in out
+    assert "+ outage-incident: incident I-1 of 12 messages from 11 customers" in out
+    assert "- answered-by-kb: " in out  # not while an incident runs
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--kb", "refunds:high", "--kb takes ID:SCORE[:TAG,TAG], not 'refunds:high'"),
+        ("--kb", "refunds:1.5", "kb.0.score"),
+        ("--incident", "many", "--incident takes SIZE[:CUSTOMERS], not 'many'"),
+        ("--incident", "0", "incident.size"),
+    ],
+)
+def test_bad_kb_and_incident_options_are_refused_saying_why(
+    option: str, value: str, says: str
+) -> None:
+    done = run_ingest(SHIPPED, "rules", "test", "--text", "hello", option, value)
+    assert done.returncode == 1
+    assert says in done.stderr.decode()

@@ -74,6 +74,26 @@ def test_store_urls_get_their_driver() -> None:
         ),
         (IMAP_ACCOUNT + 'password_env = "P"\nafter = "delete"\n', "channels.imap.accounts.0.after"),
         (
+            IMAP_ACCOUNT,
+            "channels.imap.accounts.0: Value error, auth = 'password' needs password_env",
+        ),
+        (
+            IMAP_ACCOUNT + 'auth = "oauth2"\n',
+            "channels.imap.accounts.0: Value error, auth = 'oauth2' needs an oauth2 table",
+        ),
+        (
+            IMAP_ACCOUNT + 'auth = "oauth2"\noauth2 = { client_id = "c" }\n',
+            "channels.imap.accounts.0.oauth2: Value error, the generic provider needs token_url",
+        ),
+        (
+            IMAP_ACCOUNT + 'auth = "oauth2"\noauth2 = { provider = "yahoo", client_id = "c" }\n',
+            "channels.imap.accounts.0.oauth2.provider: Input should be 'microsoft', 'google'",
+        ),
+        (
+            '[outbound.mail]\nauth = "oauth2"\noauth2 = { provider = "google", client_id = "c" }\n',
+            "outbound.mail: Value error, auth = 'oauth2' needs user and an oauth2 table",
+        ),
+        (
             '[channels.contact]\nlanguages = ["en", "fr"]\n',
             "channels.contact.languages: Value error, no texts for ['fr']",
         ),

@@ -36,12 +36,18 @@ def wire(message: EmailMessage) -> bytes:
     return message.as_bytes(policy=email.policy.SMTP)
 
 
-def send(daemon: DaemonBase, message: EmailMessage | bytes, recipients: list[str]) -> str:
-    """Send over a real SMTP session; return the server's answer to DATA."""
+def send(
+    daemon: DaemonBase,
+    message: EmailMessage | bytes,
+    recipients: list[str],
+    mail_from: str = "bounces@customer.example",
+) -> str:
+    """Send over a real SMTP session; return the server's answer to DATA. `mail_from` ""
+    is the null reverse path (a bounce): no envelope sender to fall back on."""
     raw = message if isinstance(message, bytes) else wire(message)
     with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
         client.ehlo("mta.customer.example")
-        client.mail("bounces@customer.example")
+        client.mail(mail_from)
         for recipient in recipients:
             code, answer = client.rcpt(recipient)
             if code != 250:
@@ -117,6 +123,24 @@ async def test_a_declared_size_over_the_limit_is_refused_at_mail_from(daemon: Da
     assert noop == 250  # the session goes on
 
 
+async def test_a_mail_without_from_takes_the_envelope_sender_flagged_inferred(
+    daemon: DaemonBase, amqp: AbstractChannel
+) -> None:
+    headless = b"Subject: Invoice copy\r\nTo: support@example.com\r\n\r\nPlease resend it.\r\n"
+    answer = await asyncio.to_thread(
+        send, daemon, headless, [SUPPORT_ADDRESS], "Billing@Customer.example"
+    )
+    assert answer.startswith("250 2.0.0 OK queued as ")
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    assert (case["sender"]["address"], case["sender"]["name"]) == (
+        "billing@customer.example",
+        None,
+    )
+    assert case["flags"]["sender_inferred"] is True
+    assert case["text"] == "Please resend it."
+    assert BlobStore(daemon.workdir / "var" / "blobs").get(case["raw_ref"]) == headless
+
+
 async def test_a_mail_without_sender_gets_554_is_kept_and_the_session_goes_on(
     daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
@@ -126,8 +150,8 @@ async def test_a_mail_without_sender_gets_554_is_kept_and_the_session_goes_on(
         with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
             client.ehlo("mta.customer.example")
             answers = []
-            for raw in (broken, wire(mail())):
-                client.mail("bounces@customer.example")
+            for raw, mail_from in ((broken, ""), (wire(mail()), "bounces@customer.example")):
+                client.mail(mail_from)
                 client.rcpt(SUPPORT_ADDRESS)
                 answers.append(client.data(raw))
         return answers[0], answers[1]
@@ -168,7 +192,7 @@ async def test_broker_outage_still_answers_250_then_delivers_once(
 @pytest.mark.slow
 async def test_quarantine_is_listed_shown_and_replay_says_why_not(daemon: DaemonBase) -> None:
     broken = b"Subject: still no sender\r\n\r\nbody\r\n"
-    answer = await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS])
+    answer = await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS], "")
     assert answer.startswith("554 5.6.0 no sender address")
 
     listed = run_ingest(daemon.settings_path, "quarantine", "list")
@@ -207,3 +231,62 @@ async def test_lmtp_answers_each_recipient_and_opens_one_case(
     assert await asyncio.to_thread(deliver) == [250, 250]
     [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert [t["address"] for t in case["touchpoints"]] == [SUPPORT_ADDRESS, BILLING_ADDRESS]
+
+
+def with_attachment(subject: str, attachment: bytes) -> EmailMessage:
+    """A mail of its own text carrying an attachment that other mails carry too."""
+    message = mail(subject)
+    message.set_content(f"{subject}: the scan is attached.\n")
+    message.add_attachment(attachment, maintype="application", subtype="pdf", filename="scan.pdf")
+    return message
+
+
+async def send_at_once(daemon: DaemonBase, messages: list[EmailMessage | bytes]) -> list[str]:
+    """Each message over its own SMTP session, all sessions at the same time, from the
+    null reverse path when they are bytes (mails without a sender, to be refused)."""
+    return await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                send,
+                daemon,
+                message,
+                [SUPPORT_ADDRESS],
+                "" if isinstance(message, bytes) else "bounces@customer.example",
+            )
+            for message in messages
+        )
+    )
+
+
+async def test_mails_sharing_an_attachment_at_once_all_get_250(
+    daemon: DaemonBase, amqp: AbstractChannel
+) -> None:
+    # Four sessions storing the same attachment blob at the same moment, in several rounds
+    # (a new attachment each round): each writer needs a temporary file of its own.
+    rounds, per_round = 10, 4
+    answers = []
+    for round_ in range(rounds):
+        attachment = f"%PDF-1.4 round {round_}\n".encode() + bytes(range(256)) * 160
+        batch = [with_attachment(f"Scan {round_}-{n}", attachment) for n in range(per_round)]
+        answers += await send_at_once(daemon, batch)
+    assert [answer[:3] for answer in answers] == ["250"] * rounds * per_round, answers
+
+    forwarded = bodies(await collect(amqp, daemon.names.default, rounds * per_round))
+    assert len(forwarded) == rounds * per_round
+    blobs = BlobStore(daemon.workdir / "var" / "blobs")
+    for case in forwarded:
+        [attached] = case["attachments"]
+        assert blobs.get(attached["ref"])[:9] == b"%PDF-1.4 "
+    leftovers = list((daemon.workdir / "var" / "blobs").rglob("*.tmp"))
+    assert leftovers == []
+
+
+async def test_the_same_unusable_mail_at_once_gets_554_every_time(daemon: DaemonBase) -> None:
+    broken = b"Subject: no sender, sent four times\r\nTo: support@example.com\r\n\r\nhm\r\n"
+    answers = []
+    for _ in range(4):  # each round: four quarantines of the same original at once
+        answers += await send_at_once(daemon, [broken] * 4)
+    assert [answer[:10] for answer in answers] == ["554 5.6.0 "] * 16, answers
+    kept = list((daemon.workdir / "var" / "quarantine").glob("*.json"))
+    assert len(kept) == 16
+    assert len({json.loads(path.read_text())["raw_ref"] for path in kept}) == 1

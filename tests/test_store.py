@@ -61,7 +61,9 @@ async def test_db_prune_on_the_command_line(make_daemon: Callable[..., LocalDaem
     daemon = make_daemon()
     pruned = run_ingest(daemon.settings_path, "db", "prune")
     assert pruned.returncode == 0, pruned.stderr
-    assert pruned.stdout.decode() == "pruned 0 messages, 0 fingerprints, 0 contact counters\n"
+    assert pruned.stdout.decode() == (
+        "pruned 0 messages, 0 fingerprints, 0 contact counters, 0 incident bands\n"
+    )
     status = run_ingest(daemon.settings_path, "db", "status")
     assert (
         status.stdout.decode()

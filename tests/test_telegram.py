@@ -15,7 +15,8 @@ from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect
 from tests.daemon import DaemonBase, run_ingest
 from tests.local import LocalDaemon
-from tests.telegram_api import CHAT, SENT, TOKEN_ENV, USER, BotApi, message, start_daemon, until
+from tests.telegram_api import CHAT, SENT, TOKEN_ENV, USER, BotApi, message, start_daemon
+from tests.waiting import until
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
 PDF = b"%PDF-1.4\n" + b"invoice 1234\n" * 100

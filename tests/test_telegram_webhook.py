@@ -13,9 +13,10 @@ from tests.conftest import bodies, collect, forwarded_behind
 from tests.daemon import DaemonBase
 from tests.local import LocalDaemon
 from tests.proxy import TcpProxy
-from tests.telegram_api import CHAT, SECRET, BotApi, message, start_daemon, until
+from tests.telegram_api import CHAT, SECRET, TOKEN, BotApi, message, start_daemon
 from tests.telegram_faults import spool_unwritable
 from tests.test_spool import wait_not_ready
+from tests.waiting import until
 
 PATH = "/hooks/telegram"
 PUBLIC_URL = "https://support.example/hooks/telegram"
@@ -33,7 +34,7 @@ async def webhook_daemon(
 
 async def post(daemon: DaemonBase, body: object, secret: str | None = SECRET) -> httpx.Response:
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
-    async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
+    async with daemon.client() as client:
         if isinstance(body, bytes):
             headers["Content-Type"] = "application/json"
             return await client.post(PATH, content=body, headers=headers)
@@ -90,7 +91,7 @@ async def test_a_wrong_secret_or_a_bad_body_is_refused_with_problem_details(
 ) -> None:
     daemon = await webhook_daemon(make_daemon, bot_api)
     update = {"update_id": 9, "message": message(3, text="hello")}
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         form = await client.post(
             PATH,
             content=b"update_id=9",
@@ -141,3 +142,65 @@ async def test_the_answer_is_503_until_the_case_open_is_safe(
     [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:4"
     assert case["id"] == retried.json()["outcome"]
+
+
+async def test_a_text_update_is_taken_while_the_bot_api_is_unreachable(
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel
+) -> None:
+    unreachable = BotApi()  # never started: its port refuses every call
+    daemon = await webhook_daemon(make_daemon, unreachable)
+    first = {"update_id": 50, "message": message(50, text="My kettle broke")}
+    answer = await post(daemon, first)
+    assert answer.status_code == 200, answer.text
+
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    assert case["text"] == "My kettle broke"
+    assert case["touchpoints"][0]["address"].startswith("telegram-bot-"), case["touchpoints"]
+    assert "set [channels.telegram] username" in daemon.log_text()
+    assert TOKEN not in daemon.log_text()
+
+
+async def test_the_configured_username_is_the_touchpoint_without_asking_the_bot_api(
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel
+) -> None:
+    unreachable = BotApi()
+    daemon = await start_daemon(
+        make_daemon,
+        unreachable,
+        mode="webhook",
+        webhook_path=PATH,
+        username="kettle_support_bot",
+    )
+    answer = await post(daemon, {"update_id": 51, "message": message(51, text="Hello")})
+    assert answer.status_code == 200, answer.text
+    [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    assert case["touchpoints"][0]["address"] == "@kettle_support_bot"
+
+
+async def test_an_attachment_is_fetched_later_when_the_bot_api_is_unreachable(
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel
+) -> None:
+    api = BotApi()  # not started yet: unreachable while the update comes in
+    daemon = await webhook_daemon(make_daemon, api)
+    photo = [{"file_id": "kettle", "file_unique_id": "AQADk", "width": 800, "height": 600}]
+    update = {"update_id": 60, "message": message(60, photo=photo, caption="Kettle broke")}
+    answer = await post(daemon, update)
+    assert answer.status_code == 200, answer.text  # kept, not refused
+    reference = answer.json()["outcome"]
+    again = await post(daemon, update)  # Telegram delivering it again: the same reference
+    assert again.json()["outcome"] == reference
+    kept = list((daemon.workdir / "var" / "telegram-updates").glob("*.json"))
+    assert [path.name for path in kept] == ["60.json"]
+
+    await api.start()  # the Bot API is back: the fetcher's next try gets the photo
+    try:
+        api.add_file("kettle", JPEG)
+        [case] = bodies(await collect(amqp, daemon.names.default, 1))
+    finally:
+        await api.stop()
+    assert case["id"] == reference
+    assert case["text"] == "Kettle broke"
+    [attachment] = case["attachments"]
+    assert BlobStore(daemon.workdir / "var" / "blobs").get(attachment["ref"]) == JPEG
+    assert not list((daemon.workdir / "var" / "telegram-updates").glob("*.json"))
+    assert await forwarded_behind(amqp, daemon.names) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,34 +10,30 @@ import pytest
 from dispatcher.triage import Customer, Decision, Facts, History, RuleSet, load_rules
 from ingest.settings import load_settings
 from normalizer.model import CaseOpen
+from tests.shipped import with_acknowledgements
+from tests.triage_cases import plain_mail
 
-SHIPPED = Path(__file__).parent.parent / "settings.toml"
 TUESDAY_10_CPH = "2026-11-24T09:00:00Z"  # 10:00 in Copenhagen, office open
 SATURDAY = "2026-11-28T12:00:00Z"
 MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def rules() -> RuleSet:
-    settings = load_settings(SHIPPED)
-    return load_rules(SHIPPED, settings.queues.declared_teams(), settings.queues.default)
+def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    """The shipped rules as they run once a replier is configured: acknowledgements on."""
+    shipped = with_acknowledgements(tmp_path_factory.mktemp("shipped"))
+    settings = load_settings(shipped)
+    return load_rules(shipped, settings.queues.declared_teams(), settings.queues.default)
 
 
 def case(**fields: Any) -> CaseOpen:
-    """A plain customer mail to support; fields override."""
-    message: dict[str, Any] = {
-        "id": "01JCKEPT0000000000000000WB",
+    """A plain customer mail to support, in English; fields override."""
+    mail: dict[str, Any] = {
         "received_at": TUESDAY_10_CPH,
-        "channel": "email",
-        "adapter": "smtp",
-        "source_id": "m1@customer.example",
-        "touchpoints": [{"kind": "mailbox", "address": "support@example.com"}],
-        "sender": {"kind": "email", "address": "ann@customer.example", "name": "Ann"},
-        "subject": "A question",
         "text": "Hello, something happened.",
         "language": "en",
     }
-    return CaseOpen.model_validate(message | fields)
+    return plain_mail(**(mail | fields))
 
 
 def attachment(media_type: str, size: int) -> dict[str, Any]:

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from dispatcher.triage import Facts, RulesError, RuleSet, load_rules, to_triage
-from dispatcher.triage.conditions import BUILDERS
-from dispatcher.triage.spec import ConditionSpec
 from normalizer.model import CaseOpen
+from tests.triage_cases import plain_mail
 
 QUEUES = ["support.general", "billing", "network", "on-call"]
 HEAD = """
@@ -60,7 +59,6 @@ wed = "08:00-16:00"
 thu = "08:00-16:00"
 fri = "08:00-15:00"
 """
-TUESDAY_10 = "2026-11-24T09:00:00Z"  # 10:00 in Copenhagen
 SATURDAY = "2026-11-28T12:00:00Z"
 
 
@@ -81,22 +79,7 @@ def problems(tmp_path: Path, rules: str, head: str = HEAD, **files: str) -> list
 
 
 def case(**fields: Any) -> CaseOpen:
-    message: dict[str, Any] = {
-        "id": "01JCKEPT0000000000000000WB",
-        "received_at": TUESDAY_10,
-        "channel": "email",
-        "adapter": "smtp",
-        "source_id": "m1@customer.example",
-        "touchpoints": [{"kind": "mailbox", "address": "support@example.com"}],
-        "sender": {"kind": "email", "address": "ann@customer.example", "name": "Ann"},
-        "subject": "A question",
-        "text": "Hello.",
-    }
-    return CaseOpen.model_validate(message | fields)
-
-
-def test_every_condition_key_has_one_builder() -> None:
-    assert set(BUILDERS) == set(ConditionSpec.model_fields)
+    return plain_mail(**fields)
 
 
 def test_a_condition_on_the_priority_so_far_routes_p1_after_hours_to_on_call(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -145,7 +147,36 @@ async def test_a_retried_message_sid_forwards_one_case(
     forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
     forwarded += await forwarded_behind(amqp, daemon.names)
     assert [case["source_id"] for case in forwarded] == [fields["MessageSid"]]
-    assert replies(answers[0]) == [f"Danke! Ref {forwarded[0]['id']}"]
+    # Twilio retries when it did not get the first answer: every answer names the one case.
+    for answer in answers:
+        assert replies(answer) == [f"Danke! Ref {forwarded[0]['id']}"]
+
+
+async def test_retries_at_the_same_moment_all_name_the_one_case(
+    daemon: DaemonBase, amqp: AbstractChannel
+) -> None:
+    fields = sms(body="Sent once, retried three times at once.")
+    answers = await asyncio.gather(*(post(daemon, "/twilio/sms", fields) for _ in range(4)))
+    assert [answer.status_code for answer in answers] == [200] * 4, [a.text for a in answers]
+
+    forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
+    forwarded += await forwarded_behind(amqp, daemon.names)
+    assert [case["source_id"] for case in forwarded] == [fields["MessageSid"]]
+    assert {replies(answer)[0] for answer in answers} == {f"Danke! Ref {forwarded[0]['id']}"}
+
+
+async def test_retries_of_an_unusable_message_at_once_all_get_422(daemon: DaemonBase) -> None:
+    for _ in range(3):
+        fields = sms(sender="VODAFONE")  # kept in quarantine, each retry under one id
+        answers = await asyncio.gather(*(post(daemon, "/twilio/sms", fields) for _ in range(4)))
+        assert [answer.status_code for answer in answers] == [422] * 4, [a.text for a in answers]
+        assert {answer.headers["content-type"] for answer in answers} == {
+            "application/problem+json"
+        }
+        [kept] = {answer.json()["quarantine_id"] for answer in answers}
+        entry = json.loads((daemon.workdir / "var" / "quarantine" / f"{kept}.json").read_text())
+        assert entry["source_id"] == fields["MessageSid"]
+    assert daemon.alive()
 
 
 async def test_signatures_are_checked_against_the_public_url(
@@ -163,7 +194,7 @@ async def test_signatures_are_checked_against_the_public_url(
         "other body": {"X-Twilio-Signature": signature("/twilio/sms", fields)},
         "other path": {"X-Twilio-Signature": signature("/twilio/voice", tampered)},
     }
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         for name, headers in attempts.items():
             sent = tampered if name in ("other body", "other path") else fields
             response = await client.post(
@@ -206,7 +237,7 @@ async def test_bad_input_gets_http_errors_and_the_daemon_keeps_serving(
     assert checks[4][0].json()["errors"][0]["field"] == "MediaUrl0"
     assert "quarantine_id" in checks[6][0].json()  # an unusable sender: kept, not lost
 
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         as_json = await client.post("/twilio/sms", json=sms())
         not_utf8 = await client.post(
             "/twilio/sms", content=b"Body=%FF&From=\xff", headers={"Content-Type": FORM}
@@ -254,6 +285,6 @@ async def test_unsigned_requests_pass_only_when_verification_is_off(
     assert response.status_code == 200, response.text
     assert len(await collect(amqp, daemon.names.default, expected=1)) == 1
     assert "twilio signatures are NOT verified" in daemon.log_text()
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"/twilio/sms", "/twilio/voice", "/twilio/voice/recording"} <= set(paths)

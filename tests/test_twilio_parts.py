@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from channels.settings import TwilioChannelSettings
 from channels.twilio.calls import GREETING_ALLOWANCE_S, PendingCall, due_at
 from ingest.settings import load_settings
-from normalizer.envelope import PAYLOAD_KINDS, Envelope, Unprocessable, kind_of, normalize
+from normalizer.envelope import PAYLOAD_KINDS, Envelope, kind_of, normalize
+from normalizer.errors import Unprocessable
 from normalizer.model import Attachment
 from normalizer.twilio import TwilioCall, TwilioMessage, normalize_call, normalize_message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
@@ -20,7 +21,7 @@ MESSAGE = {
 
 
 async def submit(daemon: DaemonBase, json: object = MESSAGE, **headers: str) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         return await client.post("/api/v1/messages", json=json, headers=AUTH | headers)
 
 
@@ -64,6 +65,10 @@ async def test_the_same_idempotency_key_three_times_forwards_one_message(
     assert [a.status_code for a in answers] == [202, 202, 202]
     by_external_id = await submit(daemon, {**MESSAGE, "external_id": "retry-me"})
     assert by_external_id.status_code == 202
+    # Every repeat is answered as the first: the id of the case-open that counts.
+    ids = {answer.json()["id"] for answer in [*answers, by_external_id]}
+    assert len(ids) == 1
+    assert [a.headers.get("Idempotent-Replayed") for a in answers] == [None, "true", "true"]
 
     await daemon.settled(4)
     forwarded = bodies(await collect(amqp, daemon.names.default, expected=1))
@@ -87,7 +92,7 @@ async def test_without_a_key_every_submission_is_its_own_message(
 async def test_bad_requests_get_problem_details_and_the_daemon_keeps_serving(
     daemon: DaemonBase, amqp: AbstractChannel
 ) -> None:
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         missing_key = await client.post("/api/v1/messages", json=MESSAGE)
         wrong_key = await client.post(
             "/api/v1/messages", json=MESSAGE, headers={"Authorization": "Bearer nope"}
@@ -161,22 +166,70 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(
 
 
 async def test_openapi_document_describes_the_api(daemon: DaemonBase) -> None:
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         document = (await client.get("/openapi.json")).json()
     operation = document["paths"]["/api/v1/messages"]["post"]
     body_schema = operation["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body_schema["properties"]) >= {"sender", "subject", "text", "external_id"}
-    assert body_schema["properties"]["sender"]["$ref"] == "#/components/schemas/WebSender"
-    assert "WebSender" in document["components"]["schemas"]
-    assert {"202", "401", "413", "415", "422", "503"} <= set(operation["responses"])
+    assert body_schema == {"$ref": "#/components/schemas/Submission"}
+    schemas = document["components"]["schemas"]
+    web, logged = schemas["Submission"]["anyOf"]
+    assert set(web["properties"]) >= {"sender", "subject", "text", "external_id"}
+    assert web["properties"]["sender"]["$ref"] == "#/components/schemas/WebSender"
+    assert sorted(logged["required"]) == ["agent_id", "channel", "sender", "text", "via"]
+    assert "WebSender" in schemas
+    assert {"202", "401", "403", "413", "415", "422", "429", "503"} <= set(operation["responses"])
+    assert set(operation["responses"]["429"]["headers"]) >= {"Retry-After", "RateLimit-Limit"}
+    assert operation["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "text/plain" in document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert "/readyz" in document["paths"]
 
 
 async def test_health_and_readiness(daemon: DaemonBase) -> None:
-    async with httpx.AsyncClient(base_url=daemon.url) as client:
+    async with daemon.client() as client:
         health = (await client.get("/healthz")).json()
         assert health["status"] == "alive"
         assert (health["rules"]["status"], health["rules"]["rules"]) == ("ok", 0)
         ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"broker": "ok", "store": "ok"}
+    assert ready.json()["checks"] == {"broker": "ok", "store": "ok", "spool": "ok"}
+
+
+LOGGED_BY_HAND = {"channel": "logged", "via": "letter", "agent_id": "agent-3"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"subject": "Refund\r\nBcc: victim@example.com"}, "subject"),
+        ({"subject": "nul\u0000byte"}, "subject"),
+        ({"sender": {"email": "ann@example.com", "name": "Ann\nLee"}}, "sender.name"),
+        ({"sender": {"email": "ann@example.com", "name": "Ann\u2028Lee"}}, "sender.name"),
+        ({"external_id": "id\u0085x"}, "external_id"),
+        ({**LOGGED_BY_HAND, "agent_id": "agent\t3"}, "agent_id"),
+        ({"fields": {"order": "1234\r\nX: y"}}, "fields.order"),
+        ({"controls": {"tags": ["vip\u0000"]}}, "controls.tags.0"),
+        ({**LOGGED_BY_HAND, "occurred_at": "2020-01-01T10:00:00+01:00"}, "occurred_at"),
+        ({**LOGGED_BY_HAND, "occurred_at": "2999-01-01T10:00:00Z"}, "occurred_at"),
+    ],
+)
+async def test_one_line_fields_and_times_out_of_range_are_refused_by_name(
+    daemon: DaemonBase, change: dict[str, object], field: str
+) -> None:
+    refused = await submit(daemon, {**MESSAGE, **change})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    [error] = refused.json()["errors"]
+    assert error["field"] == field
+    assert "control character" in error["message"] or "lies" in error["message"]
+
+
+async def test_text_keeps_its_line_breaks_and_loses_nul(
+    daemon: DaemonBase, amqp: AbstractChannel
+) -> None:
+    text = "Line one\u0000\r\nLine two\n\nLine four"
+    accepted = await submit(daemon, {**MESSAGE, "text": text, "subject": "Ünïcode ok ✓"})
+    assert accepted.status_code == 202, accepted.text
+    [case] = bodies(await collect(amqp, daemon.names.default, expected=1))
+    assert case["text"] == "Line one\nLine two\n\nLine four"
+    assert case["subject"] == "Ünïcode ok ✓"

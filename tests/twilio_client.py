@@ -64,7 +64,7 @@ async def post(
     sent = {"Content-Type": FORM}
     if signed:
         sent["X-Twilio-Signature"] = signature(path, fields)
-    async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
+    async with daemon.client() as client:
         return await client.post(path, content=urlencode(fields), headers=sent | (headers or {}))
 
 

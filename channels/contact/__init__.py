@@ -6,12 +6,19 @@ fields, what was typed kept) when a field is wrong, 429 when the address or clie
 many, 503 with the form again when the message could not be made safe, else the
 confirmation with the case-open id as the reference. A filled honeypot field gets the same
 confirmation, opens nothing, and is logged.
+
+With a knowledge base (`self_service`), a first post without attachments whose subject and
+message match public articles is answered with those articles instead ("Does one of these
+answer your question?"): "Yes, that solved it" records a deflected contact and opens
+nothing; "No, send my message" posts the same fields again, sent as above.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,16 +31,19 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Message
 from ulid import ULID
 
-from channels.base import Emit, NotSafe, Rejected
+import normalizer.mail  # noqa: F401  (loaded with the channel: normalize_contact imports it late)
+from channels.base import Built, Emit, NotSafe, Rejected, Wiring
 from channels.contact.form import Posted, check, posted
 from channels.contact.guard import CSRF_COOKIE, CrossSite, CsrfGuard, FormTicket, RateLimits
 from channels.contact.pages import Pages
 from channels.contact.texts import TEXTS, size_text
 from channels.http import read_body
 from channels.problems import Problem
+from channels.self_service import Offered, SelfService, one_line
 from channels.settings import ContactFormSettings
 from normalizer.contact import ContactSubmission
 from normalizer.envelope import Envelope
+from normalizer.kb_event import KbEvent
 
 log = structlog.get_logger("channels.contact")
 
@@ -42,9 +52,17 @@ EXTRA_PARTS = 20
 RETRY_AFTER_S = 30
 
 
-def contact_router(settings: ContactFormSettings, emit: Emit) -> APIRouter:
-    """The form's routes, bound to their settings and the pipeline's `emit`."""
-    form = ContactForm(settings, emit)
+def build(settings: ContactFormSettings, wiring: Wiring) -> Built:
+    """The form, on the daemon's HTTP server, with self-service when there is a knowledge base."""
+    return Built(router=contact_router(settings, wiring.emit, wiring.self_service))
+
+
+def contact_router(
+    settings: ContactFormSettings, emit: Emit, self_service: SelfService | None = None
+) -> APIRouter:
+    """The form's routes, bound to their settings, the pipeline's `emit` and, when there is
+    a knowledge base, its self-service lookups."""
+    form = ContactForm(settings, emit, self_service)
     router = APIRouter(include_in_schema=False)
     router.add_api_route("/contact", form.show, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/contact", form.submit, methods=["POST"], response_class=HTMLResponse)
@@ -64,10 +82,13 @@ class Received:
 class ContactForm:
     """Shows the form and turns each post into a case-open or a page saying what to do."""
 
-    def __init__(self, settings: ContactFormSettings, emit: Emit) -> None:
+    def __init__(
+        self, settings: ContactFormSettings, emit: Emit, self_service: SelfService | None = None
+    ) -> None:
         secret = settings.csrf_secret.get_secret_value() if settings.csrf_secret else None
         self._settings = settings
         self._emit = emit
+        self._self_service = self_service
         self._guard = CsrfGuard(
             secret or secrets.token_urlsafe(32), settings.form_max_age_s, settings.allowed_origins
         )
@@ -93,11 +114,17 @@ class ContactForm:
         if form.honeypot:
             log.warning("contact form honeypot filled", client=_client(request))
             return pages.thanks(request, language, str(ULID()))
+        if form.step == "solved":
+            return await self._solved(request, received)
         submission, errors = check(form, self._settings, TEXTS[language], language)
         if submission is None:
             return pages.form(
                 request, language, received.ticket, form=form, errors=errors, status=422
             )
+        if form.step != "send" and not form.files:
+            offered = await self._offer(submission)
+            if offered:
+                return pages.suggestions(request, language, received.ticket, form, offered)
         wait_s = await self._limits.allow(submission.email, _client(request))
         if wait_s is not None:
             log.warning("contact form rate limited", client=_client(request), retry_after=wait_s)
@@ -162,6 +189,52 @@ class ContactForm:
             )
             return self._pages.refused(request, language, 422, "bad_form")
         return self._pages.thanks(request, language, case_id)
+
+    async def _offer(self, submission: ContactSubmission) -> Sequence[Offered]:
+        """The articles to offer first (recorded as shown), or none."""
+        service = self._self_service
+        if service is None:
+            return ()
+        offered = await asyncio.to_thread(
+            service.suggest, submission.subject, submission.message, submission.language
+        )
+        if offered:
+            await self._record(
+                "shown", [article.id for article in offered], submission.language, None
+            )
+        return offered
+
+    async def _solved(self, request: Request, received: Received) -> Response:
+        """ "Yes, that solved it": a deflected contact, recorded with the one-line answer."""
+        service = self._self_service
+        language = received.language
+        article = service.article(received.form.article) if service else None
+        if article is None:
+            return self._pages.refused(request, language, 422, "bad_form")
+        answer = one_line(received.form.answer)
+        await self._record("accepted", [article.id], language, answer)
+        log.info("contact deflected", article=article.id, language=language)
+        return self._pages.solved(request, language, article)
+
+    async def _record(
+        self, event: str, articles: list[str], language: str, answer: str | None
+    ) -> None:
+        """Counted by the dispatcher; losing a count never stops the customer."""
+        assert self._self_service is not None
+        try:
+            await self._self_service.record(
+                KbEvent(
+                    id=str(ULID()),
+                    event=event,  # type: ignore[arg-type]
+                    at=datetime.now(UTC),
+                    articles=articles,
+                    language=language,
+                    touchpoint=self._settings.touchpoint,
+                    answer=answer,
+                )
+            )
+        except NotSafe as error:
+            log.warning("kb event not recorded", event=event, error=str(error))
 
     def _forbidden(self, request: Request, language: str, error: CrossSite) -> Response:
         log.warning("contact form refused", reason=str(error), client=_client(request))

@@ -53,6 +53,11 @@ class Posted:
     honeypot: str = ""
     token: str | None = None
     language: str | None = None
+    step: str = ""
+    """"" the first post (self-service may be offered), "send" after it, "solved" for an
+    article that answered the question."""
+    article: str = ""
+    answer: str = ""
 
 
 async def posted(form: FormData) -> Posted:
@@ -69,6 +74,9 @@ async def posted(form: FormData) -> Posted:
         honeypot=_text(form.get(HONEYPOT)),
         token=_text(form.get("csrf_token")) or None,
         language=_text(form.get("lang")) or None,
+        step=_text(form.get("step")),
+        article=_text(form.get("article"))[:100],
+        answer=_text(form.get("answer"))[:1000],
     )
 
 

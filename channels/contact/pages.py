@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import Request
@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse
 from channels.contact.form import Posted, kept_values, type_names
 from channels.contact.guard import FormTicket
 from channels.contact.texts import TEXTS, choose_language, size_text
+from channels.self_service import Offered
 from channels.settings import ContactFormSettings
 
 # Every page: no external anything, no framing, no caching of a page that holds a token.
@@ -81,6 +82,33 @@ class Pages:
             accept=",".join(settings.file_types),
             max_files=settings.max_files,
             max_message_chars=settings.max_message_chars,
+        )
+
+    def suggestions(
+        self,
+        request: Request,
+        language: str,
+        ticket: FormTicket,
+        form: Posted,
+        offered: Sequence[Offered],
+    ) -> HTMLResponse:
+        """The self-service step: the articles, each with "Yes, that solved it", and the
+        message kept in hidden fields for "No, send my message"."""
+        return self._render(
+            "suggestions.html",
+            request,
+            language,
+            200,
+            None,
+            ticket=ticket,
+            offered=offered,
+            values=kept_values(form),
+        )
+
+    def solved(self, request: Request, language: str, article: Offered) -> HTMLResponse:
+        """After "Yes, that solved it": nothing was sent."""
+        return self._render(
+            "solved.html", request, language, 200, None, title=article.title, url=article.url
         )
 
     def thanks(self, request: Request, language: str, reference: str) -> HTMLResponse:

@@ -43,6 +43,15 @@ _ENGLISH: Texts = {
     "reference": "Your reference",
     "reference_hint": "Please quote it if you contact us about this again.",
     "another": "Send another message",
+    "suggest_title": "Does one of these answer your question?",
+    "suggest_intro": "Before we send your message: these articles answer questions like yours.",
+    "answer_label": "If it helped, tell us in one line how (optional)",
+    "solved_button": "Yes, that solved it",
+    "send_intro": "Not what you need? We will send your message as you wrote it.",
+    "send_anyway": "No, send my message",
+    "solved_title": "Glad that helped",
+    "solved_body": "Your message was not sent, so nobody will contact you about it. "
+    "You can always write to us again.",
     "forbidden_title": "This form could not be sent",
     "forbidden_body": "The form had expired or was sent from another website. "
     "Please open the form again and send your message from there.",
@@ -95,6 +104,15 @@ _DANISH: Texts = {
     "reference": "Dit referencenummer",
     "reference_hint": "Oplys det venligst, hvis du kontakter os om dette igen.",
     "another": "Send en ny besked",
+    "suggest_title": "Besvarer en af disse dit spørgsmål?",
+    "suggest_intro": "Før vi sender din besked: disse artikler besvarer spørgsmål som dit.",
+    "answer_label": "Hvis det hjalp, så fortæl os med én linje hvordan (valgfrit)",
+    "solved_button": "Ja, det løste det",
+    "send_intro": "Ikke det, du har brug for? Så sender vi din besked, som du skrev den.",
+    "send_anyway": "Nej, send min besked",
+    "solved_title": "Godt, at det hjalp",
+    "solved_body": "Din besked blev ikke sendt, så ingen kontakter dig om den. "
+    "Du kan altid skrive til os igen.",
     "forbidden_title": "Formularen kunne ikke sendes",
     "forbidden_body": "Formularen var udløbet eller blev sendt fra et andet websted. "
     "Åbn formularen igen, og send din besked derfra.",
@@ -147,6 +165,16 @@ _GERMAN: Texts = {
     "reference": "Ihre Referenz",
     "reference_hint": "Bitte geben Sie sie an, wenn Sie uns dazu erneut schreiben.",
     "another": "Weitere Nachricht senden",
+    "suggest_title": "Beantwortet einer dieser Artikel Ihre Frage?",
+    "suggest_intro": "Bevor wir Ihre Nachricht senden: Diese Artikel beantworten ähnliche Fragen.",
+    "answer_label": "Wenn es geholfen hat, sagen Sie uns in einer Zeile wie (optional)",
+    "solved_button": "Ja, das hat geholfen",
+    "send_intro": "Nicht das Richtige? Dann senden wir Ihre Nachricht so, wie Sie sie "
+    "geschrieben haben.",
+    "send_anyway": "Nein, Nachricht senden",
+    "solved_title": "Schön, dass es geholfen hat",
+    "solved_body": "Ihre Nachricht wurde nicht gesendet; niemand wird Sie dazu kontaktieren. "
+    "Sie können uns jederzeit wieder schreiben.",
     "forbidden_title": "Das Formular konnte nicht gesendet werden",
     "forbidden_body": "Das Formular war abgelaufen oder wurde von einer anderen Website "
     "gesendet. Bitte öffnen Sie das Formular erneut und senden Sie Ihre Nachricht von dort.",

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 
 import structlog
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from channels.base import Emit, NotSafe, Rejected
 from channels.imap.ledger import Ledger, Position
+from channels.oauth2 import TokenRefused, TokenSource, TokenUnavailable
 from channels.settings import ImapAccount
 from normalizer.envelope import Envelope, RawMail
 
@@ -38,19 +39,31 @@ class Stopped(Exception):
     """The daemon is stopping; leave the session at once."""
 
 
+class TokenNotAccepted(TokenRefused):
+    """The server refused a freshly refreshed access token: a setting, not an expiry."""
+
+
 class Mailbox:
     """The watch over one account: connect, catch up, wait for news, reconnect on failure."""
 
     def __init__(
-        self, account: ImapAccount, emit: EmitBlocking, ledger: Ledger, stop: threading.Event
+        self,
+        account: ImapAccount,
+        emit: EmitBlocking,
+        ledger: Ledger,
+        stop: threading.Event,
+        tokens: TokenSource | None = None,
     ) -> None:
         self._account = account
         self._emit = emit
         self._ledger = ledger
         self._stop = stop
+        self._tokens = tokens
         self._log = log.bind(account=account.name)
         self._failing = False
         self._delay = 1.0
+        self.problem: str | None = None
+        """A lasting failure an admin must fix (for /readyz), until the session works."""
 
     def run(self) -> None:
         """Until stopped: keep a session, backing off after each failure (logged once)."""
@@ -62,15 +75,24 @@ class Mailbox:
                 return
             except CONNECTION_ERRORS as error:
                 self._failed("imap session failed", error)
+            except TokenRefused as error:  # lasting: only an admin can mend it
+                self.problem = str(error)
+                self._failed("imap account cannot log in", error, lasting=True)
+            except TokenUnavailable as error:
+                self._failed("imap account cannot get an access token", error)
             except LookupError as error:  # the password variable is not set
                 self._failed("imap account cannot log in", error)
             if self._stop.wait(self._delay):
                 return
             self._delay = min(self._delay * 2, self._account.reconnect_max_s)
 
-    def _failed(self, event: str, error: Exception) -> None:
+    def _failed(self, event: str, error: Exception, lasting: bool = False) -> None:
         """Log the first failure of an outage; the rest only at debug level."""
-        report = self._log.debug if self._failing else self._log.warning
+        report = self._log.warning
+        if self._failing:
+            report = self._log.debug
+        elif lasting:
+            report = self._log.error
         report(event, error=str(error) or repr(error), retry_in_s=self._delay)
         self._failing = True
 
@@ -78,9 +100,42 @@ class Mailbox:
         """The session works (folder selected, caught up): an outage, if any, is over."""
         if self._failing:
             self._log.info("imap session back")
-        self._failing, self._delay = False, 1.0
+        self._failing, self._delay, self.problem = False, 1.0, None
 
     def _connect(self) -> IMAPClient:
+        if self._tokens is None:
+            account = self._account
+            return self._open(lambda client: client.login(account.user, account.password()))
+        tokens = self._tokens
+        token = tokens.access_token()
+        try:
+            return self._open(lambda client: self._oauth2_login(client, token))
+        except LoginError:
+            # Revoked or expired early, or cached too long: once more with a fresh one.
+            tokens.refused(token)
+        token = tokens.access_token()
+        try:
+            return self._open(lambda client: self._oauth2_login(client, token))
+        except LoginError as error:
+            tokens.refused(token)
+            raise TokenNotAccepted(
+                f"the server refused a fresh access token for {self._account.user} ({error})",
+                "check user, the scope, and that IMAP is allowed for this mailbox",
+            ) from None
+
+    def _oauth2_login(self, client: IMAPClient, token: str) -> None:
+        """SASL OAUTHBEARER (RFC 7628) when chosen or offered, else XOAUTH2."""
+        assert self._account.oauth2 is not None
+        mechanism = self._account.oauth2.mechanism
+        if mechanism == "auto":
+            offered = client.has_capability("AUTH=OAUTHBEARER")
+            mechanism = "oauthbearer" if offered else "xoauth2"
+        if mechanism == "oauthbearer":
+            client.oauthbearer_login(self._account.user, token)
+        else:
+            client.oauth2_login(self._account.user, token)
+
+    def _open(self, log_in: Callable[[IMAPClient], object]) -> IMAPClient:
         account = self._account
         context = ssl.create_default_context(cafile=account.ca_file)
         client = IMAPClient(
@@ -93,7 +148,7 @@ class Mailbox:
         try:
             if account.security == "starttls":
                 client.starttls(context)
-            client.login(account.user, account.password())
+            log_in(client)
         except BaseException:
             client.shutdown()
             raise
@@ -115,7 +170,10 @@ class Mailbox:
         )
         self._watching()
         while True:
+            _news_announced(client)  # what was announced so far, this round takes
             position = self._take_new(client, position)
+            if _news_announced(client):
+                continue  # mail came while we fetched or flagged: take it before waiting
             self._wait_for_news(client, idle)
 
     def _first_scan(self, client: IMAPClient, uidvalidity: int, uidnext: int) -> Position:
@@ -216,6 +274,8 @@ class Mailbox:
             return
         client.idle()
         try:
+            if _news_announced(client):
+                return
             renew_at = time.monotonic() + self._account.idle_renew_s
             while time.monotonic() < renew_at:
                 if self._stop.is_set():
@@ -224,6 +284,20 @@ class Mailbox:
                     return
         finally:
             client.idle_done()
+
+
+def _news_announced(client: IMAPClient) -> bool:
+    """Whether the server told of new mail (EXISTS) in the answer to one of our commands
+    since the last look; forgets it (and RECENT, which comes with it).
+
+    A server announces mail that arrives during a FETCH or STORE in that command's answer,
+    and not again when IDLE starts: unless it is acted on, the mail waits for the next
+    event, which may be the IDLE renewal minutes later. imapclient keeps such unsolicited
+    answers in imaplib's `untagged_responses` and offers no public way to read them.
+    """
+    kept = client._imap.untagged_responses
+    kept.pop("RECENT", None)
+    return bool(kept.pop("EXISTS", None))
 
 
 def _aware(value: object) -> datetime:

@@ -7,17 +7,20 @@ chat                       the Telegram bot ([channels.telegram])
 web, logged                by email when the contact left an email address (`to` has an @);
                            a phone number alone is not answered (there is no number to send
                            from), and the request is dead-lettered saying so
+
+Besides the relay, a service is a channel whose record (`channels.registry`) has a replier.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pkgutil import resolve_name
 
+from channels.oauth2 import TokenSource
+from channels.registry import ChannelSettingsBase
 from channels.replies.base import Permanent, Replier, SendFailed, Transient, Unconfigured
 from channels.replies.mail import MailReplier
-from channels.replies.telegram import TelegramReplier
-from channels.replies.twilio import TwilioReplier
-from channels.settings import ChannelSettings, OutboundSettings
+from channels.settings import OutboundSettings
 from normalizer.acks import AckRequest
 
 __all__ = [
@@ -28,54 +31,96 @@ __all__ = [
     "Transient",
     "Unconfigured",
     "build_repliers",
+    "route",
+    "unanswerable",
 ]
+
+MAIL = "mail"
+"""The service of email replies: the outbound relay, not a channel of its own."""
 
 
 @dataclass(frozen=True)
 class Repliers:
-    """The configured repliers; a channel without one gets a Permanent failure naming the fix."""
+    """The configured repliers by service ("mail", or the channel whose record has the
+    replier); a channel without one gets a Permanent failure naming the fix."""
 
-    mail: Replier | None = None
-    twilio: Replier | None = None
-    telegram: Replier | None = None
-    calls_by_sms: bool = False
+    channels: ChannelSettingsBase
+    services: dict[str, Replier] = field(default_factory=dict)
 
     def for_request(self, ack: AckRequest) -> Replier:
         """The replier for this request, or Permanent with the reason there is none."""
-        match ack.channel:
-            case "email":
-                return _needed(self.mail, "email replies need [outbound.mail] enabled")
-            case "web" | "logged" if "@" in ack.to:
-                return _needed(self.mail, f"{ack.channel} replies by email need [outbound.mail]")
-            case "web" | "logged":
-                raise Permanent(f"{ack.channel} contacts are answered by email only, not by phone")
-            case "sms" | "whatsapp":
-                return _needed(
-                    self.twilio, f"{ack.channel} replies need [channels.twilio] account_sid"
-                )
-            case "voice" if self.calls_by_sms:
-                return _needed(self.twilio, "SMS to callers needs [channels.twilio] account_sid")
-            case "voice":
-                raise Permanent("calls are not acknowledged: acknowledge_calls_by_sms is off")
-            case "chat":
-                return _needed(self.telegram, "chat replies need [channels.telegram] enabled")
-        raise Permanent(f"no replier for the {ack.channel} channel")
+        service, missing = route(ack.channel, ack.to, self.channels)
+        return _needed(self.services.get(service), missing)
+
+    def readiness(self) -> str | None:
+        """None unless the mail relay has a lasting failure to log in (OAuth2)."""
+        mail = self.services.get(MAIL)
+        problem = mail.problem if isinstance(mail, MailReplier) else None
+        return f"outbound mail relay: {problem}" if problem else None
 
     async def close(self) -> None:
-        for replier in (self.mail, self.twilio, self.telegram):
-            if replier is not None:
-                await replier.close()
+        for replier in self.services.values():
+            await replier.close()
 
 
-def build_repliers(channels: ChannelSettings, outbound: OutboundSettings) -> Repliers:
-    """A replier for every service the settings configure."""
-    twilio = channels.twilio
-    return Repliers(
-        mail=MailReplier(outbound.mail) if outbound.mail.enabled else None,
-        twilio=TwilioReplier(twilio) if twilio.account_sid else None,
-        telegram=TelegramReplier(channels.telegram) if channels.telegram.enabled else None,
-        calls_by_sms=twilio.acknowledge_calls_by_sms,
+def route(channel: str, to: str, channels: ChannelSettingsBase) -> tuple[str, str]:
+    """Which service answers a request of this channel to this address, and what to configure
+    when it is missing; raises Permanent for a request no service can answer."""
+    match channel:
+        case "email":
+            return MAIL, "email replies need [outbound.mail] enabled"
+        case "web" | "logged" if "@" in to:
+            return MAIL, f"{channel} replies by email need [outbound.mail]"
+        case "web" | "logged":
+            raise Permanent(f"{channel} contacts are answered by email only, not by phone")
+    for record in channels.records:
+        replier = record.replier
+        if replier is None or channel not in replier.answers:
+            continue
+        if refused := replier.refuses(channel, channels.section(record)):
+            raise Permanent(refused)
+        return record.name, replier.answers[channel]
+    raise Permanent(f"no replier for the {channel} channel")
+
+
+def unanswerable(
+    channel: str, to: str, channels: ChannelSettingsBase, outbound: OutboundSettings
+) -> str | None:
+    """Why these settings cannot send this acknowledgement, or None when they can: what the
+    dispatcher asks before it requests one, so that it never requests what nobody can send.
+    (`[outbound] enabled` is left out: it only says whether this node is one of the senders.)"""
+    try:
+        service, missing = route(channel, to, channels)
+    except Permanent as error:
+        return str(error)
+    return (
+        None if service in _configured(channels, outbound) else f"no replier configured: {missing}"
     )
+
+
+def build_repliers(
+    channels: ChannelSettingsBase,
+    outbound: OutboundSettings,
+    mail_tokens: TokenSource | None = None,
+) -> Repliers:
+    """A replier for every service the settings configure; `mail_tokens` when the relay is
+    logged in to with OAuth2 (`channels.replies.mail.mail_tokens`)."""
+    services: dict[str, Replier] = (
+        {MAIL: MailReplier(outbound.mail, mail_tokens)} if outbound.mail.enabled else {}
+    )
+    for record in channels.records:
+        if record.name in _configured(channels, outbound) and record.replier is not None:
+            services[record.name] = resolve_name(record.replier.build)(channels.section(record))
+    return Repliers(channels, services)
+
+
+def _configured(channels: ChannelSettingsBase, outbound: OutboundSettings) -> set[str]:
+    """The services these settings let send."""
+    configured = {MAIL} if outbound.mail.enabled else set()
+    for record in channels.records:
+        if record.replier and record.replier.configured(channels.section(record)):
+            configured.add(record.name)
+    return configured
 
 
 def _needed(replier: Replier | None, reason: str) -> Replier:

@@ -1,5 +1,10 @@
 """Email replies through the outbound SMTP relay (smtplib, in a thread).
 
+With `auth = "oauth2"` the relay is logged in to with SASL OAUTHBEARER when it offers it, else
+XOAUTH2 (or as `mechanism` says), an access token refreshed as needed; a relay
+that refuses one gets a fresh one once. A refresh token the provider refused is a lasting
+failure: logged once per outage, shown by `readiness()`, and replies wait (retried).
+
 The reply threads onto the original (In-Reply-To, References) and says it is automatic
 (RFC 3834 `Auto-Submitted: auto-replied`, plus `X-Auto-Response-Suppress: All` for Exchange
 and `Precedence: auto_reply` for older responders), so that no auto-responder answers it.
@@ -10,14 +15,23 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+import threading
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
+from pathlib import Path
 
+import structlog
+
+from channels.oauth2 import TokenRefused, TokenSource, TokenUnavailable, token_path, token_source
+from channels.oauth2.store import WriteDurably
 from channels.replies.base import Permanent, Transient
 from channels.settings import OutboundMailSettings
 from normalizer.acks import EMAIL, AckRequest
+
+log = structlog.get_logger("channels.replies.mail")
+AUTHORIZE_COMMAND = "ingest outbound authorize"
 
 
 class MailReplier:
@@ -25,8 +39,15 @@ class MailReplier:
 
     name = "smtp"
 
-    def __init__(self, settings: OutboundMailSettings) -> None:
+    def __init__(self, settings: OutboundMailSettings, tokens: TokenSource | None = None) -> None:
         self._settings = settings
+        self._tokens = tokens
+        self._outage = threading.Lock()
+        self.problem: str | None = None
+        """A lasting failure to log in that an admin must fix (for /readyz)."""
+
+    def readiness(self) -> str | None:
+        return self.problem
 
     async def send(self, ack: AckRequest) -> str:
         sender = self._settings.from_address or ack.via
@@ -79,12 +100,87 @@ class MailReplier:
             if settings.security == "starttls":
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            if settings.user and settings.password:
+            if self._tokens is not None and settings.user:
+                self._oauth2_login(smtp, settings.user, self._tokens)
+            elif settings.user and settings.password:
                 smtp.login(settings.user, settings.password.get_secret_value())
+        except TokenRefused as error:
+            smtp.close()
+            self._lasting(str(error))
+            raise Transient(f"relay {where}: {error}") from None
+        except TokenUnavailable as error:
+            smtp.close()
+            raise Transient(f"relay {where}: no access token now: {error}") from None
         except OSError as error:
             smtp.close()
             raise Transient(f"relay {where} session failed: {_describe(error)}") from None
+        self._lasting(None)
         return smtp
+
+    def _oauth2_login(self, smtp: smtplib.SMTP, user: str, tokens: TokenSource) -> None:
+        """AUTH XOAUTH2 (or OAUTHBEARER); a refused token is refreshed and tried once more."""
+        token = tokens.access_token()
+        try:
+            _sasl_bearer(smtp, user, token, self._mechanism(smtp))
+            return
+        except smtplib.SMTPAuthenticationError:
+            tokens.refused(token)
+        token = tokens.access_token()
+        try:
+            _sasl_bearer(smtp, user, token, self._mechanism(smtp))
+        except smtplib.SMTPAuthenticationError as error:
+            tokens.refused(token)
+            raise TokenRefused(
+                f"the relay refused a fresh access token for {user} ({_smtp_text(error)})",
+                "check user, the scope, and that SMTP AUTH is allowed for this mailbox",
+            ) from None
+
+    def _mechanism(self, smtp: smtplib.SMTP) -> str:
+        assert self._settings.oauth2 is not None
+        chosen = self._settings.oauth2.mechanism
+        if chosen == "auto":
+            offered = smtp.esmtp_features.get("auth", "").upper().split()
+            chosen = "oauthbearer" if "OAUTHBEARER" in offered else "xoauth2"
+        return chosen.upper()
+
+    def _lasting(self, problem: str | None) -> None:
+        """Log a lasting failure when it starts and when it ends, not on every retry."""
+        with self._outage:
+            if problem and self.problem is None:
+                log.error("outbound relay cannot log in", error=problem)
+            elif problem is None and self.problem is not None:
+                log.info("outbound relay logs in again")
+            self.problem = problem
+
+
+def mail_tokens(
+    settings: OutboundMailSettings, data_dir: Path, write_durably: WriteDurably
+) -> TokenSource | None:
+    """The relay's access tokens, when it is logged in to with OAuth2."""
+    if settings.auth != "oauth2" or settings.oauth2 is None:
+        return None
+    path = token_path(data_dir, "outbound-mail")
+    return token_source(settings.oauth2, "smtp", path, write_durably, AUTHORIZE_COMMAND)
+
+
+def _sasl_bearer(smtp: smtplib.SMTP, user: str, token: str, mechanism: str) -> None:
+    """One AUTH exchange; on a refusal the relay sends a JSON challenge, answered empty."""
+    if mechanism == "OAUTHBEARER":
+        escaped = user.replace("=", "=3D").replace(",", "=2C")
+        first = f"n,a={escaped},\x01auth=Bearer {token}\x01\x01"
+    else:
+        first = f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+    def answer(challenge: bytes | None = None) -> str:
+        return first if challenge is None else ""
+
+    smtp.auth(mechanism, answer, initial_response_ok=True)
+
+
+def _smtp_text(error: smtplib.SMTPResponseException) -> str:
+    text = error.smtp_error
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{error.smtp_code} {text}"
 
 
 def compose(ack: AckRequest, sender: str, sender_name: str | None = None) -> EmailMessage:

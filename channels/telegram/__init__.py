@@ -5,6 +5,6 @@ An update counts as handled only once its case-open is safe (see `polling.py` an
 the update again, and the dispatcher's dedup on channel + source id absorbs any repeat.
 """
 
-from channels.telegram.setup import telegram_channel
+from channels.telegram.setup import build, telegram_channel
 
-__all__ = ["telegram_channel"]
+__all__ = ["build", "telegram_channel"]

@@ -14,10 +14,13 @@ from typing import Any
 
 import structlog
 from telegram import Bot
-from telegram.error import BadRequest, EndPointNotFound, Forbidden
+from telegram.error import BadRequest, EndPointNotFound, Forbidden, NetworkError
+from ulid import ULID
 
 from channels.base import Emit, Rejected
 from channels.settings import TelegramChannelSettings
+from channels.telegram.bot import redact
+from channels.telegram.later import PendingUpdate, UpdateInbox
 from normalizer.envelope import Envelope
 from normalizer.telegram import (
     FileRef,
@@ -32,6 +35,13 @@ from normalizer.telegram import (
 log = structlog.get_logger("channels.telegram")
 
 
+def _source_or_none(update: dict[str, Any]) -> str | None:
+    try:
+        return source_id(update)
+    except UnprocessableUpdate:
+        return None  # the pipeline says why and keeps it in quarantine
+
+
 @dataclass
 class _Fetched:
     files: dict[str, bytes] = field(default_factory=dict)
@@ -41,30 +51,83 @@ class _Fetched:
 class Intake:
     """Turns updates into case-opens through `emit`; shared by polling and the webhook."""
 
-    def __init__(self, settings: TelegramChannelSettings, bot: Bot, emit: Emit) -> None:
+    def __init__(
+        self,
+        settings: TelegramChannelSettings,
+        bot: Bot,
+        emit: Emit,
+        inbox: UpdateInbox | None = None,
+    ) -> None:
         self._settings = settings
         self._bot = bot
         self._emit = emit
+        self._inbox = inbox
         self._touchpoint: str | None = None
 
     async def take(self, update: dict[str, Any]) -> str:
         """Handle one update; the outcome: the case-open id, "greeted" or "quarantined"."""
         try:
-            source, start, files = source_id(update), is_start(update), attachment_files(update)
+            source_id(update)  # raises for an update that is no message we understand
+            start, files = is_start(update), attachment_files(update)
         except UnprocessableUpdate:
             # Not a message we understand: the pipeline says why and keeps it in quarantine.
-            source, start, files = None, False, []
+            start, files = False, []
         if start:
             await self._greet(chat_id(update))
             return "greeted"
-        fetched = await self._fetch(files)
+        try:
+            fetched = await self._fetch(files)
+        except NetworkError as error:
+            if self._inbox is None:
+                raise
+            return await self._keep(update, error)
+        return await self._open(update, fetched)
+
+    async def retry(self, pending: PendingUpdate) -> bool:
+        """Fetch a kept update's attachments again and open its case; False while the Bot
+        API still cannot be reached (and tries are left: after the last, the attachments are
+        named in the text as not kept)."""
+        files = attachment_files(pending.update)
+        try:
+            fetched = await self._fetch(files)
+        except NetworkError:
+            if not pending.last_try:
+                return False
+            unreachable = "the Telegram Bot API could not be reached"
+            fetched = _Fetched(missing={ref.unique_id: unreachable for ref in files})
+        await self._open(pending.update, fetched, pending.case_id, pending.received_at)
+        return True
+
+    async def _keep(self, update: dict[str, Any], error: NetworkError) -> str:
+        assert self._inbox is not None
+        kept = self._inbox.get(int(update["update_id"]))
+        if kept is not None:  # Telegram delivering it again: the same reference
+            return kept.case_id
+        pending = PendingUpdate(case_id=str(ULID()), received_at=datetime.now(UTC), update=update)
+        await self._inbox.put(pending)
+        log.info(
+            "telegram update kept until its attachments can be fetched",
+            update_id=pending.update_id,
+            id=pending.case_id,
+            reason=redact(f"{type(error).__name__}: {error}", self._bot.token),
+        )
+        return pending.case_id
+
+    async def _open(
+        self,
+        update: dict[str, Any],
+        fetched: _Fetched,
+        case_id: str | None = None,
+        received_at: datetime | None = None,
+    ) -> str:
         envelope = Envelope(
             channel="chat",
             adapter="telegram",
             touchpoint=await self.touchpoint(),
-            received_at=datetime.now(UTC),
+            received_at=received_at or datetime.now(UTC),
             payload=TelegramPayload(update=update, files=fetched.files, missing=fetched.missing),
-            source_id=source,
+            source_id=_source_or_none(update),
+            case_id=case_id,
         )
         try:
             return await self._emit(envelope)
@@ -78,9 +141,26 @@ class Intake:
             return "quarantined"
 
     async def touchpoint(self) -> str:
-        """The bot's @username (getMe, asked once)."""
+        """The bot's @username: from the settings, else getMe (asked until it answers once).
+
+        A message needs nothing else from the Bot API, so it never waits for an unreachable
+        one: the touchpoint is then the bot's id (the token's first part), and the log says
+        to set `username`.
+        """
+        if self._touchpoint is None and self._settings.username:
+            self._touchpoint = "@" + self._settings.username.removeprefix("@")
         if self._touchpoint is None:
-            me = await self._bot.get_me()
+            try:
+                me = await self._bot.get_me()
+            except NetworkError as error:  # TimedOut and unreachable alike
+                bot_id = self._bot.token.partition(":")[0]
+                log.warning(
+                    "telegram bot name unknown, touchpoint is its id",
+                    bot_id=bot_id,
+                    reason=redact(f"{type(error).__name__}: {error}", self._bot.token),
+                    fix="set [channels.telegram] username",
+                )
+                return f"telegram-bot-{bot_id}"
             self._touchpoint = f"@{me.username}"
         return self._touchpoint
 

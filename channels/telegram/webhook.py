@@ -1,9 +1,10 @@
 """Webhook mode: Telegram POSTs each update to the daemon's HTTP server.
 
 How "handled only once safe" is ensured: the answer is 200 only once the update's outcome is
-final (its case-open safe on the broker or in the spool, the greeting sent, or the update kept
-in quarantine). When the case-open cannot be made safe, or the Bot API cannot be reached for
-an attachment, the answer is 503 and Telegram delivers the update again later; a crash before
+final (its case-open safe on the broker or in the spool, the greeting sent, the update kept in
+quarantine, or kept in the durable inbox until its attachments can be fetched: `later.py`).
+When the case-open cannot be made safe, or the Bot API cannot be reached for the greeting, the
+answer is 503 and Telegram delivers the update again later; a crash before
 the answer is a failed delivery that Telegram retries too. A repeat of an update that had been
 made safe carries the same source id, and the dispatcher's dedup drops it.
 """
@@ -23,10 +24,11 @@ from telegram.error import TelegramError
 
 from channels.base import NotSafe
 from channels.http import read_body, require_media_type
-from channels.problems import PROBLEM_TYPE, Problem
+from channels.problems import PROBLEM_SCHEMA, PROBLEM_TYPE, Problem
 from channels.settings import TelegramChannelSettings
 from channels.telegram.bot import Backoff, Outage, redact
 from channels.telegram.intake import Intake
+from channels.telegram.later import Retry, UpdateInbox, fetch_later
 from channels.telegram.polling import ALLOWED_UPDATES, API_DOWN
 
 log = structlog.get_logger("channels.telegram")
@@ -42,7 +44,7 @@ def webhook_router(settings: TelegramChannelSettings, intake: Intake) -> APIRout
     secret = settings.webhook_secret.get_secret_value().encode()
     token = settings.token.get_secret_value() if settings.token else ""
     router = APIRouter(tags=["telegram"])
-    problem = {"content": {PROBLEM_TYPE: {"schema": {"type": "object"}}}}
+    problem = {"content": {PROBLEM_TYPE: {"schema": PROBLEM_SCHEMA}}}
 
     @router.post(
         settings.webhook_path,
@@ -50,6 +52,8 @@ def webhook_router(settings: TelegramChannelSettings, intake: Intake) -> APIRout
         responses={
             400: {"description": "Not an update", **problem},
             403: {"description": "Missing or wrong secret token header", **problem},
+            413: {"description": "Body over the limit", **problem},
+            415: {"description": "Body is not application/json", **problem},
             503: {"description": "Not safe yet; Telegram delivers it again", **problem},
         },
     )
@@ -92,19 +96,27 @@ class TelegramWebhook:
 
     name = "telegram"
 
-    def __init__(self, settings: TelegramChannelSettings, bot: Bot) -> None:
+    def __init__(
+        self, settings: TelegramChannelSettings, bot: Bot, inbox: UpdateInbox, retry: Retry
+    ) -> None:
         self._settings = settings
         self._bot = bot
-        self._task: asyncio.Task[None] | None = None
+        self._inbox = inbox
+        self._retry = retry
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._register(), name="telegram-webhook")
+        self._tasks = {
+            asyncio.create_task(self._register(), name="telegram-webhook"),
+            asyncio.create_task(fetch_later(self._inbox, self._retry), name="telegram-later"),
+        }
         log.info("telegram webhook", path=self._settings.webhook_path)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task})
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
         await self._bot.shutdown()
 
     async def _register(self) -> None:

@@ -22,12 +22,13 @@ from pathlib import Path
 import structlog
 from fastapi import APIRouter
 
-from channels.base import Emit
+from channels.base import Built, Emit, Wiring
 from channels.settings import TwilioChannelSettings
 from channels.twilio.calls import CallBook, WriteDurably
 from channels.twilio.media import MediaFetcher, MediaInbox
 from channels.twilio.messages import messages_router
 from channels.twilio.opener import CallOpener
+from channels.twilio.references import References
 from channels.twilio.voice import voice_router
 from channels.twilio.webhook import Gate
 
@@ -46,22 +47,26 @@ class TwilioChannel:
         calls_directory: Path,
         write: WriteDurably,
         media_directory: Path,
+        references_directory: Path,
     ) -> None:
         self._settings = settings
         self._book = CallBook(calls_directory, write)
         self._opener = CallOpener(settings, self._book, emit)
         inbox = MediaInbox(media_directory, write) if settings.fetch_media else None
         self._fetcher = MediaFetcher(settings, inbox, emit) if inbox else None
+        self._references = References(references_directory)
         self._tasks: list[asyncio.Task[None]] = []
         gate = Gate(settings)
         self.router = APIRouter()
-        self.router.include_router(messages_router(settings, gate, emit, inbox))
+        self.router.include_router(messages_router(settings, gate, emit, self._references, inbox))
         self.router.include_router(voice_router(settings, gate, self._book))
 
     async def start(self) -> None:
         if not self._settings.verify_signatures:
             log.warning("twilio signatures are NOT verified: anyone can post cases")
         self._tasks.append(asyncio.create_task(self._opener.run(), name="twilio-calls"))
+        prune = self._references.prune_forever()
+        self._tasks.append(asyncio.create_task(prune, name="twilio-references"))
         if self._fetcher is not None:
             self._tasks.append(asyncio.create_task(self._fetcher.run(), name="twilio-media"))
 
@@ -71,3 +76,17 @@ class TwilioChannel:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def build(settings: TwilioChannelSettings, wiring: Wiring) -> Built:
+    """The webhook routes and the opener of pending calls, their state under the data folder."""
+    data = wiring.data_dir
+    twilio = TwilioChannel(
+        settings,
+        wiring.emit,
+        data / "twilio-calls",
+        wiring.write_durably,
+        data / "twilio-media",
+        data / "twilio-messages",
+    )
+    return Built(twilio, twilio.router)

@@ -1,7 +1,8 @@
 """`POST /twilio/sms`: SMS, MMS and WhatsApp messages, answered with TwiML once safe.
 
 MessageSid is the source id, so a retry of the same message (Twilio's, or ours after a 503)
-is dropped by the dispatcher's dedup. The reply names the case-open id as the reference.
+is dropped by the dispatcher's dedup. The reply names the case-open id as the reference; that
+id is chosen once per MessageSid (`references`), so a retry's answer names the same one.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 from twilio.twiml.messaging_response import MessagingResponse
-from ulid import ULID
 
 from channels.base import Emit
 from channels.problems import Problem
 from channels.settings import TwilioChannelSettings
 from channels.twilio.media import MediaInbox, PendingMessage
+from channels.twilio.references import References
 from channels.twilio.webhook import (
     RETRY_AFTER_S,
     Form,
@@ -27,6 +28,7 @@ from channels.twilio.webhook import (
     required,
     sid,
     twiml,
+    webhook_openapi,
 )
 from normalizer.envelope import Envelope
 from normalizer.phone import region_of
@@ -42,19 +44,32 @@ MAX_MEDIA = 10
 
 
 def messages_router(
-    settings: TwilioChannelSettings, gate: Gate, emit: Emit, inbox: MediaInbox | None
+    settings: TwilioChannelSettings,
+    gate: Gate,
+    emit: Emit,
+    references: References,
+    inbox: MediaInbox | None,
 ) -> APIRouter:
     """The messaging webhook, bound to its settings and the pipeline's `emit`; with an inbox,
     messages with media are acknowledged once kept there and fetched afterwards."""
     router = APIRouter(prefix="/twilio", tags=["twilio"])
 
-    @router.post("/sms", summary="Twilio messaging webhook (SMS, MMS, WhatsApp); TwiML reply.")
+    @router.post(
+        "/sms",
+        **webhook_openapi(
+            "Twilio messaging webhook (SMS, MMS, WhatsApp); TwiML reply.",
+            "MessageSid",
+            "From",
+            "To",
+        ),
+    )
     async def message(request: Request) -> Response:
         form = await gate.form(request)
         message = _message(form)
         if inbox is not None and message.media:
-            case_id = await _keep_for_fetching(inbox, message)
+            case_id = await _keep_for_fetching(inbox, message, references)
             return twiml(_reply(settings, message.sender, case_id))
+        case_id = await _reference(references, message.message_sid)
         envelope = Envelope(
             channel=message_channel(message.sender),
             adapter="twilio",
@@ -62,30 +77,45 @@ def messages_router(
             received_at=datetime.now(UTC),
             payload=message,
             source_id=message.message_sid,
+            case_id=case_id,
         )
-        case_id = await emit_safely(emit, envelope)
+        await emit_safely(emit, envelope)
         return twiml(_reply(settings, message.sender, case_id))
 
     return router
 
 
-async def _keep_for_fetching(inbox: MediaInbox, message: TwilioMessage) -> str:
-    """Keep the message durably (once per MessageSid); its reference is named now."""
+async def _reference(references: References, message_sid: str) -> str:
+    """The message's case-open id, named before or now; 503 when it cannot be kept."""
+    try:
+        return await references.reference(message_sid)
+    except OSError as error:
+        raise _cannot_keep(error) from None
+
+
+async def _keep_for_fetching(
+    inbox: MediaInbox, message: TwilioMessage, references: References
+) -> str:
+    """Keep the message durably (once per MessageSid) under its reference; the reference."""
     pending = inbox.get(message.message_sid)
-    if pending is None:
-        pending = PendingMessage(
-            case_id=str(ULID()), received_at=datetime.now(UTC), message=message
-        )
-        try:
-            await inbox.put(pending)
-        except OSError as error:
-            raise Problem(
-                503,
-                "Service Unavailable",
-                f"the message cannot be kept right now: {error.strerror}",
-                headers={"Retry-After": RETRY_AFTER_S},
-            ) from None
-    return pending.case_id
+    if pending is not None:
+        return pending.case_id
+    case_id = await _reference(references, message.message_sid)
+    pending = PendingMessage(case_id=case_id, received_at=datetime.now(UTC), message=message)
+    try:
+        await inbox.put(pending)
+    except OSError as error:
+        raise _cannot_keep(error) from None
+    return case_id
+
+
+def _cannot_keep(error: OSError) -> Problem:
+    return Problem(
+        503,
+        "Service Unavailable",
+        f"the message cannot be kept right now: {error.strerror}",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
 
 
 FORM_FIELDS = {

@@ -27,7 +27,16 @@ from twilio.twiml.voice_response import VoiceResponse
 from channels.problems import Problem
 from channels.settings import TwilioChannelSettings
 from channels.twilio.calls import CallBook, PendingCall
-from channels.twilio.webhook import RETRY_AFTER_S, Form, Gate, invalid, required, sid, twiml
+from channels.twilio.webhook import (
+    RETRY_AFTER_S,
+    Form,
+    Gate,
+    invalid,
+    required,
+    sid,
+    twiml,
+    webhook_openapi,
+)
 
 log = structlog.get_logger("channels.twilio")
 
@@ -46,7 +55,12 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
     """The voice webhooks, bound to their settings and the book of pending calls."""
     router = APIRouter(prefix="/twilio/voice", tags=["twilio"])
 
-    @router.post("", summary="Twilio voice webhook: greet, record a voicemail; TwiML.")
+    @router.post(
+        "",
+        **webhook_openapi(
+            "Twilio voice webhook: greet, record a voicemail; TwiML.", "CallSid", "From", "To"
+        ),
+    )
     async def call(request: Request) -> Response:
         form = await gate.form(request)
         call_sid = sid(form, "CallSid")
@@ -56,7 +70,10 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
         await _keep(book, call_sid, lambda call: _caller(call, caller, called))
         return twiml(_greeting(settings))
 
-    @router.post("/recording", summary="Record action and recording status callback.")
+    @router.post(
+        "/recording",
+        **webhook_openapi("Record action and recording status callback.", "CallSid"),
+    )
     async def recording(request: Request) -> Response:
         form = await gate.form(request)
         call_sid = sid(form, "CallSid")
@@ -74,7 +91,10 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
             )
         return twiml(_hang_up())
 
-    @router.post("/transcription", summary="Transcription callback.")
+    @router.post(
+        "/transcription",
+        **webhook_openapi("Transcription callback.", "CallSid", "TranscriptionStatus"),
+    )
     async def transcription(request: Request) -> Response:
         form = await gate.form(request)
         call_sid = sid(form, "CallSid")
@@ -84,7 +104,10 @@ def voice_router(settings: TwilioChannelSettings, gate: Gate, book: CallBook) ->
         await _keep(book, call_sid, lambda call: _transcribed(_known(call, form), text, url))
         return twiml(VoiceResponse())
 
-    @router.post("/status", summary="Call status callback (set on the number).")
+    @router.post(
+        "/status",
+        **webhook_openapi("Call status callback (set on the number).", "CallSid", "CallStatus"),
+    )
     async def status(request: Request) -> Response:
         form = await gate.form(request)
         call_sid = sid(form, "CallSid")

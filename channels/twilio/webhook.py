@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
@@ -14,7 +15,7 @@ from twilio.twiml import TwiML
 
 from channels.base import Emit, NotSafe, Rejected
 from channels.http import read_body, require_media_type
-from channels.problems import Problem
+from channels.problems import PROBLEM_SCHEMA, PROBLEM_TYPE, Problem
 from channels.settings import TwilioChannelSettings
 from normalizer.envelope import Envelope
 
@@ -122,3 +123,44 @@ def _parse(body: bytes) -> Form:
 
 def _forbidden(detail: str) -> Problem:
     return Problem(403, "Forbidden", detail)
+
+
+def webhook_openapi(summary: str, *fields: str) -> dict[str, Any]:
+    """The route decorator's description of a webhook: a signed form naming `fields` (the
+    ones it needs; Twilio sends more), TwiML or problem+json back."""
+    problem = {"content": {PROBLEM_TYPE: {"schema": PROBLEM_SCHEMA}}}
+    form = {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in fields},
+        "required": list(fields),
+        "additionalProperties": {"type": "string"},
+    }
+    return {
+        "summary": summary,
+        "response_class": Response,
+        "openapi_extra": {
+            "requestBody": {"required": True, "content": {FORM: {"schema": form}}},
+            "parameters": [
+                {
+                    "name": "X-Twilio-Signature",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "Twilio's signature of the request; checked unless "
+                    "verify_signatures is off (403 when missing or wrong).",
+                }
+            ],
+        },
+        "responses": {
+            200: {"description": "TwiML", "content": {"text/xml": {"schema": {"type": "string"}}}},
+            403: {"description": "Missing or wrong X-Twilio-Signature", **problem},
+            413: {"description": "Body over the configured limit", **problem},
+            415: {"description": "Body is not a form", **problem},
+            422: {"description": "Not a valid webhook form; `errors` names the fields", **problem},
+            503: {
+                "description": "Not safe yet; Twilio retries",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "required": True}},
+                **problem,
+            },
+        },
+    }

@@ -92,3 +92,29 @@ ensure_postgresql() {  # the tests' second store: PostgreSQL on 127.0.0.1:5432, 
   echo "PostgreSQL did not start listening on 127.0.0.1:5432 within 60 s" >&2
   exit 1
 }
+
+ensure_deploy_tools() {  # the deploy tests run Postfix, nginx and promtool of their own
+  local missing=()
+  dpkg -s postfix >/dev/null 2>&1 || missing+=(postfix)
+  command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ -z "$APT_UPDATED" ]; then
+    say "apt-get update"
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+  # Wanted for their programs only: keep the packages' own services from starting (a
+  # policy-rc.d that refuses), unless the machine already has a policy of its own.
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=1
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d'
+  fi
+  say "installing ${missing[*]} (for the deploy tests; their services are not started)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  [ -n "$policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+  return 0
+}

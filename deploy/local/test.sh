@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Set up and run the test suite against a real local RabbitMQ, PostgreSQL, Dovecot and
-# Chromium. Extra arguments go to pytest: `-m "not slow"` is the quick loop while working,
+# Chromium (and Postfix, nginx and promtool for the deploy tests). Extra arguments go to pytest: `-m "not slow"` is the quick loop while working,
 # `-n 0` runs in one process, a path or `-k` picks tests.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
-say "the tests need RabbitMQ, PostgreSQL, Dovecot (dovecot-imapd) and Chromium on this machine;"
+say "the tests need RabbitMQ, PostgreSQL, Dovecot (dovecot-imapd), Chromium, Postfix, nginx and"
+say "promtool (prometheus) on this machine;"
 say "whatever is missing is installed with apt-get and started (root or sudo), once"
 ensure_venv "[test]"
 ensure_rabbitmq
@@ -14,7 +15,8 @@ ensure_hash_exchange
 ensure_dovecot
 ensure_chromium
 ensure_postgresql
+ensure_deploy_tools
 workers="${INGEST_TEST_WORKERS:-4}"
-say "running pytest on $workers workers: about 3.5 minutes on 2 cores, the quick loop"
-say "(-m \"not slow\") about 1.5; the 15 slowest tests are listed at the end"
+say "running pytest on $workers workers: about 8 minutes on 2 cores, the quick loop"
+say "(-m \"not slow\") about 3.5; the 15 slowest tests are listed at the end"
 exec "$VENV/bin/python" -m pytest -n "$workers" --dist worksteal --durations=15 "$@"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from dispatcher.tables import Base
+from dispatcher.access.tables import Base  # the access tables join the metadata too
 
 connection = context.config.attributes["connection"]
 context.configure(

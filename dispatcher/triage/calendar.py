@@ -47,6 +47,7 @@ class Calendar:
         self._zone = ZoneInfo("UTC")
         self._hours: dict[int, tuple[time, time]] = {}
         self._holidays: set[date] = set()
+        self._spans: dict[date, tuple[datetime, datetime] | None] = {}
         if spec is not None:
             self._configure(spec)
 
@@ -130,7 +131,15 @@ class Calendar:
         raise CalendarError(f"calendar {self.name} has no open time in ten years")
 
     def _span(self, day: date) -> tuple[datetime, datetime] | None:
-        """That day's opening hours in UTC, or None when closed."""
+        """That day's opening hours in UTC, or None when closed (worked out once per day: the
+        timezone arithmetic is most of the cost of a due time)."""
+        if day not in self._spans:
+            if len(self._spans) > MAX_DAYS_AHEAD:
+                self._spans.clear()
+            self._spans[day] = self._work_out_span(day)
+        return self._spans[day]
+
+    def _work_out_span(self, day: date) -> tuple[datetime, datetime] | None:
         hours = self._hours.get(day.weekday())
         if hours is None or day in self._holidays:
             return None

@@ -1,12 +1,13 @@
 """Conditions compiled from the spec, once per load: every key of a `when` table through
 its builder, `all`, `any`, `not` and named conditions combining them. One builder per key
-of `ConditionSpec` (`BUILDERS`; a test ties the two)."""
+of `ConditionSpec` (`BUILDERS`; tests/test_triage_condition_keys.py checks each one)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from dispatcher.triage.facts import Facts
+from dispatcher.triage.intake_conditions import INTAKE_BUILDERS
 from dispatcher.triage.leaves import LEAF_BUILDERS
 from dispatcher.triage.names import unknown
 from dispatcher.triage.nodes import Condition, ConditionError, Context
@@ -139,10 +140,12 @@ def named_condition(name: str, context: Context) -> Condition:
 _BUILDERS: dict[str, Callable[..., Condition]] = {
     **LEAF_BUILDERS,
     **TEXT_BUILDERS,
+    **INTAKE_BUILDERS,
     "condition": _named,
     "all": _nested_all,
     "any": _nested_any,
     "not_": _nested_not,
 }
-BUILDERS = {key: _BUILDERS[key] for key in ConditionSpec.model_fields if key in _BUILDERS}
-"""In the order the spec lists the keys, so explanations read the same way every time."""
+BUILDERS = {key: _BUILDERS[key] for key in ConditionSpec.model_fields}
+"""In the order the spec lists the keys, so explanations read the same way every time. A key
+without a builder is a KeyError here, at import: skipped, it would match every message."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -166,12 +166,13 @@ class RuleSet:
             if rule.stop:
                 break
         self._obey_controls(state, facts)
-        decision = _decision(state)
-        return replace(
-            decision,
+        fields = tuple(state.captured.items())
+        return _decision(
+            state,
+            fields,
             sla_policy=self._policy(state),
             sla=self._sla(state, facts),
-            acknowledge=self._ack(state.template, facts, decision.fields),
+            acknowledge=self._ack(state.template, facts, fields),
         )
 
     def rules_for(self, follow_up: bool) -> list[Rule]:
@@ -248,6 +249,7 @@ class RuleSet:
             reference=reference,
             subject=case.subject or "",
             name=case.sender.name or "",
+            articles=_articles(case),
         )
         values["fields"] = _Fields({**case.fields, **(fields or {})})  # type: ignore[assignment]
         subject = spec.subject.get(language) or spec.subject.get(spec.default_language)
@@ -257,6 +259,13 @@ class RuleSet:
             subject=subject.format_map(values) if subject else None,
             text=spec.text[language].format_map(values),
         )
+
+
+def _articles(case: CaseOpen) -> str:
+    """The public articles suggested for the message, one "title: link" a line."""
+    kb = case.kb
+    found = [s for s in kb.suggestions if s.audience == "public" and s.url] if kb else []
+    return "\n".join(f"{s.title}: {s.url}" for s in found)
 
 
 class _Values(dict[str, str]):
@@ -299,7 +308,13 @@ def _apply(state: State, rule: Rule, because: str) -> None:
     state.hits.append(Hit(rule.name, f"{because} ({'; '.join(kept)})" if kept else because))
 
 
-def _decision(state: State) -> Decision:
+def _decision(
+    state: State,
+    captured: tuple[tuple[str, str], ...],
+    sla_policy: str | None,
+    sla: SlaDue | None,
+    acknowledge: Acknowledgement | None,
+) -> Decision:
     fields = state.fields
     return Decision(
         queue=fields["queue"] or "",
@@ -308,7 +323,10 @@ def _decision(state: State) -> Decision:
         product=fields.get("product"),
         priority=fields.get("priority"),
         tags=tuple(state.tags),
-        fields=tuple(state.captured.items()),
+        sla_policy=sla_policy,
+        sla=sla,
+        fields=captured,
+        acknowledge=acknowledge,
         hits=tuple(state.hits),
         set_by=tuple(state.set_by.items()),
     )

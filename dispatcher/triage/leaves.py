@@ -3,7 +3,6 @@ decided: one builder per condition key (those that read text are in `text_condit
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 
 from dispatcher.triage.facts import Facts
@@ -11,6 +10,7 @@ from dispatcher.triage.names import unknown
 from dispatcher.triage.nodes import Condition, ConditionError, Context, shown
 from dispatcher.triage.spec import ContactsSpec, Values
 from dispatcher.triage.state import State
+from dispatcher.triage.text import globs
 
 
 def _one_of(label: str, read: Callable[[Facts], str | None]) -> Callable[..., Condition]:
@@ -74,11 +74,13 @@ def _glob(label: str, read: Callable[[Facts], list[str]]) -> Callable[..., Condi
 
     def build(value: Values, context: Context) -> Condition:
         patterns = [item.lower() for item in context.values(value)]
+        compiled = globs(patterns)
 
         def check(facts: Facts, state: State) -> str | None:
             for actual in read(facts):
-                for pattern in patterns:
-                    if fnmatch.fnmatchcase(actual.lower(), pattern):
+                lowered = actual.lower()
+                for pattern, glob in compiled:
+                    if glob.match(lowered):
                         return f"{label} {actual} matches {pattern}"
             return None
 

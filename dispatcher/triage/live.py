@@ -1,4 +1,5 @@
-"""The rule set in force, replaced whole on SIGHUP or when a rules file changes.
+"""The rule set in force, replaced whole on SIGHUP or when a rules file changes (the
+knowledge base is kept live the same way: `what`, `count` and `errors` name its parts).
 
 A reload compiles a complete new rule set first (and runs the golden tests, when the files
 name some) in a worker thread, then swaps one reference; a message is always evaluated by one
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -23,7 +25,7 @@ from dispatcher.triage.load import RulesError
 
 log = structlog.get_logger("dispatcher.triage")
 
-Loader = Callable[[], RuleSet]
+Loader = Callable[[], Any]
 WATCH_INTERVAL_S = 2.0
 SETTLE_S = 0.5
 
@@ -39,11 +41,21 @@ class ReloadStatus:
 class LiveRules:
     """`current` is the rule set to use right now; `reload()` tries to replace it."""
 
-    def __init__(self, load: Loader, watched: Callable[[], list[Path]]) -> None:
+    def __init__(
+        self,
+        load: Loader,
+        watched: Callable[[], list[Path]],
+        what: str = "rules",
+        count: Callable[[Any], int] = lambda current: len(current.rules),
+        errors: tuple[type[Exception], ...] = (RulesError,),
+    ) -> None:
         self._load = load
         self._watched = watched
-        self.current = load()  # at start-up an invalid set is fatal: there is nothing to keep
-        self._status = ReloadStatus(datetime.now(UTC), len(self.current.rules), self._sources())
+        self._what = what
+        self._count = count
+        self._errors = errors
+        self.current: RuleSet = load()  # at start-up an invalid set is fatal: nothing to keep
+        self._status = ReloadStatus(datetime.now(UTC), count(self.current), self._sources())
         self._stamps = self._read_stamps()
         self._asked: list[str] = []
         self._wake = asyncio.Event()
@@ -55,31 +67,31 @@ class LiveRules:
 
     def reload(self, why: str) -> bool:
         """Compile the files again; swap only if all of it is valid. Returns success."""
+        what = self._what
         try:
             fresh = self._load()
-        except RulesError as error:
+        except self._errors as error:
+            problems = list(getattr(error, "problems", [str(error)]))
             self._status = ReloadStatus(
                 self._status.loaded_at,
-                len(self.current.rules),
+                self._count(self.current),
                 self._status.sources,
-                "; ".join(error.problems),
+                "; ".join(problems),
             )
             log.error(
-                "rules reload refused, the rules in force stay",
-                why=why,
-                problems=error.problems,
+                f"{what} reload refused, the {what} in force stay", why=why, problems=problems
             )
             return False
         self.current = fresh
-        self._status = ReloadStatus(datetime.now(UTC), len(fresh.rules), self._sources())
-        log.info("rules reloaded", why=why, rules=len(fresh.rules))
+        self._status = ReloadStatus(datetime.now(UTC), self._count(fresh), self._sources())
+        log.info(f"{what} reloaded", why=why, **{what: self._count(fresh)})
         return True
 
     def health(self) -> dict[str, object]:
         status = self._status
         return {
             "status": "error" if status.error else "ok",
-            "rules": status.rules,
+            self._what: status.rules,
             "loaded_at": status.loaded_at.isoformat(),
             "sources": list(status.sources),
             **({"error": status.error} if status.error else {}),
@@ -109,7 +121,7 @@ class LiveRules:
                     break
                 stamps = settled
             self._stamps = stamps
-            await asyncio.to_thread(self.reload, "a rules file changed")
+            await asyncio.to_thread(self.reload, f"a {self._what} file changed")
 
     def _sources(self) -> tuple[str, ...]:
         return tuple(self.current.sources)

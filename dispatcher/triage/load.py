@@ -103,6 +103,18 @@ def load_rules(
     return rule_set
 
 
+def acknowledging_rules(settings_path: Path) -> list[tuple[str, list[str] | None]]:
+    """Each rule that asks for an acknowledgement, with the channels its `when.channel`
+    names (None: any channel), for `rules check` to hold against the configured repliers."""
+    found: list[tuple[str, list[str] | None]] = []
+    for _, part in _collect(settings_path).parts:
+        for rule in part.rules:
+            if rule.acknowledge is not None:
+                channel = rule.when.channel if rule.when is not None else None
+                found.append((rule.name, _strings(channel) or None))
+    return found
+
+
 def _collect(settings_path: Path) -> _Collected:
     collected = _Collected()
     source, data = _read(settings_path, "triage.", collected)

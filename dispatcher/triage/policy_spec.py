@@ -20,7 +20,7 @@ DURATION = re.compile(r"^(?=\d)(?:(\d+)bd)?(?:(\d+)b?h)?(?:(\d+)m)?$")
 """`3bd` business days, `4bh` or `4h` hours and `30m` minutes of open time, or a mix
 (`1bd4h`); every part counts on the SLA policy's calendar."""
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TEMPLATE_VALUES = ("reference", "name", "subject", "fields")
+TEMPLATE_VALUES = ("reference", "name", "subject", "fields", "articles")
 
 
 def _duration(value: str) -> str:
@@ -73,8 +73,10 @@ class SlaSpec(Spec):
 
 
 class TemplateSpec(Spec):
-    """An acknowledgement per language; `{reference}`, `{subject}`, `{name}` and
-    `{fields[NAME]}` (a structured or captured field) are filled in."""
+    """An acknowledgement per language; `{reference}`, `{subject}`, `{name}`,
+    `{fields[NAME]}` (a structured or captured field) and `{articles}` (the public
+    knowledge-base articles suggested for the message, one "title: link" a line) are
+    filled in."""
 
     subject: dict[str, str] = Field(default_factory=dict)
     text: dict[str, str]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, ValidationError
@@ -29,11 +29,11 @@ from normalizer.envelope import (
     Options,
     Payload,
     RawMail,
-    Unprocessable,
     normalize,
     with_language,
 )
-from normalizer.model import CaseOpen, Channel, LoggedVia
+from normalizer.errors import Unprocessable
+from normalizer.model import CaseOpen, Channel, Incident, Kb, KbSuggestion, LoggedVia
 from normalizer.telegram import TelegramPayload
 from normalizer.twilio import TwilioCall, TwilioMedia, TwilioMessage
 from normalizer.web import WebMessage
@@ -95,6 +95,24 @@ class HistorySample(Sample):
     last_queue: str | None = None
 
 
+class KbSample(Sample):
+    """An article the knowledge base suggests for the message (as `kb.suggestions` would)."""
+
+    id: str = Field(min_length=1)
+    score: float = Field(ge=0, le=1)
+    tags: list[str] = Field(default_factory=list)
+    audience: Literal["public", "internal"] = "public"
+    title: str = "Article"
+    url: str | None = "https://help.example.com/article"
+
+
+class IncidentSample(Sample):
+    """The incident the message is part of."""
+
+    size: int = Field(ge=1)
+    customers: int | None = Field(default=None, ge=1, description="Default: the size.")
+
+
 class SampleSpec(Sample):
     """One message as an admin writes it; everything but the text has a default."""
 
@@ -113,6 +131,8 @@ class SampleSpec(Sample):
     attachments: list[AttachmentSample] = Field(default_factory=list)
     customer: CustomerSample = Field(default_factory=CustomerSample)
     history: HistorySample = Field(default_factory=HistorySample)
+    kb: list[KbSample] = Field(default_factory=list, description="Suggestions, best first.")
+    incident: IncidentSample | None = None
     follow_up: bool = False
 
 
@@ -159,7 +179,7 @@ def sample_facts(
 ) -> Facts:
     """The facts the rules would see for this sample."""
     received = parse_at(sample.at, zone) if sample.at else datetime.now(UTC)
-    case = _case(sample, defaults, received.astimezone(UTC), base, case_id)
+    case = _intake(_case(sample, defaults, received.astimezone(UTC), base, case_id), sample)
     customer, history = sample.customer, sample.history
     return Facts(
         case,
@@ -172,6 +192,34 @@ def sample_facts(
             last_queue=history.last_queue,
         ),
     )
+
+
+def _intake(case: CaseOpen, sample: SampleSpec) -> CaseOpen:
+    """The knowledge-base suggestions and the incident the sample assumes."""
+    found: dict[str, object] = {}
+    if sample.kb:
+        suggestions = [
+            KbSuggestion(
+                id=item.id,
+                title=item.title,
+                url=item.url,
+                audience=item.audience,
+                language=case.language or "en",
+                tags=item.tags,
+                score=item.score,
+            )
+            for item in sample.kb
+        ]
+        found["kb"] = Kb(suggestions=suggestions)
+    if sample.incident is not None:
+        given = sample.incident
+        found["incident"] = Incident(
+            id="I-1",
+            size=given.size,
+            customers=given.customers or given.size,
+            first_seen=case.received_at,
+        )
+    return case.model_copy(update=found) if found else case
 
 
 def _case(

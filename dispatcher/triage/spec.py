@@ -100,6 +100,22 @@ class WordsSpec(Spec):
 Keywords = Values | WordsSpec
 
 
+class KbSpec(Spec):
+    """A knowledge-base article suggested for the message scores at least `score_at_least`
+    (0 to 1), and, when given, carries one of the tags and is of that audience."""
+
+    score_at_least: float = Field(default=0.0, ge=0, le=1)
+    tag: Values | None = None
+    audience: Literal["public", "internal"] | None = None
+
+
+class IncidentSpec(Spec):
+    """The message is part of an incident of at least this many messages and customers."""
+
+    size_at_least: int = Field(default=1, ge=1)
+    customers_at_least: int = Field(default=1, ge=1)
+
+
 class MatchSpec(Spec):
     """A named value (a mail header, a structured field): present, or matching `glob` (one
     of several shell-style patterns) or `regex`."""
@@ -147,6 +163,8 @@ class ConditionSpec(Spec):
     control: Values | None = Field(
         default=None, description="A control field the (trusted) source set: priority, queue, tags."
     )
+    kb: KbSpec | None = Field(default=None, description="A knowledge-base suggestion.")
+    incident: IncidentSpec | None = Field(default=None, description="Part of an incident.")
     queue: Values | None = Field(default=None, description="What earlier rules decided.")
     priority: Values | None = None
     bucket: Values | None = None

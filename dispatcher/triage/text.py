@@ -11,6 +11,7 @@ write a verb without its ending (接続でき finds 接続できない and 接�
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import threading
 import unicodedata
@@ -27,6 +28,11 @@ UNSPACED = re.compile(
 )
 WORD_SPLIT = re.compile(r"(\w+)")
 PREFIX = "*"
+
+
+def globs(patterns: Iterable[str]) -> list[tuple[str, re.Pattern[str]]]:
+    """Shell-style patterns compiled once, each with its text (to say which one matched)."""
+    return [(pattern, re.compile(fnmatch.translate(pattern))) for pattern in patterns]
 
 
 def fold(text: str) -> str:

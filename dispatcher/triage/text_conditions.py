@@ -3,7 +3,6 @@ named groups capture fields), mail headers and structured fields."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable, Sequence
 
@@ -14,7 +13,7 @@ from dispatcher.triage.nodes import Condition, ConditionError, Context, shown
 from dispatcher.triage.spec import Keywords as KeywordsValue
 from dispatcher.triage.spec import MatchSpec, WordsSpec
 from dispatcher.triage.state import State
-from dispatcher.triage.text import PREFIX, Keywords
+from dispatcher.triage.text import PREFIX, Keywords, globs
 
 REGEX_TIMEOUT_S = 0.05
 REGEX_TEXT_LIMIT = 20_000
@@ -114,11 +113,12 @@ def _matcher(spec: MatchSpec, context: Context) -> tuple[Callable[..., str | Non
         return by_regex, f"matching /{spec.regex}/", bool(compiled.groupindex)
     if spec.glob is not None:
         patterns = [item.casefold() for item in context.values(spec.glob)]
+        compiled = globs(patterns)
 
         def by_glob(value: str, state: State) -> str | None:
             folded = value.casefold()
-            for pattern in patterns:
-                if fnmatch.fnmatchcase(folded, pattern):
+            for pattern, glob in compiled:
+                if glob.match(folded):
                     return f"{_excerpt(value)} matches {pattern}"
             return None
 

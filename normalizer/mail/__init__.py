@@ -2,10 +2,12 @@
 
 Pure: no I/O, no clock, no randomness; the same bytes and arguments give the same result.
 It raises nothing but UnprocessableMail for any bytes. The message is parsed with the
-standard library's modern policy; should the parser or a header object trip over broken
-input, the mail is parsed again with compat32, whose headers are plain strings, and as a
-last resort as headers plus one body text. Header text is always decoded here from the raw
-values (see headers.py).
+standard library's compat32 policy, whose headers are plain strings: header text is always
+decoded here from the raw values (see headers.py), so the modern policy's header objects,
+which the parser builds for every header it looks at (most of the time of a many-part mail),
+would buy nothing. Should the parser still trip over broken input, the mail is parsed again
+with the modern policy, and as a last resort as headers plus one body text. The bytes are
+fed to the parser in slices, so that a large mail is never held again as one string.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser
 from functools import lru_cache
 
 from normalizer.blobs import Blob
+from normalizer.errors import Unprocessable
 from normalizer.mail.addresses import sender as parse_sender
 from normalizer.mail.attachments import attachments
 from normalizer.mail.body import compose
@@ -42,9 +46,10 @@ __all__ = ["NormalizedMail", "UnprocessableMail", "normalize_mail"]
 
 DEFAULT_CASE_REF = r"\[#(C-\d+)\]"
 NO_SENDER = "no sender address (From)"
+FEED_BYTES = 1 << 16
 
 
-class UnprocessableMail(ValueError):
+class UnprocessableMail(Unprocessable):
     """The bytes cannot become a case-open (e.g. no usable sender address); str() is the reason."""
 
 
@@ -64,6 +69,7 @@ class _Call:
     touchpoints: list[Touchpoint]
     raw_ref: str
     case_ref: re.Pattern[str] | None
+    envelope_sender: str | None
 
 
 def normalize_mail(
@@ -75,17 +81,22 @@ def normalize_mail(
     touchpoints: Sequence[str],
     raw_ref: str,
     case_ref_pattern: str | None = DEFAULT_CASE_REF,
+    envelope_sender: str | None = None,
 ) -> NormalizedMail:
     """Turn one received mail into a case-open (see the module docstring for guarantees).
 
+    `envelope_sender` is the SMTP MAIL FROM when the caller received the mail itself: the
+    sender of last resort for a mail that names none in its headers.
     Arguments are the caller's to get right: empty touchpoints or a naive `received_at` are
     programming errors and raise ValueError, not UnprocessableMail.
     """
     if received_at.tzinfo is None:
         raise ValueError("received_at must be timezone-aware")
     points = _touchpoints(touchpoints)
-    call = _Call(case_id, received_at, adapter, points, raw_ref, _compile(case_ref_pattern))
-    raw = bytes(raw)
+    call = _Call(
+        case_id, received_at, adapter, points, raw_ref, _compile(case_ref_pattern), envelope_sender
+    )
+    raw = without_junk(bytes(raw))
     failure: Exception | None = None
     for parse in _PARSES:
         try:
@@ -97,13 +108,21 @@ def normalize_mail(
     raise UnprocessableMail(f"unparseable mail ({type(failure).__name__})") from failure
 
 
-def _modern(raw: bytes) -> Message:
-    return BytesParser(policy=policy.default).parsebytes(raw)
-
-
 def _compat(raw: bytes) -> Message:
     """Headers as plain strings: nothing to trip over in header objects."""
-    return BytesParser(policy=policy.compat32).parsebytes(raw)
+    return _fed(BytesFeedParser(policy=policy.compat32), raw)
+
+
+def _modern(raw: bytes) -> Message:
+    return _fed(BytesFeedParser(policy=policy.default), raw)
+
+
+def _fed(parser: BytesFeedParser, raw: bytes) -> Message:
+    """The parse of `raw`, fed in slices (the parser decodes what it is fed to text: a slice
+    at a time, rather than a copy of the whole mail, and a UCS-4 one in `parsebytes`)."""
+    for start in range(0, len(raw), FEED_BYTES):
+        parser.feed(raw[start : start + FEED_BYTES])
+    return parser.close()
 
 
 def _headers_only(raw: bytes) -> Message:
@@ -112,14 +131,15 @@ def _headers_only(raw: bytes) -> Message:
     return BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
 
 
-_PARSES: tuple[Callable[[bytes], Message], ...] = (_modern, _compat, _headers_only)
+_PARSES: tuple[Callable[[bytes], Message], ...] = (_compat, _modern, _headers_only)
 
 
 def _normalize(message: Message, raw: bytes, call: _Call) -> NormalizedMail:
     hints = declared_charsets(message)
-    sender = parse_sender(message, hints)
-    if sender is None:
+    found = parse_sender(message, hints, call.envelope_sender)
+    if found is None:
         raise UnprocessableMail(NO_SENDER)
+    sender, inferred = found
     subject = header_text(message, "subject", hints)
     content = read(message, hints)
     text, full_text = compose(content, subject)
@@ -142,7 +162,7 @@ def _normalize(message: Message, raw: bytes, call: _Call) -> NormalizedMail:
         text=text,
         thread=thread,
         attachments=listed,
-        flags=flags(message, sender.address, subject),
+        flags=flags(message, sender.address, subject, sender_inferred=inferred),
         raw_ref=call.raw_ref,
         controls=_controls(message, hints),
         headers=all_headers(message, hints),
@@ -165,12 +185,42 @@ MAX_CONTROL = 200
 
 
 def _source_id(message: Message, raw: bytes) -> str:
-    """The Message-ID without brackets; without one, the sha256 of the bytes, so that a
-    retried delivery of the same bytes is still recognised."""
+    """The Message-ID without brackets; without one, the sha256 of the mail's canonical form,
+    so that a retried delivery is still recognised whether it came over SMTP (CRLF line
+    ends), from a file or over IMAP (often LF), with or without a last line break."""
     ids = message_ids(raw_first(message, "message-id"), loose=True)
     if ids and len(ids[0]) <= MAX_ID:
         return ids[0]
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    digest = hashlib.sha256()
+    for line in _LINE_END.split(raw.rstrip(b"\r\n")):
+        digest.update(line)
+        digest.update(b"\n")
+    return "sha256:" + digest.hexdigest()
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def without_junk(raw: bytes) -> bytes:
+    """The mail without lines before its header block that are no header: an mbox "From "
+    line, a "---- Original message ----" line a client put above a pasted mail, a blank
+    line. Only when a header line follows; at most a few lines are looked at."""
+    start = 0
+    for _ in range(_MAX_JUNK):
+        end = raw.find(b"\n", start)
+        if end < 0:
+            return raw
+        line = raw[start:end]
+        if _HEADER_LINE.match(line) or line[:1] in (b" ", b"\t"):
+            break
+        start = end + 1
+    if start and _HEADER_LINE.match(raw, start):
+        return raw[start:]
+    return raw
+
+
+_MAX_JUNK = 3
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
 def _case_ref(

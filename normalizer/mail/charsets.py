@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from normalizer.mail.guess import guess
+from normalizer.mail.guess import guess, plausibility
 from normalizer.mail.jis import decode_iso2022jp_as_cp932
 
 # Labels a sender declares, read as the superset mailers actually write (the WHATWG choice):
@@ -60,6 +60,10 @@ _MULTIBYTE = (
     "johab",
 )
 _STATEFUL = ("utf-7", "utf-16", "utf-32", "iso2022", "x-cp50220", "hz")
+# At most this many 8-bit bytes is "a handful": too few for a statistical guess.
+_FEW_BYTES = 16
+_SEVEN_BIT = bytes(range(0x80))
+_PLAUSIBLE = 0.95
 _LABEL_JUNK = re.compile(r"[^a-z0-9._:+-].*$", re.DOTALL)
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # Windows-1252 where it defines a character, Latin-1 (a C1 control) where it does not.
@@ -72,13 +76,18 @@ def decode(data: bytes, declared: str | None = None, hints: Iterable[str] = ()) 
 
     Valid UTF-8 with 8-bit bytes wins over a declared single-byte charset: those never fail
     to decode, so a UTF-8 body mislabelled ISO-8859-1 would otherwise turn to mojibake, and
-    genuine single-byte text is practically never valid UTF-8.
+    genuine single-byte text is practically never valid UTF-8. A declared single-byte
+    charset that turns the bytes to mojibake yields to another one the mail declares that
+    reads them as text; 7-bit bytes with ISO-2022-JP escapes are read as such whatever the
+    label.
     """
     candidates = codecs_for(declared)
     if data.isascii() and not (candidates and candidates[0].startswith(_STATEFUL)):
-        return data.decode("ascii")
+        return _ascii(data)
     if candidates and not candidates[0].startswith(_MULTIBYTE):
         text = _strict(data, "utf-8")
+        if text is None:
+            text = _declared_or_hinted(data, candidates[0], hints)
         if text is not None:
             return text
     for codec in candidates:
@@ -93,16 +102,51 @@ def decode(data: bytes, declared: str | None = None, hints: Iterable[str] = ()) 
 
 
 def decode_undeclared(data: bytes, hints: Iterable[str] = ()) -> str:
-    """Undeclared 8-bit bytes: UTF-8, else a charset the message declares elsewhere, else a
-    charset-normalizer guess, else Windows-1252/Latin-1 (which always succeeds)."""
+    """Undeclared bytes: 7-bit ones as ISO-2022-JP when they carry its escape sequences, else
+    ASCII; 8-bit ones as UTF-8, else a charset the message gives evidence of elsewhere, else
+    (a handful of bytes that reads as text so) Windows-1252, else a charset-normalizer guess,
+    else Windows-1252/Latin-1 (which always succeeds)."""
     if data.isascii():
-        return data.decode("ascii")
+        return _ascii(data)
     for codec in ("utf-8", *(c for hint in hints for c in codecs_for(hint))):
         text = _strict(data, codec)
         if text is not None:
             return text
+    if len(data.translate(None, _SEVEN_BIT)) <= _FEW_BYTES:  # a handful: Western if it reads so
+        text = western(data)
+        if plausibility(text, "cp1252") >= _PLAUSIBLE:
+            return text
     guessed = guess(data)
     return _scrub(guessed) if guessed is not None else western(data)
+
+
+def _ascii(data: bytes) -> str:
+    """7-bit bytes: ISO-2022-JP when they carry its escape sequences (an undeclared
+    Japanese body or header), else ASCII."""
+    if b"\x1b$" in data or b"\x1b(" in data:
+        for codec in codecs_for("iso-2022-jp"):
+            text = _strict(data, codec)
+            if text is not None:
+                return text
+    return data.decode("ascii")
+
+
+def _declared_or_hinted(data: bytes, codec: str, hints: Iterable[str]) -> str | None:
+    """A declared single-byte charset, unless another single-byte charset the mail declares
+    elsewhere reads the bytes as real text where the declared one gives mojibake (German
+    under a KOI8-R label while the subject says ISO-8859-1)."""
+    text = _strict(data, codec)
+    if text is None:
+        return None
+    others = [c for hint in hints for c in codecs_for(hint)[:1] if c != codec]
+    others = [c for c in others if not c.startswith(_MULTIBYTE)]
+    if not others or plausibility(text, codec) >= _PLAUSIBLE:
+        return text
+    for other in others:
+        better = _strict(data, other)
+        if better is not None and plausibility(better, other) >= _PLAUSIBLE:
+            return better
+    return text
 
 
 def western(data: bytes) -> str:

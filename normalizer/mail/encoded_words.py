@@ -24,7 +24,9 @@ def decode_header_text(raw: str, hints: Iterable[str] = ()) -> str:
     """
     raw = _BREAK.sub(" ", _FOLD.sub("", raw))
     if "=?" not in raw:
-        return raw if raw.isascii() else decode_undeclared(to_bytes(raw), hints)
+        if raw.isascii() and "\x1b" not in raw:  # ESC: raw ISO-2022-JP, not ASCII
+            return raw
+        return decode_undeclared(to_bytes(raw), hints)
     pieces: list[tuple[str | None, bytes]] = []
     position = 0
     for word in _WORD.finditer(raw):

@@ -42,6 +42,12 @@ _SYSTEMS = (
 
 def guess(data: bytes) -> str | None:
     """The most plausible decoding of `data`, or None if no candidate decodes it."""
+    found = guess_codec(data)
+    return found[1] if found is not None else None
+
+
+def guess_codec(data: bytes) -> tuple[str, str] | None:
+    """The most plausible charset of `data` and the text it gives, or None."""
     from charset_normalizer import from_bytes  # imported when a guess is needed
 
     try:
@@ -62,7 +68,7 @@ def guess(data: bytes) -> str | None:
             order.get(name, len(order)),
         ),
     )
-    return decoded[best][0]
+    return best, decoded[best][0]
 
 
 def plausibility(text: str, codec: str = "") -> float:

@@ -25,6 +25,16 @@ _INVISIBLE = re.compile(
     r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
 )
 _TAG = re.compile(r"<[^>]{0,4000}>")
+# Characters of Chinese and Japanese text (ideographs, kana, CJK and full-width punctuation;
+# not Hangul, which Korean spaces like Latin).
+_WIDE = "\u2e80-\u303f\u3040-\u30ff\u3190-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff01-\uff60"
+# Between two such characters, across the tags around it: a line break in the source, which
+# CSS (Text 3, segment break transformation) removes where it would otherwise show as a
+# space, and span tags, which inscriptis pads with spaces ("订单\n<b>已发货</b>" and
+# "<span>订单</span><span>已发货</span>" read "订单已发货", not "订单 已发货").
+_WIDE_GAP = re.compile(rf"(?<=[{_WIDE}])((?:<[^<>]{{0,400}}>|[ \t\r\n])+)(?=[{_WIDE}])")
+_SPAN_TAG = re.compile(r"</?span\b[^<>]*>", re.IGNORECASE)
+_TAG_OR_SPACE = re.compile(r"<[^<>]*>|[ \t\r\n]+")
 _BLOCK_TAG = re.compile(r"<(?:br|/?p|/?div|/?tr|/?li|/?h\d|/?blockquote)\b[^>]{0,4000}>", re.I)
 
 
@@ -40,6 +50,7 @@ def _inscriptis() -> tuple[Any, Any]:
 def html_to_text(html: str) -> str:
     """Readable text of an HTML body; a crude tag stripper if inscriptis gives up."""
     html = _XML_DECLARATION.sub("", _CONTROL.sub("", html))
+    html = _WIDE_GAP.sub(_close_wide_gap, html)
     html = _mark_quote(html)
     get_text, config = _inscriptis()
     try:
@@ -49,6 +60,22 @@ def html_to_text(html: str) -> str:
     if not text.strip():  # lxml silently drops what lies below its depth limit
         text = strip_tags(html)
     return textwrap.dedent(text.replace("\u00a0", " "))
+
+
+def _close_wide_gap(match: re.Match[str]) -> str:
+    """The tags between two Chinese or Japanese characters without spans, and the white
+    space among them without line breaks (a space typed on one line stays)."""
+    gap = match[0]
+    if "\n" not in gap and "span" not in gap.lower():
+        return gap
+    pieces = []
+    for piece in _TAG_OR_SPACE.findall(gap):
+        if piece[0] == "<":
+            if not _SPAN_TAG.fullmatch(piece):
+                pieces.append(piece)
+        elif "\n" not in piece:
+            pieces.append(piece)
+    return "".join(pieces)
 
 
 def strip_tags(html: str) -> str:

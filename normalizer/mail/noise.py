@@ -42,7 +42,9 @@ _BOUNCE_SUBJECT = re.compile(
 )
 
 
-def flags(message: Message, sender: str, subject: str | None) -> Flags:
+def flags(
+    message: Message, sender: str, subject: str | None, *, sender_inferred: bool = False
+) -> Flags:
     """The flags of a parsed message from its headers, structure, sender and subject."""
     report = _report_type(message)
     null_sender = (raw_first(message, "return-path") or "").strip() == "<>"
@@ -66,6 +68,7 @@ def flags(message: Message, sender: str, subject: str | None) -> Flags:
         bounce=bounce,
         mailing_list=mailing_list or precedence == "list",
         spam="spam" if token(message, "x-spam-flag") == "yes" else "unknown",
+        sender_inferred=sender_inferred,
     )
 
 

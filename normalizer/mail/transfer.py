@@ -28,9 +28,19 @@ def _char_bytes(char: str) -> bytes:
     return char.encode("utf-8", "replace")
 
 
-def b64decode_lenient(data: bytes) -> bytes:
+def b64decode_lenient(data: bytes | str) -> bytes:
     """Decode base64, skipping junk characters, honouring padding between concatenated chunks
-    and dropping a dangling last character, so that a damaged attachment keeps its good part."""
+    and dropping a dangling last character, so that a damaged attachment keeps its good part.
+
+    Well-formed base64 (padding only at the end) is decoded in one pass without copies (an
+    ASCII str too, as the parser keeps a body); the careful way below is for the rest."""
+    if _padded_at_end(data):
+        try:
+            return binascii.a2b_base64(data)  # skips line breaks and other junk characters
+        except binascii.Error:
+            pass  # a dangling character or bad padding: the careful way
+    if isinstance(data, str):
+        data = to_bytes(data)
     out = bytearray()
     for chunk in _PADDING.split(data):
         chunk = _NOT_BASE64.sub(b"", chunk)
@@ -42,6 +52,15 @@ def b64decode_lenient(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _padded_at_end(data: bytes | str) -> bool:
+    """No "=" but at the end (among line breaks): what a one-pass decoder reads right."""
+    if isinstance(data, str):
+        at = data.find("=")
+        return at < 0 or not data[at:].strip("=\r\n\t ")
+    at = data.find(b"=")
+    return at < 0 or not data[at:].strip(b"=\r\n\t ")
+
+
 def _tail(chunk: bytes) -> bytes:
     """The incomplete last quantum, padded; one lone character carries no whole byte."""
     rest = chunk[len(chunk) - len(chunk) % 4 :]
@@ -51,12 +70,3 @@ def _tail(chunk: bytes) -> bytes:
 def qdecode_header(data: bytes) -> bytes:
     """RFC 2047 "Q": underscores are spaces, =XX are bytes, a broken escape stays as it is."""
     return quopri.decodestring(data.replace(b"_", b" "))
-
-
-def decode_payload(data: bytes, encoding: str) -> bytes:
-    """A part's body bytes, given its Content-Transfer-Encoding (unknown ones: as they are)."""
-    if encoding == "base64":
-        return b64decode_lenient(data)
-    if encoding == "quoted-printable":
-        return quopri.decodestring(data)
-    return data

@@ -2,14 +2,18 @@
 
 What it measures:
 
-1. Normaliser: `normalizer.mail.normalize_mail` over every `.eml` in `tests/fixtures/mail/`,
-   pass after pass, in this process's one thread (one core) for about `--seconds` seconds,
-   after one untimed warm-up pass. The blob reference of each fixture is computed once,
-   before timing, so only the normaliser is timed. Prints messages/s and MB/s (1 MB = 10^6
-   bytes, of raw mail) over the wall time of the timed passes, the mean, p50, p99 and largest
-   time per message, the slowest fixtures, and how many mails raised `UnprocessableMail`
-   (they are part of the corpus and are counted like the others).
-2. SMTP ingest: a real `ingest run --role all` daemon (SMTP listener, publisher, dispatcher,
+1. Normaliser: `normalizer.envelope.normalize` (what a parsing worker runs: the mail
+   normaliser, then language detection among the default settings' languages) over every
+   `.eml` in `tests/fixtures/mail/`, pass after pass, in this process's one thread (one core)
+   for about `--seconds` seconds, after one untimed warm-up pass. Prints messages/s and MB/s
+   (1 MB = 10^6 bytes, of raw mail) over the wall time of the timed passes, the mean, p50,
+   p99 and largest time per message, the slowest fixtures, and how many mails were
+   unprocessable (they are part of the corpus and are counted like the others). Baseline,
+   the same way: the standard library's parser alone (`BytesParser`, default policy).
+2. SMTP ingest, baseline first: a bare aiosmtpd sink (`tests.benchmarks.smtp_sink`, in a
+   process of its own) that parses each mail with the standard library and answers 250,
+   sent the same kind of mails over the same connections. Then the pipeline:
+   a real `ingest run --role all` daemon (SMTP listener, publisher, dispatcher,
    SQLite store), started through `tests.daemon` with its own ports, files and queue names.
    A consumer on the team queue `<prefix>.support.general` (aio-pika, manual ack, prefetch
    300) is started first. N mails of about 2 KB (a Received line, multipart/alternative
@@ -20,14 +24,23 @@ What it measures:
    without angle brackets). Prints accepted mails/s at the SMTP side (250 answers / (last
    250 - first DATA)), end-to-end mails/s (arrivals / (last arrival - first DATA)), p50/p99
    latency to the queue and to the 250 answer, the failures (any answer other than 250, or
-   a broken connection) by reason, and the CPU used by the daemon and by this process (near
-   100% for this process means the load generator, not the daemon, sets the pace).
+   a broken connection) by reason, the CPU used by the daemon, by its parsing workers and
+   by this process (near 100% for this process means the load generator, not the daemon,
+   sets the pace), the CPU milliseconds per mail of the sink and of the daemon (event loop,
+   other threads, workers: on a shared machine a steadier figure than mails/s), and the
+   pipeline's accepted rate as a share of the sink's.
+3. Large mail (`tests.benchmarks.large_mail`), against the sink and the same daemon: one
+   mail at the size limit (an attachment of about 18 MB, 25 MB on the wire), one of 5,000
+   MIME parts, then four of the large ones at once while /healthz is asked every 20 ms:
+   time to the 250, the peak RSS growth of the daemon and its workers while they are
+   handled, their RSS afterwards, and the slowest health answer.
 
 Afterwards the daemon is stopped, its queues and exchanges deleted and its folder removed.
 
 Run it as a module from the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest):
 
     .venv/bin/python -m tests.benchmarks.mail [--seconds 5] [-n 2000] [--connections 8]
+        [--skip-large]
 
 It is not a test (no `test_` prefix): pytest does not collect it.
 """
@@ -36,32 +49,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import email.policy
 import email.utils
 import json
 import queue
 import smtplib
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from ulid import ULID
 
+from ingest.settings import NormalizerSettings
 from normalizer.blobs import Blob
-from normalizer.mail import UnprocessableMail, normalize_mail
-from tests.benchmarks.web_pipeline import process_cpu_s
-from tests.daemon import BROKER_URL, SUPPORT_ADDRESS, Daemon, Names, delete_names
+from normalizer.envelope import Envelope, Options, RawMail, normalize
+from normalizer.errors import Unprocessable
+from tests.benchmarks.large_mail import run_large
+from tests.benchmarks.web_pipeline import process_cpu_s, thread_cpu_s
+from tests.daemon import BROKER_URL, SUPPORT_ADDRESS, Daemon, Names, delete_names, free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
 TOUCHPOINTS = ["support@example.com"]
@@ -70,6 +90,12 @@ ARRIVAL_TIMEOUT_S = 120.0
 SMTP_TIMEOUT_S = 60.0
 SLOWEST_SHOWN = 3
 LOG_LINES_SHOWN = 20
+MAX_BYTES = 26_214_400  # the default size limit of [channels.smtp]
+# The defaults of settings.toml where the test daemon's settings differ.
+DAEMON_ENV = {
+    "INGEST_CHANNELS__SMTP__MAX_MESSAGE_BYTES": str(MAX_BYTES),
+    "INGEST_WORKERS__PROCESSES": "2",
+}
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -90,23 +116,63 @@ def rate(count: int, seconds: float) -> float:
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Wall clock and CPU seconds used so far by this process and by the daemon."""
+    """Wall clock and CPU seconds used so far by this process and by the daemon: its event
+    loop's thread, the whole process, and its child processes (the parsing workers; a
+    process's own figure in /proc leaves out children that are still running)."""
 
     wall: float
     own: float
     daemon: float | None
+    loop: float | None = None
+    children: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def take(cls, daemon_pid: int | None) -> CpuSample:
-        return cls(time.perf_counter(), time.process_time(), process_cpu_s(daemon_pid))
+        children = {pid: process_cpu_s(pid) for pid in child_pids(daemon_pid)}
+        return cls(
+            time.perf_counter(),
+            time.process_time(),
+            process_cpu_s(daemon_pid),
+            thread_cpu_s(daemon_pid),
+            {pid: used for pid, used in children.items() if used is not None},
+        )
 
 
-def cpu_line(before: CpuSample, after: CpuSample) -> str:
-    """CPU use between two samples, as a percentage of one core."""
+def child_pids(pid: int | None) -> list[int]:
+    """The processes `pid` started (Linux), none when that cannot be read."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_line(before: CpuSample, after: CpuSample, mails: int = 0, name: str = "daemon") -> str:
+    """CPU use between two samples, as a percentage of one core; given the mails handled,
+    also the milliseconds of CPU per mail, by part (steadier than mails/s on a shared
+    machine): the event loop, the daemon's other threads, the parsing workers."""
     wall = after.wall - before.wall
     line = f"CPU ({wall:.1f} s): benchmark process {100 * (after.own - before.own) / wall:.0f}%"
-    if before.daemon is not None and after.daemon is not None:
-        line += f", daemon {100 * (after.daemon - before.daemon) / wall:.0f}%"
+    if before.daemon is None or after.daemon is None:
+        return line
+    used = after.daemon - before.daemon
+    workers = sum(end - before.children.get(pid, 0.0) for pid, end in after.children.items())
+    line += f", {name} {100 * used / wall:.0f}%"
+    if after.children:
+        line += f", its child processes {100 * workers / wall:.0f}%"
+    if mails:
+        per_mail = 1000 / mails
+        line += f"\nCPU per mail: {name} {per_mail * (used + workers):.2f} ms"
+        if before.loop is not None and after.loop is not None:
+            loop = after.loop - before.loop
+            line += (
+                f" = event loop {per_mail * loop:.2f} + other threads "
+                f"{per_mail * (used - loop):.2f} + child processes {per_mail * workers:.2f}"
+            )
     return line
 
 
@@ -127,6 +193,7 @@ class NormaliserRun:
     corpus: list[Fixture]
     passes: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     times_s: list[float] = field(default_factory=list)
     by_file_s: dict[str, float] = field(default_factory=dict)
     unprocessable: set[str] = field(default_factory=set)
@@ -150,27 +217,39 @@ def load_corpus(folder: Path = FIXTURES) -> list[Fixture]:
     return corpus
 
 
+OPTIONS = Options(languages=tuple(NormalizerSettings().languages))
+
+
 def normalise(fixture: Fixture, case_id: str) -> bool:
-    """Normalise one mail; False if it raised UnprocessableMail."""
+    """Normalise one mail as a parsing worker does; False if it was unprocessable."""
+    envelope = Envelope(
+        channel="email",
+        adapter="smtp",
+        touchpoint=TOUCHPOINTS[0],
+        received_at=datetime.now(UTC),
+        payload=RawMail(fixture.raw, tuple(TOUCHPOINTS)),
+    )
     try:
-        normalize_mail(
-            fixture.raw,
-            case_id=case_id,
-            received_at=datetime.now(UTC),
-            adapter="smtp",
-            touchpoints=TOUCHPOINTS,
-            raw_ref=fixture.raw_ref,
-        )
-    except UnprocessableMail:
+        normalize(envelope, case_id, OPTIONS)
+    except Unprocessable:
         return False
     return True
 
 
-def normalise_pass(run: NormaliserRun, case_id: str) -> None:
+def stdlib_parse(fixture: Fixture, case_id: str) -> bool:
+    """The baseline: the standard library's parser alone."""
+    BytesParser(policy=email.policy.default).parsebytes(fixture.raw)
+    return True
+
+
+Step = Callable[[Fixture, str], bool]
+
+
+def normalise_pass(run: NormaliserRun, case_id: str, step: Step) -> None:
     """One timed pass over the corpus, recorded in `run`."""
     for fixture in run.corpus:
         started = time.perf_counter()
-        processed = normalise(fixture, case_id)
+        processed = step(fixture, case_id)
         elapsed = time.perf_counter() - started
         run.times_s.append(elapsed)
         run.by_file_s[fixture.name] = run.by_file_s.get(fixture.name, 0.0) + elapsed
@@ -180,16 +259,17 @@ def normalise_pass(run: NormaliserRun, case_id: str) -> None:
     run.passes += 1
 
 
-def run_normaliser(corpus: list[Fixture], seconds: float) -> NormaliserRun:
+def run_normaliser(corpus: list[Fixture], seconds: float, step: Step = normalise) -> NormaliserRun:
     """Whole passes over the corpus until `seconds` have gone by (at least one)."""
     case_id = str(ULID())  # the normaliser is pure: one id serves every call
-    for fixture in corpus:  # warm-up: imports, caches, compiled patterns
-        normalise(fixture, case_id)
+    for fixture in corpus:  # warm-up: imports, caches, compiled patterns, the language model
+        step(fixture, case_id)
     run = NormaliserRun(corpus)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     while run.passes == 0 or time.perf_counter() - started < seconds:
-        normalise_pass(run, case_id)
+        normalise_pass(run, case_id, step)
     run.wall_s = time.perf_counter() - started
+    run.cpu_s = time.process_time() - cpu
     return run
 
 
@@ -202,7 +282,10 @@ def print_normaliser(run: NormaliserRun) -> None:
     )
     print(
         f"throughput: {rate(run.messages, run.wall_s):.0f} messages/s, "
-        f"{rate(run.raw_bytes, run.wall_s) / 1e6:.2f} MB/s"
+        f"{rate(run.raw_bytes, run.wall_s) / 1e6:.2f} MB/s; "
+        f"{rate(run.messages, run.cpu_s):.0f} messages per CPU second "
+        f"(this process had {100 * run.cpu_s / run.wall_s:.0f}% of a core: on a shared machine "
+        "the second figure is the one-core rate)"
     )
     print(
         f"per message: mean {statistics.fmean(times_ms):.3f} ms, "
@@ -215,7 +298,7 @@ def print_normaliser(run: NormaliserRun) -> None:
     )
     print(f"slowest (mean): {shown}")
     print(
-        f"UnprocessableMail: {len(run.unprocessable)} of {len(run.corpus)} mails "
+        f"unprocessable: {len(run.unprocessable)} of {len(run.corpus)} mails "
         f"({run.unprocessable_calls} calls): {', '.join(sorted(run.unprocessable)) or '-'}"
     )
 
@@ -458,8 +541,9 @@ def print_smtp(tracker: SmtpTracker, mails: list[Mail]) -> None:
         print(f"arrivals: {tracker.unexpected} unexpected, {tracker.duplicates} duplicates")
 
 
-async def run_smtp(daemon: Daemon, count: int, connections: int) -> bool:
-    """Send `count` mails to the running daemon, wait for them, print the figures."""
+async def run_smtp(daemon: Daemon, count: int, connections: int) -> tuple[bool, float]:
+    """Send `count` mails to the running daemon, wait for them, print the figures; whether
+    all went well and the accepted rate."""
     run_id = uuid.uuid4().hex[:8]
     mails = [build_mail(i, run_id) for i in range(count)]
     tracker = SmtpTracker()
@@ -474,9 +558,45 @@ async def run_smtp(daemon: Daemon, count: int, connections: int) -> bool:
         complete = await wait_arrivals(tracker)
         after = CpuSample.take(pid)
     print_smtp(tracker, mails)
-    print(cpu_line(before, after))
+    print(cpu_line(before, after, len(tracker.accepted)))
     print("(a benchmark process near 100% means the load generator limits the figures)")
-    return complete and not tracker.failures
+    return complete and not tracker.failures, accepted_rate(tracker)
+
+
+def accepted_rate(tracker: SmtpTracker) -> float:
+    first = min(tracker.started.values(), default=0.0)
+    return rate(len(tracker.accepted), max(tracker.accepted.values(), default=first) - first)
+
+
+@contextlib.contextmanager
+def sink_process(max_bytes: int) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """The bare aiosmtpd sink in its own process, on a free port, until the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.benchmarks.smtp_sink", str(port), str(max_bytes)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        yield port, process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def run_sink(port: int, pid: int, count: int, connections: int) -> float:
+    """The baseline: the same kind of mails to the bare sink; prints and returns accepted/s."""
+    mails = [build_mail(i, uuid.uuid4().hex[:8]) for i in range(count)]
+    tracker = SmtpTracker()
+    before = CpuSample.take(pid)
+    await send_all(port, mails, connections, tracker)
+    after = CpuSample.take(pid)
+    answers = [(t - tracker.started[sid]) * 1000 for sid, t in tracker.accepted.items()]
+    accepted = accepted_rate(tracker)
+    print(
+        f"sink: accepted (250) {len(tracker.accepted)} of {count}, {accepted:.1f} mails/s; "
+        f"DATA -> 250 p50 {percentile(answers, 50):.1f} ms, p99 {percentile(answers, 99):.1f} ms"
+    )
+    print(cpu_line(before, after, len(tracker.accepted), "sink"))
+    return accepted
 
 
 # --- daemon, report and main -------------------------------------------------------------
@@ -496,20 +616,33 @@ def report_log(daemon: Daemon) -> None:
         print(f"  | {line[:300]}")
 
 
-async def measure_smtp(workdir: Path, names: Names, count: int, connections: int) -> bool:
-    """Start the daemon, run the SMTP measurement, stop it; True if all went well."""
+async def measure_smtp(
+    workdir: Path, names: Names, count: int, connections: int, large: bool
+) -> bool:
+    """Run the sink, then start the daemon, run the SMTP measurements, stop it; True if all
+    went well."""
+    with sink_process(MAX_BYTES) as (port, sink):
+        print(f"-- baseline: bare aiosmtpd sink (parses with the standard library), port {port}")
+        baseline = await run_sink(port, sink.pid, count, connections)
+        if large:
+            await run_large("sink", port, sink.pid)
     daemon = Daemon(workdir, names, log_level="warning")
     ok = False
     try:
         started = time.perf_counter()
-        daemon.start()
+        daemon.start(env=DAEMON_ENV)
         await daemon.wait_ready()
         print(
-            f"daemon ready in {time.perf_counter() - started:.1f} s "
+            f"-- pipeline: daemon ready in {time.perf_counter() - started:.1f} s "
             f"(SMTP port {daemon.smtp_port}, prefix {names.prefix}); "
             f"n={count}, connections={connections}"
         )
-        ok = await run_smtp(daemon, count, connections)
+        ok, accepted = await run_smtp(daemon, count, connections)
+        print(f"pipeline / sink, accepted mails/s: {accepted / baseline:.0%}")
+        if large and daemon.process is not None:
+            await run_large(
+                "pipeline", daemon.smtp_port, daemon.process.pid, daemon.url + "/healthz"
+            )
     except Exception as error:
         print(f"SMTP benchmark failed: {type(error).__name__}: {str(error)[:500]}")
     finally:
@@ -519,13 +652,16 @@ async def measure_smtp(workdir: Path, names: Names, count: int, connections: int
     return ok and code in (0, None)
 
 
-async def benchmark(seconds: float, count: int, connections: int) -> int:
-    print("== normaliser (normalize_mail, one core) ==")
-    print_normaliser(run_normaliser(load_corpus(), seconds))
+async def benchmark(seconds: float, count: int, connections: int, large: bool) -> int:
+    corpus = load_corpus()
+    print("== baseline: the standard library's parser alone (one core) ==")
+    print_normaliser(run_normaliser(corpus, seconds, stdlib_parse))
+    print("\n== normaliser with language detection, as in a parsing worker (one core) ==")
+    print_normaliser(run_normaliser(corpus, seconds))
     print("\n== SMTP ingest to the team queue ==")
     names = Names(prefix=f"bench-{uuid.uuid4().hex[:8]}")
     with tempfile.TemporaryDirectory(prefix="mail-bench-") as tmp:
-        ok = await measure_smtp(Path(tmp), names, count, connections)
+        ok = await measure_smtp(Path(tmp), names, count, connections, large)
         try:
             await delete_names(names)
         except Exception as error:
@@ -543,10 +679,14 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, default=8, help="concurrent SMTP connections (default 8)"
     )
+    parser.add_argument(
+        "--skip-large", action="store_true", help="leave out the large-mail measurements"
+    )
     args = parser.parse_args()
     if args.seconds <= 0 or args.n <= 0 or args.connections <= 0:
         parser.error("--seconds, -n and --connections must be positive")
-    sys.exit(asyncio.run(benchmark(args.seconds, args.n, args.connections)))
+    large = not args.skip_large
+    sys.exit(asyncio.run(benchmark(args.seconds, args.n, args.connections, large)))
 
 
 if __name__ == "__main__":

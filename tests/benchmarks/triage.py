@@ -29,7 +29,8 @@ from pathlib import Path
 
 from dispatcher.triage import Customer, Facts, History, RuleSet, load_rules
 from ingest.settings import load_settings
-from normalizer.envelope import Envelope, Options, RawMail, Unprocessable, normalize
+from normalizer.envelope import Envelope, Options, RawMail, normalize
+from normalizer.errors import Unprocessable
 from normalizer.model import CaseOpen
 
 ROOT = Path(__file__).resolve().parents[2]

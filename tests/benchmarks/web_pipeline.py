@@ -20,14 +20,22 @@ start + i / R (still at most `--concurrency` in flight), to measure latency belo
 the largest delay of a send behind that schedule is printed.
 
 For both it prints throughput (delivered / (last arrival - first send)), p50 and p99
-end-to-end latency, the count of failed sends, the ratio pipeline/baseline, and the CPU
-used by this process and by each daemon process (to show whether the load generator is the
-limit).
+end-to-end latency, p50 and p99 of the answer (the 202 for the pipeline, the publisher confirm
+for the baseline), the count of failed sends, the ratio pipeline/baseline, and the CPU used
+by this process and by each daemon process, per accepted message too (to show whether the
+load generator is the limit; on a shared machine CPU per message is the steadier figure, and
+the dispatcher's, whose code a change to the channels leaves alone, is a control).
+
+Before the timed runs, `--warm-up` messages (300) are sent untimed, so that start-up work
+(the language model, caches, connections) is not counted per message. After them, unless
+`--paced 0`, both runs are repeated at `--paced` messages per second (500) with `--paced-n`
+messages (2500), for the 202 latency below saturation. Last it prints the channels role's
+CPU per accepted message as the accepted/s one core would sustain (the goal: 0.5 ms, 2,000/s).
 
 Run it as a module from the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest):
 
     .venv/bin/python -m tests.benchmarks.web_pipeline [-n 5000] [--concurrency 64]
-        [--rate 300] [--split]
+        [--rate 300] [--split] [--warm-up 300] [--paced 500] [--paced-n 2500]
 
 It is not a test (no `test_` prefix): pytest does not collect it.
 """
@@ -69,6 +77,7 @@ class Tracker:
     pending: set[str]
     started: dict[str, float] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)
+    answered: dict[str, float] = field(default_factory=dict)  # the 202, for the pipeline
     failed: int = 0
     unknown: int = 0
     duplicates: int = 0
@@ -129,6 +138,8 @@ class Result:
     p99_ms: float
     mean_body_bytes: float
     late_ms: float  # the largest delay of a send behind its --rate slot; 0 without a rate
+    answer_p50_ms: float  # to the 202 for the pipeline, to the confirm for the baseline
+    answer_p99_ms: float
 
 
 def summarise(name: str, tracker: Tracker, late_s: float) -> Result:
@@ -144,7 +155,20 @@ def summarise(name: str, tracker: Tracker, late_s: float) -> Result:
         throughput = n / (max(tracker.arrived.values()) - min(tracker.started.values()))
     body = tracker.body_bytes / n if n else 0.0
     sent = len(tracker.started)
-    return Result(name, sent, n, tracker.failed, throughput, p50, p99, body, late_s * 1000)
+    answer_p50, answer_p99 = answer_p50_p99(tracker)
+    return Result(
+        name,
+        sent,
+        n,
+        tracker.failed,
+        throughput,
+        p50,
+        p99,
+        body,
+        late_s * 1000,
+        answer_p50,
+        answer_p99,
+    )
 
 
 @dataclass(frozen=True)
@@ -154,24 +178,33 @@ class CpuSample:
     wall: float
     own: float
     daemons: dict[str, float | None]
+    loops: dict[str, float | None]  # each daemon's main thread: its event loop
 
     @classmethod
     def take(cls, deployment: Deployment) -> CpuSample:
-        daemons = {role: process_cpu_s(pid) for role, pid in deployment.pids().items()}
-        return cls(time.perf_counter(), time.process_time(), daemons)
+        pids = deployment.pids()
+        daemons = {role: process_cpu_s(pid) for role, pid in pids.items()}
+        loops = {role: thread_cpu_s(pid) for role, pid in pids.items()}
+        return cls(time.perf_counter(), time.process_time(), daemons, loops)
 
 
-def process_cpu_s(pid: int | None) -> float | None:
+def thread_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds of the main thread of `pid` (a daemon's event loop), as process_cpu_s."""
+    return process_cpu_s(pid, f"task/{pid}/")
+
+
+def process_cpu_s(pid: int | None, task: str = "") -> float | None:
     """User + system CPU seconds of `pid` from /proc (Linux); None where that is missing."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/{task}stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_line(phase: str, before: CpuSample, after: CpuSample) -> str:
-    """CPU use over a phase, as a percentage of one core."""
+def cpu_line(phase: str, before: CpuSample, after: CpuSample, accepted: int = 0) -> str:
+    """CPU use over a phase, as a percentage of one core (and, given the messages accepted,
+    each daemon's CPU milliseconds per message: the figure a shared machine disturbs least)."""
     wall = after.wall - before.wall
     own = 100 * (after.own - before.own) / wall
     line = f"CPU during {phase:<8} ({wall:5.1f} s): benchmark process {own:3.0f}%"
@@ -181,6 +214,13 @@ def cpu_line(phase: str, before: CpuSample, after: CpuSample) -> str:
         if start is not None and end is not None:
             used.append(100 * (end - start) / wall)
             line += f", daemon {role} {used[-1]:3.0f}%"
+            if accepted:
+                line += f" ({1000 * (end - start) / accepted:.2f} ms per message"
+                loop_start, loop_end = before.loops.get(role), after.loops.get(role)
+                if loop_start is not None and loop_end is not None:
+                    loop = 1000 * (loop_end - loop_start) / accepted
+                    line += f", {loop:.2f} of them on the event loop"
+                line += ")"
     if len(used) > 1:
         line += f", daemons together {sum(used):3.0f}%"
     return line
@@ -255,18 +295,20 @@ def baseline_queue(names: Names) -> str:
 # --- the two runs ------------------------------------------------------------------------
 
 
-def web_message(i: int) -> bytes:
+def web_message(i: int, run: str = "bench") -> bytes:
+    """Message i of a run; runs differ in their text (the dispatcher takes the same text
+    from the same sender again as a duplicate, which never reaches the team queue)."""
     return json.dumps(
         {
             "sender": {"email": f"customer{i}@example.com", "name": f"Customer {i}"},
             "subject": f"Benchmark {i}",
-            "text": f"Message number {i} of the benchmark.",
+            "text": f"Message number {i} of the benchmark's {run} run.",
         }
     ).encode()
 
 
 async def submit_all(
-    url: str, count: int, concurrency: int, rate: float | None, tracker: Tracker
+    url: str, count: int, concurrency: int, rate: float | None, tracker: Tracker, prefix: str
 ) -> float:
     """POST `count` messages with aiohttp, paced by `rate`; print the answers other than 202.
 
@@ -281,14 +323,15 @@ async def submit_all(
     ) as session:
 
         async def send_one(i: int) -> None:
-            source_id = f"bench-{i}"
+            source_id = f"{prefix}-{i}"
             tracker.start(source_id)
             try:
                 async with session.post(
-                    url, data=web_message(i), headers={"Idempotency-Key": source_id}
+                    url, data=web_message(i, prefix), headers={"Idempotency-Key": source_id}
                 ) as response:
                     await response.read()
                     status = str(response.status)
+                    tracker.answered[source_id] = time.perf_counter()
             except (aiohttp.ClientError, TimeoutError) as error:
                 status = f"error ({type(error).__name__})"
             if status != "202":
@@ -302,25 +345,26 @@ async def submit_all(
 
 
 async def run_pipeline(
-    daemon: Daemon, count: int, concurrency: int, rate: float | None
+    daemon: Daemon, count: int, concurrency: int, rate: float | None, prefix: str = "bench"
 ) -> tuple[Result, bool]:
-    """Submit to `daemon` (the one with the web API) and wait for the forwarded cases."""
-    tracker = Tracker(pending={f"bench-{i}" for i in range(count)})
+    """Submit to `daemon` (the one with the web API) and wait for the forwarded cases. Each
+    run of a deployment needs its own `prefix`: a repeated idempotency key opens no case."""
+    tracker = Tracker(pending={f"{prefix}-{i}" for i in range(count)})
     url = f"{daemon.url}/api/v1/messages"
     async with await connect("bench-pipeline-consume") as connection:
         await start_consumer(connection, daemon.names.default, tracker, passive=True)
-        late_s = await submit_all(url, count, concurrency, rate, tracker)
+        late_s = await submit_all(url, count, concurrency, rate, tracker, prefix)
         complete = await tracker.wait("pipeline")
     return summarise("pipeline", tracker, late_s), complete
 
 
-def baseline_body(i: int) -> bytes:
+def baseline_body(i: int, prefix: str) -> bytes:
     """About BASELINE_BODY_BYTES of JSON, shaped a little like a case."""
     document = {
         "id": uuid.uuid4().hex,
         "schema": "case-open/1",
         "channel": "web",
-        "source_id": f"base-{i}",
+        "source_id": f"{prefix}-{i}",
         "sender": {"kind": "email", "address": f"customer{i}@example.com"},
         "subject": f"Benchmark {i}",
         "text": f"Message number {i} of the benchmark.",
@@ -337,21 +381,23 @@ async def publish_all(
     conc: int,
     rate: float | None,
     tracker: Tracker,
+    prefix: str,
 ) -> float:
     """Publish `count` persistent messages with confirms, `conc` confirms in flight, paced
     by `rate`; return the largest delay of a publish behind its slot (see run_bounded)."""
     channel = await connection.channel(publisher_confirms=True)
 
     async def send_one(i: int) -> None:
-        source_id = f"base-{i}"
+        source_id = f"{prefix}-{i}"
         message = aio_pika.Message(
-            baseline_body(i),
+            baseline_body(i, prefix),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         tracker.start(source_id)
         try:
             await channel.default_exchange.publish(message, routing_key=queue)
+            tracker.answered[source_id] = time.perf_counter()
         except Exception as error:  # a nack or a closed channel: report and go on
             print(f"baseline: publish {source_id} failed: {type(error).__name__}: {error}")
             tracker.fail(source_id)
@@ -362,15 +408,15 @@ async def publish_all(
 
 
 async def run_baseline(
-    names: Names, count: int, concurrency: int, rate: float | None
+    names: Names, count: int, concurrency: int, rate: float | None, prefix: str = "base"
 ) -> tuple[Result, bool]:
-    tracker = Tracker(pending={f"base-{i}" for i in range(count)})
+    tracker = Tracker(pending={f"{prefix}-{i}" for i in range(count)})
     queue = baseline_queue(names)
     consumer = await connect("bench-baseline-consume")
     publisher = await connect("bench-baseline-publish")
     async with consumer, publisher:
         await start_consumer(consumer, queue, tracker, passive=False)
-        late_s = await publish_all(publisher, queue, count, concurrency, rate, tracker)
+        late_s = await publish_all(publisher, queue, count, concurrency, rate, tracker, prefix)
         complete = await tracker.wait("baseline")
     return summarise("baseline", tracker, late_s), complete
 
@@ -450,6 +496,25 @@ def print_table(pipeline: Result, baseline: Result) -> None:
     print("(ratio = pipeline / baseline)")
 
 
+def answer_p50_p99(tracker: Tracker) -> tuple[float, float]:
+    """p50 and p99 of the time to the answer, in ms: the 202 (the message safe on the
+    broker) for the pipeline, the publisher confirm for the baseline."""
+    times = [(t - tracker.started[sid]) * 1000 for sid, t in tracker.answered.items()]
+    if len(times) < 2:
+        return float("nan"), float("nan")
+    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+def print_answers(pipeline: Result, baseline: Result, rate: float | None) -> None:
+    at = "as fast as answered" if rate is None else f"at {rate:g} requests/s"
+    print(
+        f"request -> 202 {at}: p50 {pipeline.answer_p50_ms:.1f} ms, "
+        f"p99 {pipeline.answer_p99_ms:.1f} ms; baseline publish -> confirm "
+        f"p50 {baseline.answer_p50_ms:.1f} ms, p99 {baseline.answer_p99_ms:.1f} ms"
+    )
+
+
 def print_lateness(pipeline: Result, baseline: Result) -> None:
     """How far the sends fell behind the --rate schedule, at worst."""
     print(
@@ -472,13 +537,27 @@ def report_log(role: str, daemon: Daemon, failed: bool) -> None:
         print(f"  | {line[:300]}")
 
 
-async def measure(deployment: Deployment, count: int, concurrency: int, rate: float | None) -> bool:
-    """Start the daemons, run both measurements, print the figures; True if all arrived."""
+@dataclass(frozen=True)
+class Options:
+    count: int
+    concurrency: int
+    rate: float | None
+    warm_up: int
+    paced: float
+    paced_count: int
+
+
+async def measure(deployment: Deployment, options: Options) -> bool:
+    """Start the daemons, run the measurements, print the figures; True if all arrived."""
     started = time.perf_counter()
     await deployment.start()
     ports = ", ".join(f"{role} on {d.url}" for role, d in deployment.daemons.items())
     print(f"daemon ready in {time.perf_counter() - started:.1f} s: {ports}")
     entry = deployment.entry
+    count, concurrency, rate = options.count, options.concurrency, options.rate
+    ok = True
+    if options.warm_up:  # start-up work (models, caches, connections) is not per message
+        _, ok = await run_pipeline(entry, options.warm_up, concurrency, None, prefix="warm")
     before = CpuSample.take(deployment)
     pipeline, ok_pipeline = await run_pipeline(entry, count, concurrency, rate)
     middle = CpuSample.take(deployment)
@@ -487,11 +566,41 @@ async def measure(deployment: Deployment, count: int, concurrency: int, rate: fl
     print_table(pipeline, baseline)
     if rate is not None:
         print_lateness(pipeline, baseline)
+    print_answers(pipeline, baseline, rate)
     print()
-    print(cpu_line("pipeline", before, middle))
+    accepted = pipeline.sent - pipeline.failed
+    print(cpu_line("pipeline", before, middle, accepted))
     print(cpu_line("baseline", middle, after))
     print("(a benchmark process near 100% means the load generator limits the figures)")
+    ok = ok and ok_pipeline and ok_baseline
+    if options.paced:
+        ok = await measure_paced(deployment, options) and ok
+    print_goals(deployment, before, middle, accepted)
+    return ok
+
+
+async def measure_paced(deployment: Deployment, options: Options) -> bool:
+    """The 202 latency below saturation: both runs offered `paced` messages per second."""
+    n, conc, rate = options.paced_count, options.concurrency, options.paced
+    print(f"\n-- paced: {n} messages at {rate:g}/s, at most {conc} in flight")
+    pipeline, ok_pipeline = await run_pipeline(deployment.entry, n, conc, rate, prefix="paced")
+    baseline, ok_baseline = await run_baseline(deployment.entry.names, n, conc, rate, "paced")
+    print_lateness(pipeline, baseline)
+    print_answers(pipeline, baseline, rate)
     return ok_pipeline and ok_baseline
+
+
+def print_goals(deployment: Deployment, before: CpuSample, after: CpuSample, accepted: int) -> None:
+    """The channels role's CPU per accepted message as the rate one core would sustain."""
+    role = "channels" if "channels" in before.daemons else "all"
+    start, end = before.daemons.get(role), after.daemons.get(role)
+    if start is None or end is None or not accepted:
+        return
+    per_message_ms = 1000 * (end - start) / accepted
+    print(
+        f"\n{role} role: {per_message_ms:.2f} ms CPU per accepted message, so "
+        f"{1000 / per_message_ms:,.0f} accepted/s on one core (goal: at most 0.5 ms, 2,000/s)"
+    )
 
 
 def stop_and_report(deployment: Deployment, ok: bool) -> bool:
@@ -504,18 +613,19 @@ def stop_and_report(deployment: Deployment, ok: bool) -> bool:
     return ok
 
 
-async def benchmark(count: int, concurrency: int, rate: float | None, split: bool) -> int:
+async def benchmark(options: Options, split: bool) -> int:
     names = Names(prefix=f"bench-{uuid.uuid4().hex[:8]}")
     with tempfile.TemporaryDirectory(prefix="web_pipeline-") as tmp:
         deployment = Deployment.create(Path(tmp), names, split)
-        offered = "unlimited" if rate is None else f"{rate:g} msg/s"
+        offered = "unlimited" if options.rate is None else f"{options.rate:g} msg/s"
         print(
-            f"prefix {names.prefix}, n={count}, concurrency={concurrency}, "
-            f"offered rate={offered}, daemon={deployment.describe()}"
+            f"prefix {names.prefix}, n={options.count}, concurrency={options.concurrency}, "
+            f"offered rate={offered}, warm-up {options.warm_up} messages, "
+            f"daemon={deployment.describe()}"
         )
         ok = False
         try:
-            ok = await measure(deployment, count, concurrency, rate)
+            ok = await measure(deployment, options)
         except Exception as error:
             print(f"benchmark failed: {type(error).__name__}: {str(error)[:500]}")
         finally:
@@ -540,10 +650,23 @@ def main() -> None:
         action="store_true",
         help="run the daemon as two processes, --role channels and --role dispatcher",
     )
+    parser.add_argument(
+        "--warm-up", type=int, default=300, help="untimed messages sent first (default 300)"
+    )
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=500,
+        help="then both runs again at this rate, for the 202 latency (default 500/s; 0: no)",
+    )
+    parser.add_argument(
+        "--paced-n", type=int, default=2500, help="messages per paced run (default 2500)"
+    )
     args = parser.parse_args()
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be positive")
-    sys.exit(asyncio.run(benchmark(args.n, args.concurrency, args.rate, args.split)))
+    options = Options(args.n, args.concurrency, args.rate, args.warm_up, args.paced, args.paced_n)
+    sys.exit(asyncio.run(benchmark(options, args.split)))
 
 
 if __name__ == "__main__":

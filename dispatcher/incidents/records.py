@@ -1,0 +1,382 @@
+"""The incident tables as one batch reads and writes them: one statement per kind of fact.
+
+Read: the messages sharing a band with the batch within the window (bands joined to their
+messages), the incidents those belong to, and the customers already in them. Written: the
+batch's messages and bands, the earlier messages that joined an incident, new incidents and
+changed ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import bindparam
+
+from dispatcher.incidents.signature import from_bytes
+from dispatcher.tables import Incident, IncidentBand, IncidentMessage
+
+BANDS_T = IncidentBand.__table__
+MESSAGES_T = IncidentMessage.__table__
+INCIDENTS_T = Incident.__table__
+PER_BAND = 24
+"""Neighbours read per band: enough to find a running incident (any one of its members) or
+to form one (`min_customers` alike), few enough that a batch inside a storm stays cheap."""
+INCIDENT_LOCK = 0x1D15_0002
+"""PostgreSQL advisory lock taken by a batch that joins or forms incidents: two dispatchers
+seeing halves of one storm then decide one after the other, the second seeing the first."""
+
+
+@dataclass(slots=True)
+class Member:
+    """A message compared for incidents, from the store or from this batch."""
+
+    case_open_id: str
+    customer_id: int
+    received_at: datetime
+    values: np.ndarray
+    incident_id: int | None
+    subject: str | None = None
+    stored: bool = True
+    at: float = field(init=False)
+    """received_at in seconds, for the window checks of every candidate pair."""
+
+    def __post_init__(self) -> None:
+        self.at = self.received_at.timestamp()
+
+
+@dataclass(slots=True)
+class Cluster:
+    """An incident: formed, or merged into another."""
+
+    id: int
+    status: str
+    first_seen: datetime
+    last_seen: datetime
+    formed_at: datetime | None
+    size: int
+    customers: dict[int, datetime] = field(default_factory=dict)
+    """Each customer in it, with their latest message (formation counts those within the
+    window)."""
+    sample_subject: str | None = None
+    stored: bool = True
+    changed: bool = False
+    merged_into: int | None = None
+
+
+@dataclass(slots=True)
+class Nearby:
+    """What the store holds near the batch: members by band, and their incidents."""
+
+    by_band: dict[int, list[Member]] = field(default_factory=lambda: defaultdict(list))
+    members: dict[str, Member] = field(default_factory=dict)
+
+
+LATEST_PER_BAND = {
+    # Each band's latest rows within its own window, through the (band, received_at) index,
+    # LIMIT per band: a window function over the bands would step through every row of a
+    # common band, and one window for the whole batch would read hours of rows when a batch
+    # holds messages received hours apart (a backlog).
+    "sqlite": text(
+        "SELECT json_extract(wanted.value, '$[0]'), (SELECT group_concat(case_open_id) FROM ("
+        " SELECT case_open_id FROM incident_bands"
+        " WHERE band = json_extract(wanted.value, '$[0]')"
+        " AND received_at >= json_extract(wanted.value, '$[1]')"
+        " AND received_at <= json_extract(wanted.value, '$[2]')"
+        " ORDER BY received_at DESC LIMIT :per_band)) FROM json_each(:bands) AS wanted"
+    ),
+    "postgresql": text(
+        "SELECT wanted.band, string_agg(latest.case_open_id, ',')"
+        " FROM unnest(CAST(:bands AS bigint[]), CAST(:since AS timestamptz[]),"
+        " CAST(:until AS timestamptz[])) AS wanted(band, since, until)"
+        " CROSS JOIN LATERAL (SELECT case_open_id FROM incident_bands"
+        " WHERE band = wanted.band AND received_at >= wanted.since"
+        " AND received_at <= wanted.until"
+        " ORDER BY received_at DESC LIMIT :per_band) AS latest GROUP BY wanted.band"
+    ),
+}
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+"""How SQLAlchemy's DateTime stores a (UTC) time on SQLite, as the JSON parameter must say it."""
+
+Window = tuple[datetime, datetime]
+"""The times a band's neighbours may have been received in: [since, until]."""
+
+
+def _parameters(windows: Mapping[int, Window], dialect: str) -> dict[str, object]:
+    bands = sorted(windows)
+    if dialect == "sqlite":
+        shown: dict[datetime, str] = {}  # a batch's bands share a few dozen times
+        for window in windows.values():
+            for time in window:
+                if time not in shown:
+                    shown[time] = time.astimezone(UTC).strftime(SQLITE_TIME)
+        rows = [[band, shown[windows[band][0]], shown[windows[band][1]]] for band in bands]
+        return {"bands": json.dumps(rows)}
+    return {
+        "bands": bands,
+        "since": [windows[band][0] for band in bands],
+        "until": [windows[band][1] for band in bands],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What never changes of a stored member."""
+
+    customer_id: int
+    received_at: datetime
+    values: np.ndarray
+    subject: str | None
+
+
+class Remembered:
+    """The facts of the latest `size` members this dispatcher read or wrote, so that a batch
+    reads again only what changes (their incidents): with a dense stream most neighbours of
+    a batch are neighbours of the one before."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._facts: dict[str, Facts] = {}
+
+    def get(self, case_open_id: str) -> Facts | None:
+        return self._facts.get(case_open_id)
+
+    def add_members(self, members: Iterable[Member]) -> None:
+        """Remember members this dispatcher wrote."""
+        for m in members:
+            self.add(m.case_open_id, Facts(m.customer_id, m.received_at, m.values, m.subject))
+
+    def add(self, case_open_id: str, facts: Facts) -> None:
+        known = self._facts
+        known[case_open_id] = facts
+        if len(known) > self.size:  # the oldest out: dicts keep their order of insertion
+            del known[next(iter(known))]
+
+
+MEMBERS_IN = {
+    "sqlite": "case_open_id IN (SELECT value FROM json_each(:ids))",
+    "postgresql": "case_open_id = ANY(CAST(:ids AS text[]))",
+}
+
+
+def _members_in(session: Session, columns: str, ids: Collection[str], extra: str = "") -> list:
+    dialect = session.get_bind().dialect.name
+    wanted: object = json.dumps(sorted(ids)) if dialect == "sqlite" else sorted(ids)
+    query = f"SELECT {columns} FROM incident_messages WHERE {MEMBERS_IN[dialect]}{extra}"
+    return list(session.execute(text(query), {"ids": wanted}))
+
+
+def _read_facts(session: Session, ids: Collection[str]) -> dict[str, Facts]:
+    rows = _members_in(session, "case_open_id, customer_id, received_at, signature, subject", ids)
+    if not rows:
+        return {}
+    values = from_bytes(b"".join(row.signature for row in rows)).reshape(len(rows), -1)
+    found = {}
+    for (case_open_id, customer, received_at, _, subject), own in zip(rows, values, strict=True):
+        if isinstance(received_at, str):  # a raw statement gets SQLite's text
+            received_at = datetime.fromisoformat(received_at).replace(tzinfo=UTC)
+        found[case_open_id] = Facts(customer, received_at, own, subject)
+    return found
+
+
+def nearby(
+    session: Session,
+    windows: Mapping[int, Window],
+    remembered: Remembered,
+    per_band: int = PER_BAND,
+) -> Nearby:
+    """Stored messages sharing one of the bands, each received within its band's window: the
+    latest `per_band` of each band, so that a storm of thousands costs a batch no more than a
+    few. Each band's members are listed oldest first.
+
+    Three statements: which messages each band holds, the facts of those not remembered, and
+    which of them are in an incident now (another dispatcher may have placed them)."""
+    found = Nearby()
+    if not windows:
+        return found
+    dialect = session.get_bind().dialect.name
+    listed = session.execute(
+        LATEST_PER_BAND[dialect], _parameters(windows, dialect) | {"per_band": per_band}
+    ).all()
+    pairs = [(band, name) for band, names in listed if names for name in names.split(",")]
+    if not pairs:
+        return found
+    facts = {name: remembered.get(name) for _, name in pairs}
+    unknown = [name for name, known in facts.items() if known is None]
+    if unknown:
+        read = _read_facts(session, unknown)
+        for name, known in read.items():
+            remembered.add(name, known)
+        facts |= read
+    placed = dict(
+        _members_in(session, "case_open_id, incident_id", facts, " AND incident_id IS NOT NULL")
+    )
+    members = found.members
+    for case_open_id, known in facts.items():
+        assert known is not None, case_open_id
+        members[case_open_id] = Member(
+            case_open_id,
+            known.customer_id,
+            known.received_at,
+            known.values,
+            placed.get(case_open_id),
+            known.subject,
+        )
+    for band, case_open_id in reversed(pairs):  # each band's latest came first
+        found.by_band[band].append(members[case_open_id])
+    return found
+
+
+def lock(session: Session) -> bool:
+    """Serialise incident decisions between dispatchers; True when a lock was taken now
+    (PostgreSQL), False when the transaction already excludes every other writer (SQLite
+    begins each one holding the write lock)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    session.execute(text(f"SELECT pg_advisory_xact_lock({INCIDENT_LOCK})"))
+    return True
+
+
+def clusters(session: Session, ids: Collection[int]) -> dict[int, Cluster]:
+    """The incidents with these ids, with the customers already in each."""
+    if not ids:
+        return {}
+    c = INCIDENTS_T.c
+    found = {
+        row.id: Cluster(
+            row.id,
+            row.status,
+            row.first_seen,
+            row.last_seen,
+            row.formed_at,
+            row.size,
+            sample_subject=row.sample_subject,
+            merged_into=row.merged_into,
+        )
+        for row in session.execute(select(INCIDENTS_T).where(c.id.in_(sorted(ids))))
+    }
+    m = MESSAGES_T.c
+    pairs = session.execute(
+        select(m.incident_id, m.customer_id, func.max(m.received_at))
+        .where(m.incident_id.in_(sorted(ids)))
+        .group_by(m.incident_id, m.customer_id)
+    )
+    for incident, customer, last in pairs:
+        found[incident].customers[customer] = _aware(last)
+    return found
+
+
+def _aware(value: datetime | str) -> datetime:
+    """max() of a timestamp comes back as text or without a zone on SQLite."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def next_id(session: Session) -> int:
+    """The number of the next incident (taken under the lock, so no two batches share it)."""
+    return (session.scalar(select(func.max(INCIDENTS_T.c.id))) or 0) + 1
+
+
+def write(
+    session: Session,
+    fresh: Sequence[tuple[Member, Sequence[int], bytes]],
+    moved: Sequence[Member],
+    touched: Sequence[Cluster],
+    merged: Sequence[tuple[int, int]] = (),
+) -> None:
+    """The batch's messages (with bands), earlier messages that joined an incident, the
+    incidents made or changed, and the messages of merged incidents moved to the incident
+    they were merged into: incidents first, as messages name them."""
+    new = [c for c in touched if not c.stored]
+    if new:
+        session.execute(insert(INCIDENTS_T), [_incident_row(c) for c in new])
+    # A new incident merged at once names the other only after both exist.
+    changed = [c for c in touched if c.changed and (c.stored or c.merged_into is not None)]
+    if changed:
+        c = INCIDENTS_T.c
+        session.execute(
+            update(INCIDENTS_T)
+            .where(c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                merged_into=bindparam("b_merged"),
+                last_seen=bindparam("b_last"),
+                first_seen=bindparam("b_first"),
+                formed_at=bindparam("b_formed"),
+                size=bindparam("b_size"),
+                customers=bindparam("b_customers"),
+            ),
+            [
+                {
+                    "b_id": c.id,
+                    "b_status": c.status,
+                    "b_merged": c.merged_into,
+                    "b_last": c.last_seen,
+                    "b_first": c.first_seen,
+                    "b_formed": c.formed_at,
+                    "b_size": c.size,
+                    "b_customers": len(c.customers),
+                }
+                for c in sorted(changed, key=lambda c: c.id)
+            ],
+        )
+    if fresh:
+        session.execute(
+            insert(MESSAGES_T),
+            [
+                {
+                    "case_open_id": m.case_open_id,
+                    "customer_id": m.customer_id,
+                    "received_at": m.received_at,
+                    "signature": signature,
+                    "incident_id": m.incident_id,
+                    "subject": (m.subject or None) and m.subject[:300],
+                }
+                for m, _, signature in fresh
+            ],
+        )
+        session.execute(
+            insert(BANDS_T),
+            [
+                {"band": band, "case_open_id": m.case_open_id, "received_at": m.received_at}
+                for m, bands, _ in fresh
+                for band in dict.fromkeys(bands)
+            ],
+        )
+    if merged:
+        m = MESSAGES_T.c
+        session.execute(
+            update(MESSAGES_T)
+            .where(m.incident_id == bindparam("b_from"))
+            .values(incident_id=bindparam("b_into")),
+            [{"b_from": old, "b_into": into} for old, into in merged],
+        )
+    if moved:
+        m = MESSAGES_T.c
+        session.execute(
+            update(MESSAGES_T)
+            .where(m.case_open_id == bindparam("b_id"))
+            .values(incident_id=bindparam("b_incident")),
+            [{"b_id": x.case_open_id, "b_incident": x.incident_id} for x in moved],
+        )
+
+
+def _incident_row(cluster: Cluster) -> dict[str, object]:
+    return {
+        "id": cluster.id,
+        "status": cluster.status,
+        "first_seen": cluster.first_seen,
+        "last_seen": cluster.last_seen,
+        "formed_at": cluster.formed_at,
+        "size": cluster.size,
+        "customers": len(cluster.customers),
+        "sample_subject": cluster.sample_subject,
+        "merged_into": None,
+    }

@@ -1,0 +1,2 @@
+"""The knowledge base: Markdown articles, a fuzzy multilingual index, and how often each
+article was suggested, shown and accepted."""

@@ -1,0 +1,241 @@
+"""Incident detection in the dispatcher's decide path, on a real store (SQLite and a
+PostgreSQL database of its own): incidents form from enough customers saying the same thing
+within the window, grow, carry their facts to the cases, and two dispatchers seeing halves of
+one storm form one incident."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from ulid import ULID
+
+from dispatcher.decide import Decider, Incoming, Outcome
+from dispatcher.incidents.detect import IncidentDetector
+from dispatcher.intake import Intake
+from dispatcher.settings import DispatcherSettings, IncidentSettings
+from dispatcher.store import Store
+from dispatcher.tables import Incident, IncidentMessage
+from dispatcher.triage import DefaultQueue, RulesRouter, load_rules
+from dispatcher.triage.live import LiveRules
+from normalizer.model import CaseOpen, Flags, Sender, Touchpoint
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+numbers = count(1)
+STORM = [
+    ("Internet down in Aarhus", "Our internet is down in Aarhus, the FiberBox shows E-1043."),
+    ("No internet", "No internet since nine in Aarhus, FiberBox light red, error E-1043."),
+    ("FiberBox E-1043", "FiberBox says E-1043 and there is no internet here in Aarhus."),
+    ("Outage Aarhus?", "Is there an outage in Aarhus? FiberBox E-1043, no internet at all."),
+    ("Ingen internet", "Vores internet er nede i Aarhus, FiberBox viser fejl E-1043."),
+    ("internet not working", "Internet stopped working in Aarhus, FiberBox error E-1043."),
+    ("Nedbrud i Aarhus", "Internettet virker ikke i Aarhus, FiberBox fejl E-1043."),
+]
+ORDINARY = [
+    ("Refund", "I was charged twice for order 88123, please refund it to my card."),
+    ("Moving", "We are moving to Odense next month, can we take the plan along?"),
+    ("TV remote", "The remote for the TV box stopped working, batteries are new."),
+    ("Invoice", "Why is my invoice higher than last month? Customer number 4471."),
+    ("Upgrade", "What does Fiber 1000 cost, and can I keep my current router?"),
+    ("Password", "I forgot my password and the reset link expired already."),
+]
+
+
+def message(
+    sender: str, subject: str, text: str, at: datetime, language: str = "en", **fields: Any
+) -> CaseOpen:
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=at,
+        channel="email",
+        adapter="test",
+        source_id=f"i{next(numbers)}@test",
+        touchpoints=[Touchpoint(kind="mailbox", address="support@example.com")],
+        sender=Sender(kind="email", address=sender),
+        subject=subject,
+        text=text,
+        language=language,
+        **fields,
+    )
+
+
+def storm(
+    count_: int, start: datetime = T0, minutes: float = 2.0, who: str = "s"
+) -> list[CaseOpen]:
+    """`count_` customers reporting the outage, `minutes` apart."""
+    return [
+        message(
+            f"{who}{n}@people.example",
+            *STORM[n % len(STORM)],
+            start + timedelta(minutes=minutes * n),
+        )
+        for n in range(count_)
+    ]
+
+
+class World:
+    def __init__(self, store: Store, router: Any = None, settings: IncidentSettings | None = None):
+        self.store = store
+        intake = Intake(detector=IncidentDetector(settings or IncidentSettings()))
+        self.decider = Decider(
+            DispatcherSettings(), "case-update", router or DefaultQueue("support"), None, intake
+        )
+
+    async def send(self, *cases: CaseOpen) -> list[Outcome]:
+        return await self.store.run(self.decider.batch, [Incoming(case) for case in cases])
+
+    async def incidents(self) -> list[Incident]:
+        return await self.store.run(
+            lambda s: list(s.scalars(select(Incident).order_by(Incident.id)))
+        )
+
+
+@pytest.fixture
+async def world(store_url: str) -> AsyncIterator[World]:
+    store = await Store.open(store_url, auto_migrate=True)
+    yield World(store)
+    await store.close()
+
+
+def notices(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    return [json.loads(notice) for outcome in outcomes for notice in outcome.notices]
+
+
+async def test_five_customers_saying_the_same_form_an_incident_that_grows(world: World) -> None:
+    first = [await world.send(case) for case in storm(4)]
+    assert all(outcome.forward.incident is None for [outcome] in first)
+    assert notices([o for batch in first for o in batch]) == []
+    [fifth] = await world.send(*storm(1, T0 + timedelta(minutes=9), who="t"))
+    incident = fifth.forward.incident
+    assert incident is not None
+    assert (incident.id, incident.size, incident.customers) == ("I-1", 5, 5)
+    assert incident.first_seen == T0 and incident.sample_subject == "Internet down in Aarhus"
+    [formed] = notices([fifth])
+    assert (formed["schema"], formed["event"]) == ("incident/1", "formed")
+    assert formed["incident"]["id"] == "I-1" and formed["incident"]["customers"] == 5
+
+    grown = await world.send(*storm(3, T0 + timedelta(minutes=12), who="u"))
+    assert [o.forward.incident.size for o in grown] == [6, 7, 8]
+    [grew] = notices(grown)  # one notice per incident per batch, on its last message
+    assert (grew["event"], grew["incident"]["size"]) == ("grew", 8)
+    assert grown[-1].notices and not grown[0].notices
+    [row] = await world.incidents()
+    assert (row.status, row.size, row.customers) == ("formed", 8, 8)
+
+
+async def test_one_customer_saying_it_five_times_is_no_incident(world: World) -> None:
+    cases = [
+        message("same@people.example", subject, text, T0 + timedelta(minutes=n))
+        for n, (subject, text) in enumerate(STORM[:6])
+    ]
+    outcomes = await world.send(*cases)
+    assert [o.forward.incident for o in outcomes] == [None] * 6
+    assert await world.incidents() == []
+
+
+async def test_different_questions_form_no_incident(world: World) -> None:
+    cases = [
+        message(f"o{n}@people.example", subject, text, T0 + timedelta(minutes=n))
+        for n, (subject, text) in enumerate(ORDINARY * 2)
+    ]
+    outcomes = await world.send(*cases)
+    assert [o.forward.incident for o in outcomes] == [None] * len(cases)
+    assert await world.incidents() == []
+
+
+async def test_reports_spread_beyond_the_window_form_no_incident(world: World) -> None:
+    for case in storm(6, minutes=31):
+        await world.send(case)
+    assert await world.incidents() == []
+
+
+async def test_auto_replies_and_short_messages_are_never_compared(world: World) -> None:
+    automatic = [
+        message(f"a{n}@people.example", *STORM[n], T0, flags=Flags(auto_reply=True))
+        for n in range(5)
+    ]
+    short = [message(f"b{n}@people.example", "Hi", "Thanks!", T0) for n in range(5)]
+    await world.send(*automatic, *short)
+    rows = await world.store.run(lambda s: s.scalar(select(IncidentMessage.case_open_id)))
+    assert rows is None and await world.incidents() == []
+
+
+async def test_a_storm_in_two_languages_is_one_incident(world: World) -> None:
+    english = [
+        message(f"e{n}@people.example", *STORM[n % 4], T0 + timedelta(minutes=n)) for n in range(5)
+    ]
+    danish = [
+        message(f"d{n}@people.example", *STORM[(4, 6)[n % 2]], T0 + timedelta(minutes=5 + n), "da")
+        for n in range(5)
+    ]
+    outcomes = await world.send(*english, *danish)
+    [row] = await world.incidents()
+    assert (row.size, row.customers) == (10, 10)
+    assert {o.forward.incident.id for o in outcomes[4:]} == {"I-1"}
+
+
+async def test_two_dispatchers_seeing_halves_of_a_storm_form_one_incident(pg_url: str) -> None:
+    stores = [await Store.open(pg_url, auto_migrate=True) for _ in range(2)]
+    try:
+        one, two = World(stores[0]), World(stores[1])
+        cases = storm(12, minutes=1)
+        halves = await asyncio.gather(one.send(*cases[0::2]), two.send(*cases[1::2]))
+        rows = await one.incidents()
+        assert [(r.status, r.size, r.customers) for r in rows] == [("formed", 12, 12)]
+        carried = {o.forward.incident.id for half in halves for o in half if o.forward.incident}
+        assert carried == {"I-1"}
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_triage_rules_see_the_incident(tmp_path: Path, store_url: str) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        """
+[triage]
+[[triage.priorities]]
+name = "P1"
+definition = "Urgent"
+response = "30m"
+[[triage.priorities]]
+name = "P3"
+definition = "Normal"
+response = "8h"
+[[triage.rules]]
+name = "outage"
+when = { incident = { size_at_least = 5, customers_at_least = 5 } }
+set = { priority = "P1", queue = "network", tags = ["incident"] }
+"""
+    )
+    router = RulesRouter(
+        LiveRules(lambda: load_rules(settings, ["support", "network"], "support"), lambda: [])
+    )
+    store = await Store.open(store_url, auto_migrate=True)
+    try:
+        world = World(store, router)
+        outcomes = await world.send(*storm(6))
+    finally:
+        await store.close()
+    assert [o.routing_key for o in outcomes] == ["support"] * 4 + ["network"] * 2
+    last = outcomes[-1].forward.triage
+    assert (last.priority, last.tags) == ("P1", ["incident"])
+    assert last.matched[0].because == "incident I-1 of 6 messages from 6 customers"
+
+
+async def test_pruning_drops_old_bands_but_keeps_the_incident(world: World) -> None:
+    await world.send(*storm(5))
+    pruned = await world.store.prune(DispatcherSettings().retention, T0 + timedelta(days=8))
+    assert pruned.incident_bands > 0
+    [row] = await world.incidents()
+    assert (row.size, row.customers) == (5, 5)
+    later = storm(5, T0 + timedelta(days=8), who="later")
+    outcomes = await world.send(*later)
+    assert outcomes[-1].forward.incident.id == "I-2"  # a new incident, the old one is over
