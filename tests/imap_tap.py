@@ -39,6 +39,7 @@ class ImapTap:
         self._armed: deque[tuple[str, bytes]] = deque()
         self.appended: list[Appended] = []
         self.failures: list[str] = []  # APPENDs that failed: the test says why it saw none
+        self.commands: list[tuple[float, bytes]] = []  # what the adapter sent, for a failure
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -86,6 +87,7 @@ class ImapTap:
         """Client to server, a line at a time (literals pass as lines of their own)."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while line := await reader.readline():
+                self.commands.append((time.monotonic(), line[:60]))
                 command = line.upper()
                 if self._armed and any(word in command for word in WATCHED):
                     subject, raw = self._armed.popleft()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.message import EmailMessage
 
 import aio_pika
@@ -41,15 +41,21 @@ def node() -> Iterator[RabbitNode]:
 
 
 @pytest.fixture
-async def alarm(node: RabbitNode) -> AsyncIterator[Callable[[bool], None]]:
-    """`alarm(True)` raises a memory alarm on the test's node, `alarm(False)` clears it; it is
-    cleared after the test whatever happens."""
+async def alarm(node: RabbitNode) -> AsyncIterator[Callable[[bool], Awaitable[None]]]:
+    """`await alarm(True)` raises a memory alarm on the test's node, `await alarm(False)`
+    clears it; it is cleared after the test whatever happens.
 
-    def set_alarm(on: bool) -> None:
-        node.ctl("set_vm_memory_high_watermark", "0.000001" if on else "0.6")
+    `rabbitmqctl` runs in a thread: it starts an Erlang VM (seconds, tens of them on a loaded
+    machine), and the daemon under test shares this event loop; blocked, it would miss the
+    broker's heartbeats and lose its connection for reasons of the test's own."""
+
+    async def set_alarm(on: bool) -> None:
+        await asyncio.to_thread(
+            node.ctl, "set_vm_memory_high_watermark", "0.000001" if on else "0.6"
+        )
 
     yield set_alarm
-    set_alarm(False)
+    await set_alarm(False)
 
 
 async def post_message(client: httpx.AsyncClient, key: str) -> tuple[httpx.Response, float]:
@@ -77,7 +83,7 @@ def send_mail(port: int, number: int) -> smtplib.SMTPResponseException | None:
 
 async def test_a_memory_alarm_is_pushed_back_at_once_and_nothing_is_lost_or_doubled(
     node: RabbitNode,
-    alarm: Callable[[bool], None],
+    alarm: Callable[[bool], Awaitable[None]],
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
     daemon = make_daemon(node.url, "[spool]\nmax_mb = 0.02\n" + CONTACT_SETTINGS)
@@ -88,7 +94,7 @@ async def test_a_memory_alarm_is_pushed_back_at_once_and_nothing_is_lost_or_doub
         assert answer.status_code == 202, answer.text
         accepted.add("before")
 
-        alarm(True)
+        await alarm(True)
         # The broker tells a connection it is blocked when it next publishes: the first
         # message waits for that notice, then goes to the spool instead (not sent twice).
         answer, took = await post_message(client, "first-under-alarm")
@@ -136,7 +142,7 @@ async def test_a_memory_alarm_is_pushed_back_at_once_and_nothing_is_lost_or_doub
         assert page.status_code == 503 and page.headers["retry-after"]
         assert "Please try again in a minute" in page.text
 
-        alarm(False)
+        await alarm(False)
         await _spool_empty(daemon)
         async with await aio_pika.connect(node.url) as connection:
             channel = await connection.channel()

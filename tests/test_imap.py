@@ -324,7 +324,14 @@ async def test_mail_arriving_while_the_adapter_fetches_is_taken_at_once(
     dovecot.append(mail("Sets the adapter fetching"))
 
     arrived = await arrivals(amqp, daemon.names.case_open, 2)
-    assert [m.subject for m in tap.appended] == ["Came during the fetch"], (arrived, tap.failures)
+    assert [m.subject for m in tap.appended] == ["Came during the fetch"], (
+        arrived,
+        tap.failures,
+        tap.commands[-20:],
+        time.monotonic(),
+        daemon.log_text(),
+        dovecot.log_text(),
+    )
     assert b"UID FETCH" in tap.appended[0].during.upper()
     assert late(tap, arrived) == {}, arrived
 
