@@ -476,7 +476,7 @@ def _rules(settings: Settings, settings_path: Path) -> LiveRules:
     """The triage rules; invalid ones (or failing golden tests) stop start-up: there are no
     earlier ones to keep."""
     queues = settings.queues
-    golden = golden_check(settings, cached=False)
+    golden = golden_check(settings)
     try:
         return LiveRules(
             lambda: load_rules(settings_path, queues.declared_teams(), queues.default, golden),

@@ -4,9 +4,8 @@ messages run through them without touching the broker, and what they decide, exp
 from __future__ import annotations
 
 import json
-import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,16 +149,12 @@ def run_sample(rules: RuleSet, sample: SampleSpec, settings: Settings, base: Pat
     return Sampled(facts, decision, traces, sample.language is not None, languages)
 
 
-def sample_defaults(settings: Settings, cached: bool = True) -> SampleDefaults:
-    """Where the daemon's messages arrive, and its normaliser options (language detection;
-    `cached`: with the model unpacked in the user's cache, for a short-lived tool)."""
+def sample_defaults(settings: Settings) -> SampleDefaults:
+    """Where the daemon's messages arrive, and its normaliser options."""
     channels = settings.channels
     web = channels.web.touchpoint
-    options = settings.normalizer_options()
-    if cached:
-        options = replace(options, model_cache=model_cache())
     return SampleDefaults(
-        options,
+        settings.normalizer_options(),
         {
             "email": (channels.smtp.addresses or ["support@localhost"])[0],
             "web": web,
@@ -168,17 +163,9 @@ def sample_defaults(settings: Settings, cached: bool = True) -> SampleDefaults:
     )
 
 
-def model_cache() -> Path:
-    """Where the tools keep the language model unpacked: the user's cache folder
-    ($XDG_CACHE_HOME, or ~/.cache), so that every run after the first starts quickly."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "omnichannel-ingest"
-
-
-def golden_check(settings: Settings, cached: bool = True) -> Checker:
-    """The golden tests a load of these settings' rules must pass (`[triage] tests`); the
-    running daemon (`cached=False`) loads the language model as its pipeline does."""
-    return Checker(sample_defaults(settings, cached))
+def golden_check(settings: Settings) -> Checker:
+    """The golden tests a load of these settings' rules must pass (`[triage] tests`)."""
+    return Checker(sample_defaults(settings))
 
 
 def rules_from(settings: Settings, settings_path: Path, golden: Checker | None = None) -> RuleSet:

@@ -21,6 +21,7 @@ from channels.registry import ChannelSettings
 from channels.settings import OutboundSettings
 from dispatcher.settings import DispatcherSettings, IncidentSettings, KbSettings
 from normalizer.envelope import Options
+from normalizer.language import model_cache
 
 ENV_PREFIX = "INGEST_"
 ENV_NESTING = "__"
@@ -263,6 +264,7 @@ class Settings(BaseSettings):
         return Options(
             case_ref_pattern=self.channels.mail.case_ref_pattern,
             languages=tuple(self.normalizer.languages),
+            model_cache=model_cache(),
         )
 
     def resolved(self, base: Path) -> Settings:

@@ -2,9 +2,11 @@
 site works in, so that short support messages are not mistaken for Luxembourgish.
 
 The model is imported and loaded on the first detection. Loading it means decompressing
-70 MB (about half a second); a short-lived tool (`ingest rules test`) may pass a cache folder,
-where the decompressed arrays are kept once and mapped on later runs. Both ways give the same
-arrays to the same `LanguageIdentifier`, so the same text gets the same language.
+70 MB (about half a second of CPU); given a cache folder (`model_cache()`: the daemon, its
+parsing workers and the tools all pass it), the decompressed arrays are kept there once and
+mapped on later loads (20 ms, and the pages are shared by every process that maps them).
+Both ways give the same arrays to the same `LanguageIdentifier`, so the same text gets the
+same language.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ WIDE_LETTERS = 3
 WIDE = "\u2e80"
 SAMPLE_CHARS = 2000
 ARRAYS = ("ptc", "pc", "nextmove", "nextmove_row", "out_feat")
+
+
+def model_cache() -> Path:
+    """Where the unpacked model is kept: the user's cache folder ($XDG_CACHE_HOME, which the
+    systemd units point at the service's CacheDirectory, or ~/.cache). When it cannot be
+    written, detection loads the model as usual."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "omnichannel-ingest"
 
 
 def detect_language(

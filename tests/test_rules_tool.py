@@ -112,7 +112,7 @@ def test_rules_check_runs_the_golden_tests(tmp_path: Path) -> None:
 def test_a_reload_that_breaks_a_golden_test_is_refused(tmp_path: Path) -> None:
     path = small(tmp_path)
     settings = load_settings(path)
-    golden = golden_check(settings, cached=False)
+    golden = golden_check(settings)
     live = LiveRules(
         lambda: load_rules(path, settings.queues.declared_teams(), "support.general", golden),
         lambda: watched_files(path),
