@@ -296,13 +296,26 @@ def clean_environment() -> dict[str, str]:
 def run_ingest(
     settings_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run one `ingest` command (not the daemon in the background) to completion."""
+    """Run one `ingest` command (not the daemon in the background) to completion; in an async
+    test, `await ingest_command(...)` instead."""
     return subprocess.run(
         [sys.executable, "-m", "ingest", *args, "--settings", str(settings_path)],
         capture_output=True,
         timeout=60,
         env=clean_environment() | (env or {}),
     )
+
+
+async def ingest_command(
+    settings_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """`run_ingest` for async tests: in a thread, so the event loop goes on meanwhile.
+
+    A daemon in the test's process (`LocalDaemon`) runs on that loop; a command takes seconds,
+    tens of them on a loaded machine, and a loop blocked that long misses the broker's
+    heartbeats (5 s): the broker drops the daemon's connection for reasons of the test's own.
+    """
+    return await asyncio.to_thread(run_ingest, settings_path, *args, env=env)
 
 
 AnyDaemon = TypeVar("AnyDaemon", bound="DaemonBase")

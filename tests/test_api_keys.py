@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.daemon import API_KEY, run_ingest
+from tests.daemon import API_KEY, ingest_command, run_ingest
 from tests.local import LocalDaemon
 from tests.waiting import until
 
@@ -26,8 +26,8 @@ LOGGED = {
 }
 
 
-def create_key(daemon: LocalDaemon, name: str, *options: str) -> str:
-    made = run_ingest(daemon.settings_path, "keys", "create", name, *options)
+async def create_key(daemon: LocalDaemon, name: str, *options: str) -> str:
+    made = await ingest_command(daemon.settings_path, "keys", "create", name, *options)
     assert made.returncode == 0, made.stderr.decode()
     [key] = made.stdout.decode().split()
     return key
@@ -61,7 +61,7 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_its_use_recorded(
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
     daemon = await make_daemon().launch()
-    key = create_key(daemon, "shop")
+    key = await create_key(daemon, "shop")
     assert key.startswith("ik_") and len(key) > 40
 
     [(name, digest, prefix, scopes, last_used, revoked)] = stored_keys(daemon)
@@ -74,8 +74,9 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_its_use_recorded(
     # The daemon took the key up without a restart, and records its use.
     assert (await post_new_key(daemon, key)).status_code == 202
     await until(lambda: stored_keys(daemon)[0][4] is not None, "last use recorded", 10)
-    listed = run_ingest(daemon.settings_path, "keys", "list").stdout.decode().splitlines()
-    assert listed[0].split() == [
+    listed = await ingest_command(daemon.settings_path, "keys", "list")
+    lines = listed.stdout.decode().splitlines()
+    assert lines[0].split() == [
         "NAME",
         "PREFIX",
         "SCOPES",
@@ -85,7 +86,7 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_its_use_recorded(
         "USED",
         "REVOKED",
     ]
-    row = listed[1].split()
+    row = lines[1].split()
     assert row[:4] == ["shop", prefix + "...", "web", "default"]
     assert row[-1] == "-" and row[-2] != "-"  # used, not revoked
 
@@ -94,10 +95,10 @@ async def test_a_revoked_key_is_refused_within_a_second_without_a_restart(
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
     daemon = await make_daemon().launch()
-    key = create_key(daemon, "old-shop")
+    key = await create_key(daemon, "old-shop")
     assert (await post_new_key(daemon, key)).status_code == 202
 
-    revoked = run_ingest(daemon.settings_path, "keys", "revoke", "old-shop")
+    revoked = await ingest_command(daemon.settings_path, "keys", "revoke", "old-shop")
     assert revoked.returncode == 0 and revoked.stdout.decode() == "key 'old-shop' revoked\n"
     since = time.monotonic()
     while (answer := await post(daemon, key)).status_code == 202:
@@ -106,7 +107,7 @@ async def test_a_revoked_key_is_refused_within_a_second_without_a_restart(
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
     assert stored_keys(daemon)[0][5] is not None
-    again = run_ingest(daemon.settings_path, "keys", "revoke", "old-shop")
+    again = await ingest_command(daemon.settings_path, "keys", "revoke", "old-shop")
     assert again.stdout.decode() == "key 'old-shop' was already revoked\n"
     # The settings file's key is untouched.
     assert (await post(daemon, API_KEY)).status_code == 202
@@ -116,9 +117,9 @@ async def test_scopes_separate_web_submissions_from_logged_contacts(
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
     daemon = await make_daemon().launch()
-    web = create_key(daemon, "website")
-    agents = create_key(daemon, "agent-tool", "--scope", "logged")
-    both = create_key(daemon, "crm", "--scope", "web", "--scope", "logged")
+    web = await create_key(daemon, "website")
+    agents = await create_key(daemon, "agent-tool", "--scope", "logged")
+    both = await create_key(daemon, "crm", "--scope", "web", "--scope", "logged")
 
     assert (await post_new_key(daemon, web)).status_code == 202  # the three came together
     refused = await post(daemon, web, LOGGED)
@@ -138,15 +139,17 @@ async def test_key_commands_refuse_what_they_cannot_do(
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
     daemon = make_daemon()  # not started: the commands work on the store alone
-    create_key(daemon, "shop")
-    taken = run_ingest(daemon.settings_path, "keys", "create", "shop")
+    await create_key(daemon, "shop")
+    taken = await ingest_command(daemon.settings_path, "keys", "create", "shop")
     assert taken.returncode == 1
     assert "a key named 'shop' exists" in taken.stderr.decode()
-    bad_name = run_ingest(daemon.settings_path, "keys", "create", "no spaces")
+    bad_name = await ingest_command(daemon.settings_path, "keys", "create", "no spaces")
     assert bad_name.returncode == 2
-    bad_scope = run_ingest(daemon.settings_path, "keys", "create", "x", "--scope", "admin")
+    bad_scope = await ingest_command(
+        daemon.settings_path, "keys", "create", "x", "--scope", "admin"
+    )
     assert bad_scope.returncode == 2
-    unknown = run_ingest(daemon.settings_path, "keys", "revoke", "nobody")
+    unknown = await ingest_command(daemon.settings_path, "keys", "revoke", "nobody")
     assert unknown.returncode == 1 and "no key named 'nobody'" in unknown.stderr.decode()
     assert len(stored_keys(daemon)) == 1
 

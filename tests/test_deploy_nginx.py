@@ -10,7 +10,7 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -85,11 +85,15 @@ http {{
 
 
 @pytest.fixture
-def nginx(tmp_path: Path, daemon: LocalDaemon, certificate: tuple[Path, Path]) -> Iterator[Nginx]:
+async def nginx(
+    tmp_path: Path, daemon: LocalDaemon, certificate: tuple[Path, Path]
+) -> AsyncIterator[Nginx]:
+    """nginx in front of the running daemon; started (`nginx -t` first) and stopped in a
+    thread, so that the daemon's event loop goes on meanwhile."""
     cert, key = certificate
-    started = Nginx(tmp_path / "nginx", daemon.port, cert, key).start()
+    started = await asyncio.to_thread(Nginx(tmp_path / "nginx", daemon.port, cert, key).start)
     yield started
-    started.stop()
+    await asyncio.to_thread(started.stop)
 
 
 @pytest.fixture
@@ -120,8 +124,9 @@ async def through(nginx: Nginx, cert: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_a_twilio_webhook_through_nginx_is_checked_against_the_public_url(
-    daemon: LocalDaemon, nginx: Nginx, certificate: tuple[Path, Path], amqp: AbstractChannel
+    certificate: tuple[Path, Path], daemon: LocalDaemon, nginx: Nginx, amqp: AbstractChannel
 ) -> None:
+    # The certificate first: openssl makes it before the daemon starts on this event loop.
     fields = sms(body="Sent through the proxy")
     async with through(nginx, certificate[0]) as client:
         signed = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 
 import pytest
@@ -31,12 +31,13 @@ async def daemon(make_daemon: Callable[..., LocalDaemon]) -> LocalDaemon:
 
 
 @pytest.fixture
-def postfix(daemon: LocalDaemon) -> Iterator[Postfix]:
-    started = Postfix(
-        ["example.com"], f"127.0.0.1:{daemon.smtp_port}", DEPLOY / "recipients"
-    ).start()
+async def postfix(daemon: LocalDaemon) -> AsyncIterator[Postfix]:
+    """Postfix in front of the running daemon; started and stopped in a thread (`postfix`
+    commands take seconds), so that the daemon's event loop goes on meanwhile."""
+    made = Postfix(["example.com"], f"127.0.0.1:{daemon.smtp_port}", DEPLOY / "recipients")
+    started = await asyncio.to_thread(made.start)
     yield started
-    started.stop()
+    await asyncio.to_thread(started.stop)
 
 
 def submit(postfix: Postfix, subject: str, to: str = SUPPORT_ADDRESS) -> None:
@@ -65,7 +66,7 @@ async def test_postfix_delivers_to_the_daemon_and_keeps_mail_while_it_is_down(
     await until(lambda: len(postfix.deferred()) == 1, "deferral", 60, detail=postfix.log)
 
     await daemon.launch(env={"INGEST_CHANNELS__SMTP__LMTP": "true"})
-    postfix.flush()
+    await asyncio.to_thread(postfix.flush)
     await until(lambda: not postfix.queued(), "delivery", 60, detail=postfix.log)
     [late] = bodies(await collect(amqp, daemon.names.default, 1))
     assert late["subject"] == "While down"

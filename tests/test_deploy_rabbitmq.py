@@ -5,6 +5,7 @@ but its intake exchange (the default exchange would reach every queue by name)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from ingest.spool import Outgoing, Spool
 from normalizer.model import SCHEMA
 from tests.broker_admin import RABBITMQCTL, rabbitmqctl
 from tests.conftest import bodies, collect
-from tests.daemon import Names, run_ingest
+from tests.daemon import Names, ingest_command
 from tests.local import LocalDaemon
 from tests.test_acknowledging import TRIAGE
 from tests.test_dispatcher import case_open
@@ -99,7 +100,7 @@ async def test_the_daemon_runs_with_least_privilege_users_on_its_own_vhost(
         daemon.settings_path.write_text(
             daemon.settings_path.read_text().replace("[broker]\n", no_declare, 1)
         )
-    declared = run_ingest(
+    declared = await ingest_command(
         dispatcher.settings_path, "broker", "declare", "--url", broker.url("admin")
     )
     assert declared.returncode == 0, declared.stderr
@@ -133,7 +134,7 @@ async def test_the_daemon_runs_with_least_privilege_users_on_its_own_vhost(
         [poison] = await collect(amqp, names.case_open_dead, 1)
         assert (poison.message_id, poison.body) == ("poison", b"not json")
     for daemon, role in ((channels, "channels"), (dispatcher, "dispatcher")):
-        checked = run_ingest(daemon.settings_path, "doctor", "--role", role)
+        checked = await ingest_command(daemon.settings_path, "doctor", "--role", role)
         [line] = [x for x in checked.stdout.decode().splitlines() if " broker " in x]
         assert line.startswith("ok"), line
 
@@ -152,15 +153,17 @@ async def test_the_daemon_runs_with_least_privilege_users_on_its_own_vhost(
     async with await aio_pika.connect(broker.url("admin")) as admin:
         [case] = bodies(await collect(await admin.channel(), names.default, 1))
     assert case["subject"] == "Another matter"
-    checked = run_ingest(everything.settings_path, "doctor", "--role", "all")
+    checked = await ingest_command(everything.settings_path, "doctor", "--role", "all")
     [line] = [x for x in checked.stdout.decode().splitlines() if " broker " in x]
     assert line.startswith("ok"), line
 
     # The permissions of the release before the intake exchange: doctor says to run setup.sh.
     user, escaped = f"{broker.user_prefix}channels", names.prefix.replace(".", "\\.")
     old_write = f"^(amq\\.default|{escaped}\\.case-open)$"
-    rabbitmqctl("set_permissions", "-p", broker.vhost, user, "^$", old_write, ".*")
-    checked = run_ingest(channels.settings_path, "doctor", "--role", "channels")
+    await asyncio.to_thread(
+        rabbitmqctl, "set_permissions", "-p", broker.vhost, user, "^$", old_write, ".*"
+    )
+    checked = await ingest_command(channels.settings_path, "doctor", "--role", "channels")
     [line] = [x for x in checked.stdout.decode().splitlines() if " broker " in x]
     assert line.startswith("FAIL") and f"may not publish to {names.intake}" in line, line
     assert "deploy/rabbitmq/setup.sh" in line

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel
 
 from normalizer.model import Thread
 from tests.conftest import bodies, collect
-from tests.daemon import Names, run_ingest
+from tests.daemon import Names, ingest_command
 from tests.local import LocalDaemon
 from tests.test_decide import DIRECTORY, message
 from tests.test_dispatcher import publish
@@ -31,7 +31,7 @@ async def test_new_cases_go_to_the_team_and_updates_to_case_update_with_history(
 ) -> None:
     daemon = make_daemon()
     (daemon.workdir / "directory.csv").write_text(DIRECTORY)
-    imported = run_ingest(
+    imported = await ingest_command(
         daemon.settings_path, "customers", "import", str(daemon.workdir / "directory.csv")
     )
     assert imported.returncode == 0, imported.stderr

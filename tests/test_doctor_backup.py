@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.doctor import certificate_check
 from tests.conftest import bodies, collect, forwarded_behind
-from tests.daemon import SUPPORT_ADDRESS, free_port, run_ingest
+from tests.daemon import SUPPORT_ADDRESS, free_port, ingest_command
 from tests.local import LocalDaemon
 from tests.proxy import TcpProxy
 from tests.test_smtp import send
@@ -36,21 +36,21 @@ def lines(result: subprocess.CompletedProcess[bytes]) -> dict[str, str]:
 async def test_doctor_passes_a_running_installation_and_says_what_to_fix(
     daemon: LocalDaemon,
 ) -> None:
-    healthy = run_ingest(daemon.settings_path, "doctor")
+    healthy = await ingest_command(daemon.settings_path, "doctor")
     assert healthy.returncode == 0, healthy.stdout.decode() + healthy.stderr.decode()
     checks = lines(healthy)
     assert set(checks) >= {"settings", "broker", "store", "rules", "disk"}
     assert all(line.startswith("ok") for line in checks.values()), checks
 
     unreachable = {"INGEST_BROKER__URL": f"amqp://guest:secretpw@127.0.0.1:{free_port()}/"}
-    broken = run_ingest(daemon.settings_path, "doctor", env=unreachable)
+    broken = await ingest_command(daemon.settings_path, "doctor", env=unreachable)
     assert broken.returncode == 1
     line = lines(broken)["broker"]
     assert line.startswith("FAIL") and "systemctl status rabbitmq-server" in line
     assert "secretpw" not in broken.stdout.decode()
 
     fresh = {"INGEST_STORE__URL": f"sqlite:///{daemon.workdir}/new.db"}
-    line = lines(run_ingest(daemon.settings_path, "doctor", env=fresh))["store"]
+    line = lines(await ingest_command(daemon.settings_path, "doctor", env=fresh))["store"]
     assert line.startswith("FAIL") and "ingest db upgrade" in line
 
 
@@ -82,7 +82,7 @@ async def test_a_backup_taken_while_running_restores_store_spool_and_quarantine(
     spooled = MESSAGE | {"text": "Spooled during the outage"}
     assert (await submit(daemon, spooled, **{"Idempotency-Key": "in-the-spool"})).status_code == 202
 
-    taken = run_ingest(daemon.settings_path, "backup", str(tmp_path / "backup"))
+    taken = await ingest_command(daemon.settings_path, "backup", str(tmp_path / "backup"))
     assert taken.returncode == 0, taken.stderr
     await daemon.close()
 
@@ -101,7 +101,7 @@ async def test_a_backup_taken_while_running_restores_store_spool_and_quarantine(
             await submit(again, MESSAGE, **{"Idempotency-Key": "before-backup"})
         ).status_code == 202
         assert await forwarded_behind(amqp, daemon.names) == [], "a repeat, known to the store"
-        listed = run_ingest(again.settings_path, "quarantine", "list")
+        listed = await ingest_command(again.settings_path, "quarantine", "list")
         assert "no sender address" in listed.stdout.decode()
     finally:
         await again.close()

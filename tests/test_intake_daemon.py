@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
 from tests.contact import CONTACT_SETTINGS, FIELDS, open_form, reference_of, send, token_of
-from tests.daemon import BROKER_URL, Names, run_ingest
+from tests.daemon import BROKER_URL, Names, ingest_command
 from tests.local import LocalDaemon
 from tests.mail_relay import MailRelay
 from tests.test_web_api import MESSAGE, submit
@@ -139,17 +139,17 @@ async def test_a_storm_forms_an_incident_rules_raise_and_the_coordinator_hears(
     assert (formed["event"], formed["incident"]["size"]) == ("formed", 5)
     assert (grew["event"], grew["incident"]["size"]) == ("grew", 6)
 
-    listed = await asyncio.to_thread(run_ingest, daemon.settings_path, "incidents", "list")
+    listed = await ingest_command(daemon.settings_path, "incidents", "list")
     assert listed.returncode == 0, listed.stderr
     [line] = listed.stdout.decode().splitlines()
     assert re.match(r"I-1\s+formed\s+6 messages\s+6 customers", line), line
-    shown = await asyncio.to_thread(run_ingest, daemon.settings_path, "incidents", "show", "I-1")
+    shown = await ingest_command(daemon.settings_path, "incidents", "show", "I-1")
     text = shown.stdout.decode()
     assert shown.returncode == 0 and "customers:   6" in text and "No internet" in text
     assert len([row for row in text.splitlines() if row.startswith("    01")]) == 6
-    missing = await asyncio.to_thread(run_ingest, daemon.settings_path, "incidents", "show", "I-9")
+    missing = await ingest_command(daemon.settings_path, "incidents", "show", "I-9")
     assert missing.returncode == 1 and "no incident I-9" in missing.stderr.decode()
-    bad = await asyncio.to_thread(run_ingest, daemon.settings_path, "incidents", "show", "x")
+    bad = await ingest_command(daemon.settings_path, "incidents", "show", "x")
     assert bad.returncode == 1 and "not an incident id" in bad.stderr.decode()
 
 
@@ -193,7 +193,7 @@ async def test_the_contact_form_offers_articles_first_and_counts_what_happened(
     await daemon.settled(3, "kb-events")  # two showings, one deflection
     await daemon.settled(1)
     assert await collect(amqp, names.default, 0) == []  # the deflected contact opened nothing
-    stats = await asyncio.to_thread(run_ingest, daemon.settings_path, "kb", "stats")
+    stats = await ingest_command(daemon.settings_path, "kb", "stats")
     lines = stats.stdout.decode().splitlines()
     refunds = next(line.split() for line in lines if line.startswith("refunds "))
     assert refunds == ["refunds", "1", "2", "1"]  # suggested with the sent case, shown, accepted

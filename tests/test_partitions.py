@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel
 from ingest.topology import declare_topology
 from normalizer.model import CaseOpen
 from tests.conftest import bodies, collect, forwarded_at_least
-from tests.daemon import Daemon, Names, run_ingest
+from tests.daemon import Daemon, Names, ingest_command
 from tests.local import LocalDaemon
 from tests.test_decide import message
 from tests.test_dispatcher import message_count
@@ -96,9 +96,7 @@ async def test_two_identities_of_a_merged_customer_on_two_partitions_at_once(
     directory.write_text("external_id,name,organisation,emails,phones,tier,is_customer\n")
     with directory.open("a") as file:
         file.write("\n".join(rows) + "\n")
-    imported = await asyncio.to_thread(
-        run_ingest, first.settings_path, "customers", "import", str(directory)
-    )
+    imported = await ingest_command(first.settings_path, "customers", "import", str(directory))
     assert imported.returncode == 0, imported.stderr.decode()
     await declare_topology(amqp, names.queue_settings(partitions=2))
     zero, one = names.partitions(2)
@@ -182,8 +180,6 @@ async def test_a_partition_cannot_be_peeked_and_the_command_says_why(
 ) -> None:
     channels = await make_daemon().launch("channels", split(2))
     assert (await submit(channels, MESSAGE)).status_code == 202
-    shown = await asyncio.to_thread(
-        run_ingest, channels.settings_path, "queue", "peek", names.partitions(2)[0]
-    )
+    shown = await ingest_command(channels.settings_path, "queue", "peek", names.partitions(2)[0])
     assert shown.returncode == 1
     assert "single active consumer" in shown.stderr.decode()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import run_ingest
+from tests.daemon import ingest_command
 from tests.local import LocalDaemon
 from tests.test_web_api import MESSAGE, submit
 
@@ -19,8 +17,8 @@ async def test_peek_shows_the_cases_and_leaves_them_on_the_queue(
         assert (await submit(daemon, MESSAGE | {"text": f"peek {n}"})).status_code == 202
     await daemon.settled(2)
 
-    shown = await asyncio.to_thread(
-        run_ingest, daemon.settings_path, "queue", "peek", daemon.names.default, "--count", "5"
+    shown = await ingest_command(
+        daemon.settings_path, "queue", "peek", daemon.names.default, "--count", "5"
     )
     assert shown.returncode == 0, shown.stderr.decode()
     output = shown.stdout.decode()

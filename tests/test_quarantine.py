@@ -11,7 +11,7 @@ from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
 from normalizer.envelope import PAYLOAD_KINDS
 from tests.conftest import bodies, collect
-from tests.daemon import DaemonBase, run_ingest
+from tests.daemon import DaemonBase, ingest_command
 
 WEB_MESSAGE = b'{"sender": {"email": "kept@customer.example"}, "text": "Kept, then replayed."}'
 
@@ -39,7 +39,7 @@ async def test_a_kept_web_message_replays_with_its_source_id(
 ) -> None:
     entry_id = keep(daemon, WEB_MESSAGE, "web", source_id="form-4711")
 
-    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+    replayed = await ingest_command(daemon.settings_path, "quarantine", "replay", entry_id)
 
     assert replayed.returncode == 0, replayed.stderr
     assert f"replayed {entry_id} as case-open {entry_id}" in replayed.stdout.decode()
@@ -47,25 +47,26 @@ async def test_a_kept_web_message_replays_with_its_source_id(
     assert case["channel"] == "web"
     assert case["source_id"] == "form-4711"
     assert case["sender"]["address"] == "kept@customer.example"
-    assert run_ingest(daemon.settings_path, "quarantine", "list").stdout == b""
+    assert (await ingest_command(daemon.settings_path, "quarantine", "list")).stdout == b""
 
 
 @pytest.mark.slow
 async def test_a_payload_that_no_longer_decodes_stays_with_a_reason(daemon: DaemonBase) -> None:
     entry_id = keep(daemon, b'{"sender": {}, "text": ""}', "web")
 
-    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+    replayed = await ingest_command(daemon.settings_path, "quarantine", "replay", entry_id)
 
     assert replayed.returncode == 1
     assert "does not decode" in replayed.stderr.decode()
-    assert entry_id in run_ingest(daemon.settings_path, "quarantine", "list").stdout.decode()
+    listed = await ingest_command(daemon.settings_path, "quarantine", "list")
+    assert entry_id in listed.stdout.decode()
 
 
 async def test_an_unknown_payload_kind_is_named(daemon: DaemonBase) -> None:
     assert "carrier-pigeon" not in PAYLOAD_KINDS
     entry_id = keep(daemon, b"coo", "carrier-pigeon")
 
-    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+    replayed = await ingest_command(daemon.settings_path, "quarantine", "replay", entry_id)
 
     assert replayed.returncode == 1
     assert "cannot read 'carrier-pigeon' payloads" in replayed.stderr.decode()

@@ -86,7 +86,7 @@ async def test_a_keys_own_limit_wins_over_the_default(
     from tests.test_api_keys import create_key, post_new_key
 
     daemon = await make_daemon().launch(env=limits(per_key=100))
-    key = create_key(daemon, "small", "--rate-limit", "2")
+    key = await create_key(daemon, "small", "--rate-limit", "2")
     first = await post_new_key(daemon, key)  # unknown (401, uncounted) until keys reload
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         statuses = [first.status_code] + [

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect, forwarded_behind
-from tests.daemon import BILLING_ADDRESS, SUPPORT_ADDRESS, DaemonBase, run_ingest
+from tests.daemon import BILLING_ADDRESS, SUPPORT_ADDRESS, DaemonBase, ingest_command
 from tests.local import LocalDaemon
 from tests.proxy import TcpProxy
 
@@ -195,21 +195,20 @@ async def test_quarantine_is_listed_shown_and_replay_says_why_not(daemon: Daemon
     answer = await asyncio.to_thread(send, daemon, broken, [SUPPORT_ADDRESS], "")
     assert answer.startswith("554 5.6.0 no sender address")
 
-    listed = run_ingest(daemon.settings_path, "quarantine", "list")
+    listed = await ingest_command(daemon.settings_path, "quarantine", "list")
     assert listed.returncode == 0, listed.stderr
     [line] = listed.stdout.decode().splitlines()
     entry_id = line.split()[0]
     assert "email/smtp" in line and "no sender address" in line
 
-    shown = run_ingest(daemon.settings_path, "quarantine", "show", entry_id, "--raw")
+    shown = await ingest_command(daemon.settings_path, "quarantine", "show", entry_id, "--raw")
     assert shown.stdout == broken
 
-    replayed = run_ingest(daemon.settings_path, "quarantine", "replay", entry_id)
+    replayed = await ingest_command(daemon.settings_path, "quarantine", "replay", entry_id)
     assert replayed.returncode == 1
     assert "still cannot be used: no sender address" in replayed.stderr.decode()
-    assert run_ingest(daemon.settings_path, "quarantine", "list").stdout.decode().splitlines() == [
-        line
-    ]
+    listed = await ingest_command(daemon.settings_path, "quarantine", "list")
+    assert listed.stdout.decode().splitlines() == [line]
 
 
 async def test_lmtp_answers_each_recipient_and_opens_one_case(

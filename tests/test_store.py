@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dispatcher.database import create_engine, current_revision, head_revision
 from dispatcher.store import Store
-from tests.daemon import Daemon, run_ingest
+from tests.daemon import Daemon, ingest_command
 from tests.local import LocalDaemon
 
 NO_AUTO_MIGRATE = {"INGEST_STORE__AUTO_MIGRATE": "false"}
@@ -30,10 +30,10 @@ async def test_db_upgrade_migrates_once_and_then_the_daemon_starts(
     make_daemon: Callable[..., LocalDaemon], store_url: str
 ) -> None:
     daemon = make_daemon(store_url=store_url)
-    first = run_ingest(daemon.settings_path, "db", "upgrade")
+    first = await ingest_command(daemon.settings_path, "db", "upgrade")
     assert first.returncode == 0, first.stderr
     assert first.stdout.decode().endswith(f"migrated from nothing to {head_revision()}\n")
-    again = run_ingest(daemon.settings_path, "db", "upgrade")
+    again = await ingest_command(daemon.settings_path, "db", "upgrade")
     assert again.stdout.decode().endswith(f"already at {head_revision()}\n")
 
     daemon.start(role="dispatcher", env=NO_AUTO_MIGRATE)
@@ -59,12 +59,12 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 async def test_db_prune_on_the_command_line(make_daemon: Callable[..., LocalDaemon]) -> None:
     daemon = make_daemon()
-    pruned = run_ingest(daemon.settings_path, "db", "prune")
+    pruned = await ingest_command(daemon.settings_path, "db", "prune")
     assert pruned.returncode == 0, pruned.stderr
     assert pruned.stdout.decode() == (
         "pruned 0 messages, 0 fingerprints, 0 contact counters, 0 incident bands\n"
     )
-    status = run_ingest(daemon.settings_path, "db", "status")
+    status = await ingest_command(daemon.settings_path, "db", "status")
     assert (
         status.stdout.decode()
         == f"store at {head_revision()}; this version needs {head_revision()}\n"

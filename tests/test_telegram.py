@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
 from tests.conftest import bodies, collect
-from tests.daemon import DaemonBase, run_ingest
+from tests.daemon import DaemonBase, ingest_command
 from tests.local import LocalDaemon
 from tests.telegram_api import CHAT, SENT, TOKEN_ENV, USER, BotApi, message, start_daemon
 from tests.waiting import until
@@ -234,6 +234,7 @@ async def test_updates_that_cannot_be_read_are_quarantined_and_polling_goes_on(
     await daemon.settled(1)
     [case] = bodies(await collect(amqp, daemon.names.default, 1))
     assert case["source_id"] == f"{CHAT['id']}:{mid}"
-    listed = run_ingest(daemon.settings_path, "quarantine", "list", env=TOKEN_ENV).stdout.decode()
+    command = await ingest_command(daemon.settings_path, "quarantine", "list", env=TOKEN_ENV)
+    listed = command.stdout.decode()
     assert listed.count("telegram") == 2, listed
     assert "nothing readable" in listed and "not a Bot API update" in listed

@@ -15,7 +15,15 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from tests.conftest import bodies, collect
-from tests.daemon import BROKER_URL, AnyDaemon, Daemon, DaemonBase, Names, run_ingest
+from tests.daemon import (
+    BROKER_URL,
+    AnyDaemon,
+    Daemon,
+    DaemonBase,
+    Names,
+    ingest_command,
+    run_ingest,
+)
 from tests.local import LocalDaemon
 from tests.test_web_api import MESSAGE, submit
 
@@ -202,11 +210,13 @@ async def test_rules_replay_refuses_a_bad_window_and_bad_rules(
 ) -> None:
     proposed = tmp_path / "proposed.toml"
     proposed.write_text('[triage]\n[[triage.rules]]\nname = "x"\nset = { queue = "nowhere" }\n')
-    bad_rules = run_ingest(daemon.settings_path, "rules", "replay", "--rules", str(proposed))
+    bad_rules = await ingest_command(
+        daemon.settings_path, "rules", "replay", "--rules", str(proposed)
+    )
     assert bad_rules.returncode == 1
     assert "unknown queue 'nowhere'" in bad_rules.stderr.decode()
     proposed.write_text("[triage]\n")
-    bad_window = run_ingest(
+    bad_window = await ingest_command(
         daemon.settings_path, "rules", "replay", "--rules", str(proposed), "--since", "soon"
     )
     assert bad_window.returncode == 1
