@@ -285,7 +285,7 @@ def _started(
 
 
 def _workers(settings: Settings, metrics: Metrics) -> Workers:
-    """The parsing workers of the mail channels, started (before any channel listens)."""
+    """The parsing workers of the mail channels (they start with the first mail)."""
     workers = Workers(
         settings.workers.processes,
         settings.workers.queue,
@@ -302,7 +302,6 @@ def _workers(settings: Settings, metrics: Metrics) -> Workers:
         "Mails that may be in hand at once (workers plus queue); past it, 451 4.3.2.",
         lambda: float(workers.capacity),
     )
-    workers.start()
     return workers
 
 

@@ -22,7 +22,7 @@ from ingest.quarantine import Quarantine
 from ingest.settings import QueueSettings
 from ingest.spool import Outgoing
 from ingest.topology import sender_route
-from ingest.workers import WARM_UP_TEXT, Parsed, Workers
+from ingest.workers import Parsed, Workers
 from normalizer.envelope import (
     Envelope,
     Options,
@@ -64,9 +64,10 @@ class Pipeline:
         """Load the language model in a thread once the daemon is up: the first web message
         would otherwise wait for it (half a second and more) on the event loop, and every
         request behind it with it. Mail is detected in the workers, which load their own."""
+        warm_up_text = "Hello, the parcel arrived damaged; could you send a new one, please?"
         if self._options.languages:
             await asyncio.to_thread(
-                detect_language, WARM_UP_TEXT, self._options.languages, self._options.model_cache
+                detect_language, warm_up_text, self._options.languages, self._options.model_cache
             )
 
     def admit(self) -> NotSafe | None:

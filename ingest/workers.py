@@ -6,7 +6,12 @@ does is ask the kernel for SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG;
 is no prctl, a thread that watches the parent's pid), then check that its parent is still the
 daemon, which closes the window between its start and that request. The kernel ties the death
 signal to the thread that started the child, so workers are started (spawned: forking a
-threaded daemon is unsafe) from the event loop's thread, which lives as long as the daemon.
+threaded daemon is unsafe) from the event loop's thread, which lives as long as the daemon:
+the executor spawns them as jobs are submitted, and jobs are submitted from the loop.
+
+Workers start with the first mail, not with the daemon: a daemon that gets no mail (the web
+channels alone, or a test) spares their start-up (half a second of CPU each); the first mail
+waits for it once.
 
 In front of the workers is a bounded queue: at most `processes + queue` jobs are in hand, and
 one more raises `Busy` at once, so that overload becomes 451 4.3.2 rather than memory. A
@@ -34,7 +39,6 @@ import structlog
 from channels.base import Busy, NotSafe
 from ingest.blobstore import BlobStore
 from normalizer.envelope import Envelope, Options, RawMail, normalize
-from normalizer.language import detect_language
 from normalizer.model import CaseOpen
 
 log = structlog.get_logger("ingest.workers")
@@ -42,7 +46,6 @@ log = structlog.get_logger("ingest.workers")
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PARENT_POLL_S = 1.0
 WORKER_NICENESS = 5
-WARM_UP_TEXT = "Hello, the parcel arrived damaged; could you send a new one, please?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +90,6 @@ class Workers:
     def in_hand(self) -> int:
         """Jobs submitted and not finished (running or waiting for a worker)."""
         return self._in_hand
-
-    def start(self) -> None:
-        """Start every worker now, from this (the event loop's) thread, rather than on the
-        first mail; each loads the language model in the background."""
-        pool = self._new_pool()
-        for _ in range(self.processes):
-            pool.submit(_ready).add_done_callback(_report_ready)
 
     def pids(self) -> list[int]:
         """The workers' process ids (for the memory budget). The executor keeps them in
@@ -157,14 +153,6 @@ class Workers:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=False)
 
 
-def _report_ready(future: Future[int]) -> None:
-    error = future.exception()
-    if error is None:
-        log.debug("parsing worker ready", pid=future.result())
-    elif not isinstance(error, BrokenProcessPool):
-        log.error("parsing worker failed to start", error=repr(error))
-
-
 # --- in the worker process ----------------------------------------------------------------
 
 
@@ -208,15 +196,6 @@ def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_S)
     os._exit(1)
-
-
-def _ready() -> int:
-    """The warm-up job: load what the first mail would otherwise wait for (the language
-    model), and say which process this is."""
-    assert _state is not None
-    options = _state.options
-    detect_language(WARM_UP_TEXT, options.languages, options.model_cache)
-    return os.getpid()
 
 
 def _parse(envelope: Envelope, case_id: str) -> Parsed:
