@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,9 +130,16 @@ def is_transient(error: BaseException) -> bool:
 
 def head_revision() -> str:
     """The newest migration this version ships."""
-    head = ScriptDirectory.from_config(_config()).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    """The migrations this version ships, read once per process (reading them compiles every
+    migration file)."""
+    return ScriptDirectory.from_config(_config())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -161,7 +168,7 @@ def check_migrated(engine: Engine, url: str, auto_migrate: bool) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
-    known = {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+    known = {script.revision for script in _scripts().walk_revisions()}
     if current is not None and current not in known:
         raise StoreNotMigrated(
             f"the store at {shown_url(url)} is at revision {current}, which this version "

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import itertools
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +28,7 @@ import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from dispatcher.database import create_engine, upgrade
 from ingest.settings import QueueSettings
 
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -50,6 +56,34 @@ async def postgres_database(prefix: str) -> AsyncIterator[str]:
             yield f"postgresql://postgres@127.0.0.1:5432/{name}"
         finally:
             await maintenance.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def migrated_store(path: Path) -> None:
+    """Put a migrated SQLite store at `path` unless one is there: a copy of one migrated once
+    per test process. Migrating a fresh store (Alembic, every migration) costs a daemon's
+    start more CPU than all the rest of it; the tests of migrations use stores of their own
+    (`store_url`), which start empty."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_template(), path)
+
+
+@functools.cache
+def _migrated_template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="ingest-store-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "ingest.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
 
 
 PORTS_PER_WORKER = 1500
@@ -354,6 +388,8 @@ class DaemonBase:
             store_url=store_url,
         )
         self.settings_path.write_text(text)
+        if store_url is None:
+            migrated_store(workdir / "ingest.db")
         stem = self.settings_path.stem
         self.log_path = workdir / ("daemon.log" if stem == "settings" else f"{stem}.log")
 
@@ -387,8 +423,10 @@ class DaemonBase:
         raise AssertionError(f"daemon not ready in {timeout_s} s:\n{self.log_text()}")
 
     def client(self) -> httpx.AsyncClient:
-        """An HTTP client for this daemon, patient enough for a loaded machine."""
-        return httpx.AsyncClient(base_url=self.url, timeout=HTTP_TIMEOUT_S)
+        """An HTTP client for this daemon, patient enough for a loaded machine. They share
+        one TLS context: httpx makes a new one per client otherwise, loading the CA bundle
+        (tens of milliseconds of CPU, asked for on every poll for readiness)."""
+        return httpx.AsyncClient(base_url=self.url, timeout=HTTP_TIMEOUT_S, verify=_tls_context())
 
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample on /metrics, keyed by name and sorted labels."""
