@@ -17,6 +17,6 @@ ensure_chromium
 ensure_postgresql
 ensure_deploy_tools
 workers="${INGEST_TEST_WORKERS:-4}"
-say "running pytest on $workers workers: about 8 minutes on 2 cores, the quick loop"
-say "(-m \"not slow\") about 3.5; the 15 slowest tests are listed at the end"
+say "running pytest on $workers workers: about 7 minutes on 2 cores, the quick loop"
+say "(-m \"not slow\") about 2.5; the 15 slowest tests are listed at the end"
 exec "$VENV/bin/python" -m pytest -n "$workers" --dist worksteal --durations=15 "$@"
