@@ -411,7 +411,7 @@ class DaemonBase:
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Wait for /readyz to answer 200."""
         deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=_tls_context()) as client:
             while time.monotonic() < deadline:
                 self._check_alive()
                 try:
