@@ -69,7 +69,7 @@ def api_router(settings: WebChannelSettings, emit: Emit, access: ApiAccess) -> A
     async def submit_message(request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
         quota = _within(await access.admit(f"client:{client}", settings.rate_limit_per_client))
-        caller = _authenticate(request, access)
+        caller = await _authenticate(request, access)
         limit = caller.rate_limit or settings.rate_limit_per_key
         quota = _tighter(quota, _within(await access.admit(f"key:{caller.name}", limit)))
         try:
@@ -105,11 +105,11 @@ def _tighter(first: Quota, second: Quota) -> Quota:
     return first if first.remaining < second.remaining else second
 
 
-def _authenticate(request: Request, access: ApiAccess) -> Caller:
+async def _authenticate(request: Request, access: ApiAccess) -> Caller:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     # Looked up by the key's SHA-256: the time taken does not tell how much of a key matched.
-    caller = access.identify(token) if scheme.lower() == "bearer" and token else None
+    caller = await access.identify(token) if scheme.lower() == "bearer" and token else None
     if caller is None:
         raise Problem(
             401,

@@ -68,8 +68,9 @@ class Unavailable(Exception):
 class ApiAccess(Protocol):
     """Keys, rate limits and idempotency records, shared by every channels process."""
 
-    def identify(self, key: str) -> Caller | None:
-        """The caller a key belongs to; None for an unknown or revoked key. Records the use."""
+    async def identify(self, key: str) -> Caller | None:
+        """The caller a key belongs to; None for an unknown or revoked key. Records the use.
+        A key not known here may be new: it is looked for in the store before it is refused."""
         ...
 
     async def admit(self, bucket: str, limit: int) -> Quota:

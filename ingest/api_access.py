@@ -6,7 +6,11 @@ together in the next (two statements for the batch). Keys are looked up in memor
 SHA-256; key uses and rate counts are gathered in memory; one sync every half second writes
 the uses and counts (one statement each, for all of them), learns the totals the other
 processes counted, and reloads the keys, so a revocation reaches every process within a
-second. A rate bucket first met in a window is read from the store before it is counted.
+second. A key not known in memory may have been made a moment ago (`ingest keys create`):
+the keys are reloaded before it is refused, so a new key works at once; such reloads are
+shared by the requests waiting for one and made at most every RELOAD_UNKNOWN_S, so that
+requests with made-up keys cost the store no more than that. A rate bucket first met in a
+window is read from the store before it is counted.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dispatcher.store import Store
 log = structlog.get_logger("ingest.api_access")
 
 SYNC_INTERVAL_S = 0.5
+RELOAD_UNKNOWN_S = 0.1
 PRUNE_INTERVAL_S = 300.0
 
 
@@ -67,17 +72,41 @@ class StoreAccess:
         self._failing = False
         self._next_prune = 0.0
         self._claims = _Claims(store, idempotency_ttl)
+        self._reload: asyncio.Task[None] | None = None
+        self._reloaded_at = float("-inf")
 
     async def load(self) -> None:
         """Load the keys once before the first request (start-up)."""
         active = await self._store.run(keys.active)
         self._install(active)
 
-    def identify(self, key: str) -> Caller | None:
-        caller = self._callers.get(keys.digest_of(key))
+    async def identify(self, key: str) -> Caller | None:
+        digest = keys.digest_of(key)
+        caller = self._callers.get(digest)
+        if caller is None:
+            await self._reload_keys()
+            caller = self._callers.get(digest)
         if caller is not None and caller.name in self._stored:
             self._last_used[caller.name] = datetime.now(UTC)
         return caller
+
+    async def _reload_keys(self) -> None:
+        """Reload the keys for a key not known here; one reload for every request waiting,
+        and none sooner than RELOAD_UNKNOWN_S after the last (those requests wait for it)."""
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.create_task(self._reload_after_pause(), name="api-keys-reload")
+        await asyncio.shield(self._reload)
+
+    async def _reload_after_pause(self) -> None:
+        await asyncio.sleep(max(0.0, self._reloaded_at + RELOAD_UNKNOWN_S - time.monotonic()))
+        try:
+            active = await self._store.run(keys.active)
+        except (SQLAlchemyError, OSError) as error:  # the sync says so, once per outage
+            log.debug("api keys cannot be reloaded", error=str(error)[:200])
+            return
+        finally:
+            self._reloaded_at = time.monotonic()
+        self._install(active)
 
     async def admit(self, bucket: str, limit: int) -> Quota:
         now = time.time()
@@ -109,6 +138,8 @@ class StoreAccess:
 
     async def close(self) -> None:
         """Write what is still counted here (at shutdown)."""
+        if self._reload is not None:
+            self._reload.cancel()
         await self.sync()
 
     async def sync(self) -> None:
