@@ -18,6 +18,9 @@ from tests.daemon import free_port
 from tests.imap_server import Dovecot
 
 WATCHED = (b" UID FETCH ", b" UID STORE ")
+IDLE = (b" IDLE\r\n",)
+"""To deliver a mail as the adapter starts IDLE: the server then announces it right behind
+IDLE's continuation, often in the same packet."""
 
 
 @dataclass
@@ -31,12 +34,12 @@ class Appended:
 
 class ImapTap:
     """127.0.0.1:<port> to the Dovecot; `arm(subject, raw)` queues a mail for the next
-    watched command; `appended` lists what was delivered, in order."""
+    watched command (`on`: which); `appended` lists what was delivered, in order."""
 
     def __init__(self, dovecot: Dovecot) -> None:
         self.port = free_port()
         self._dovecot = dovecot
-        self._armed: deque[tuple[str, bytes]] = deque()
+        self._armed: deque[tuple[str, bytes, tuple[bytes, ...]]] = deque()
         self.appended: list[Appended] = []
         self.failures: list[str] = []  # APPENDs that failed: the test says why it saw none
         self.commands: list[tuple[float, bytes]] = []  # what the adapter sent, for a failure
@@ -44,8 +47,8 @@ class ImapTap:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
-    def arm(self, subject: str, raw: bytes) -> None:
-        self._armed.append((subject, raw))
+    def arm(self, subject: str, raw: bytes, on: tuple[bytes, ...] = WATCHED) -> None:
+        self._armed.append((subject, raw, on))
 
     @property
     def armed(self) -> int:
@@ -89,8 +92,8 @@ class ImapTap:
             while line := await reader.readline():
                 self.commands.append((time.monotonic(), line[:60]))
                 command = line.upper()
-                if self._armed and any(word in command for word in WATCHED):
-                    subject, raw = self._armed.popleft()
+                if self._armed and any(word in command for word in self._armed[0][2]):
+                    subject, raw, _ = self._armed.popleft()
                     try:
                         await asyncio.to_thread(self._dovecot.append, raw)
                     except Exception as error:  # reported by the test

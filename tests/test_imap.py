@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractChannel
 from tests.conftest import bodies, collect, forwarded_behind
 from tests.daemon import Daemon
 from tests.imap_server import PASSWORD, SECOND_USER, USER, Dovecot
-from tests.imap_tap import ImapTap
+from tests.imap_tap import IDLE, ImapTap
 from tests.proxy import TcpProxy
 from tests.waiting import until
 
@@ -334,6 +334,21 @@ async def test_mail_arriving_while_the_adapter_fetches_is_taken_at_once(
     )
     assert b"UID FETCH" in tap.appended[0].during.upper()
     assert late(tap, arrived) == {}, arrived
+
+
+async def test_mail_arriving_as_the_adapter_starts_idle_is_taken_at_once(
+    dovecot: Dovecot, tap: ImapTap, make_process: Callable[..., Daemon], amqp: AbstractChannel
+) -> None:
+    """Dovecot announces it right behind IDLE's continuation: the reader has it buffered
+    before the adapter waits on the socket, which says nothing more."""
+    daemon = await start(make_process, timed(dovecot, tap), CHANNELS)
+    await warmed_up(daemon, dovecot, amqp)
+    tap.arm("Came as IDLE began", mail("Came as IDLE began"), on=IDLE)
+    dovecot.append(mail("Sends the adapter back to IDLE"))
+
+    arrived = await arrivals(amqp, daemon.names.case_open, 2, timeout_s=20)
+    assert [m.subject for m in tap.appended] == ["Came as IDLE began"], (arrived, tap.commands)
+    assert late(tap, arrived) == {}, (arrived, tap.commands[-10:])
 
 
 async def test_a_burst_arriving_mid_fetch_and_mid_flag_is_taken_at_once(

@@ -274,7 +274,7 @@ class Mailbox:
             return
         client.idle()
         try:
-            if _news_announced(client):
+            if _news_announced(client) or _buffered(client):
                 return
             renew_at = time.monotonic() + self._account.idle_renew_s
             while time.monotonic() < renew_at:
@@ -298,6 +298,25 @@ def _news_announced(client: IMAPClient) -> bool:
     kept = client._imap.untagged_responses
     kept.pop("RECENT", None)
     return bool(kept.pop("EXISTS", None))
+
+
+def _buffered(client: IMAPClient) -> bool:
+    """Whether the reader already holds bytes the server sent: `idle_check` only polls the
+    socket, which does not see them.
+
+    A server announces mail that came just before IDLE right behind IDLE's continuation,
+    often in the same packet; reading the continuation buffers the announcement too, and the
+    mail would wait for the next event (the IDLE renewal, minutes later). Asked without
+    blocking: buffered bytes, or one read of what the socket has now."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return bool(client._imap.file.peek(1))
+    except OSError:  # nothing there (a TLS socket says so with an error)
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _aware(value: object) -> datetime:
