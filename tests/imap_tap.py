@@ -62,6 +62,11 @@ class ImapTap:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        await self.drop()
+
+    async def drop(self) -> None:
+        """Reset every connection, as a server restart or a network failure would; new
+        connections are still taken."""
         for writer in list(self._writers):
             writer.transport.abort()
         for task in list(self._tasks):

@@ -351,6 +351,29 @@ async def test_mail_arriving_as_the_adapter_starts_idle_is_taken_at_once(
     assert late(tap, arrived) == {}, (arrived, tap.commands[-10:])
 
 
+async def test_a_session_dropped_during_idle_is_noticed_and_mail_after_it_taken_at_once(
+    dovecot: Dovecot, tap: ImapTap, make_process: Callable[..., Daemon], amqp: AbstractChannel
+) -> None:
+    """Where a mailbox spends its time: in IDLE. A reset there must end the session at once
+    (not at the IDLE renewal, ten minutes later by default) and a new one take the mail."""
+    daemon = await start(make_process, timed(dovecot, tap), CHANNELS)
+    await warmed_up(daemon, dovecot, amqp)
+    await until(
+        lambda: tap.commands and b" IDLE" in tap.commands[-1][1].upper(),
+        "the adapter waiting in IDLE",
+        detail=lambda: repr(tap.commands[-5:]),
+    )
+    await tap.drop()
+    dropped_at = time.monotonic()
+    dovecot.append(mail("After the drop"))
+
+    arrived = await arrivals(amqp, daemon.names.case_open, 1, timeout_s=30)
+    assert list(arrived) == ["After the drop"], (tap.commands[-10:], daemon.log_text())
+    # A reconnection (after a 1 s pause) and a catch-up; the IDLE renewal is 600 s away.
+    assert arrived["After the drop"] - dropped_at < 15, arrived
+    assert "imap session back" in daemon.log_text()
+
+
 async def test_a_burst_arriving_mid_fetch_and_mid_flag_is_taken_at_once(
     dovecot: Dovecot, tap: ImapTap, make_process: Callable[..., Daemon], amqp: AbstractChannel
 ) -> None:
