@@ -260,6 +260,7 @@ def settings_text(
     log_level: str = "info",
     smtp_port: int = 0,
     store_url: str | None = None,
+    publish_timeout_s: float = 5.0,
 ) -> str:
     """A complete settings file for one test daemon (smtp_port 0: a free port is picked)."""
     return f"""
@@ -267,7 +268,7 @@ def settings_text(
 url = "{broker_url}"
 heartbeat_s = 5
 reconnect_max_s = 1.0
-publish_timeout_s = 5.0
+publish_timeout_s = {publish_timeout_s}
 
 [store]
 url = "{store_url or f"sqlite:///{workdir}/ingest.db"}"
@@ -371,6 +372,7 @@ class DaemonBase:
         store_url: str | None = None,
         settings_name: str = "settings.toml",
         http_port: int | None = None,
+        publish_timeout_s: float = 5.0,
     ) -> None:
         self.workdir = workdir
         self.names = names
@@ -386,6 +388,7 @@ class DaemonBase:
             log_level=log_level,
             smtp_port=self.smtp_port,
             store_url=store_url,
+            publish_timeout_s=publish_timeout_s,
         )
         self.settings_path.write_text(text)
         if store_url is None:

@@ -81,7 +81,7 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_its_use_recorded(
     assert row[-1] == "-" and row[-2] != "-"  # used, not revoked
 
 
-async def test_a_revoked_key_is_refused_within_a_second_without_a_restart(
+async def test_a_revoked_key_is_refused_within_seconds_without_a_restart(
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
     daemon = await make_daemon().launch()
@@ -92,7 +92,8 @@ async def test_a_revoked_key_is_refused_within_a_second_without_a_restart(
     assert revoked.returncode == 0 and revoked.stdout.decode() == "key 'old-shop' revoked\n"
     since = time.monotonic()
     while (answer := await post(daemon, key)).status_code == 202:
-        assert time.monotonic() - since < 1.5, "the revoked key still works"
+        # The keys are read again every half second; the rest is room for a loaded machine.
+        assert time.monotonic() - since < 5, "the revoked key still works"
         await asyncio.sleep(0.05)
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"

@@ -26,9 +26,12 @@ from tests.rabbit_node import RabbitNode
 
 pytestmark = pytest.mark.slow
 
-PUSHBACK_LIMIT_S = 1.0
-"""Generous for a shared two-core machine; the figure seen is printed (tens of milliseconds).
-Without push-back each of these requests waited for the 5 s publish timeout."""
+PUBLISH_TIMEOUT_S = 60.0
+"""The daemon's: without push-back, each request under the alarm waited this long."""
+PUSHBACK_LIMIT_S = 10.0
+"""What "at once" must beat here: far below the publish timeout, and far above what is seen
+(tens of milliseconds, printed), so that a loaded machine (an SMTP session took 5.6 s once)
+does not fail the test for being slow."""
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,11 @@ async def test_a_memory_alarm_is_pushed_back_at_once_and_nothing_is_lost_or_doub
     alarm: Callable[[bool], Awaitable[None]],
     make_daemon: Callable[..., LocalDaemon],
 ) -> None:
-    daemon = make_daemon(node.url, "[spool]\nmax_mb = 0.02\n" + CONTACT_SETTINGS)
+    daemon = make_daemon(
+        node.url,
+        "[spool]\nmax_mb = 0.02\n" + CONTACT_SETTINGS,
+        publish_timeout_s=PUBLISH_TIMEOUT_S,
+    )
     await daemon.launch(role="channels")
     accepted: set[str] = set()
     async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
@@ -135,7 +142,7 @@ async def test_a_memory_alarm_is_pushed_back_at_once_and_nothing_is_lost_or_doub
         assert mail_refusal is not None, "the mail was taken although the spool is full"
         assert mail_refusal.smtp_code == 451, mail_refusal
         assert b"4.3.1" in mail_refusal.smtp_error and b"low on memory" in mail_refusal.smtp_error
-        assert time.monotonic() - started < 5 * PUSHBACK_LIMIT_S
+        assert time.monotonic() - started < PUSHBACK_LIMIT_S
 
         token = await open_form(client)
         page = await send(client, token)

@@ -142,8 +142,8 @@ async def test_a_statement_running_longer_than_its_timeout_fails_and_is_retried(
     try:
         started = time.monotonic()
         with pytest.raises(OperationalError) as raised:
-            await store.run(lambda session: session.execute(text("SELECT pg_sleep(5)")))
-        assert time.monotonic() - started < 3
+            await store.run(lambda session: session.execute(text("SELECT pg_sleep(60)")))
+        assert time.monotonic() - started < 20  # 0.5 s, with room for a loaded machine
         assert "statement timeout" in str(raised.value)
         assert is_transient(raised.value)  # the dispatcher keeps the batch and tries again
     finally:
