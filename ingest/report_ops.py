@@ -11,7 +11,6 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.database import StoreNotMigrated, shown_url
-from dispatcher.reports.files import write_one, write_per_owner
 from dispatcher.reports.model import ReportError, window_for
 from dispatcher.reports.sql import reading_engine
 from ingest.logs import configure_logging
@@ -44,9 +43,10 @@ def make_report(
     except StoreNotMigrated as error:
         raise click.ClickException(str(error)) from None
     except (OSError, SQLAlchemyError) as error:
-        raise click.ClickException(
-            f"the store at {shown_url(url)} cannot be used: {error}"
-        ) from None
+        raise _unusable(url, error) from None
+    # Only now the charts (matplotlib, a second of CPU): a bad option or store is told first.
+    from dispatcher.reports.files import write_one, write_per_owner
+
     try:
         if by is None:
             text = write_one(engine, url, window, settings.dispatcher, form, out)
@@ -62,9 +62,7 @@ def make_report(
             if not written:
                 click.echo(f"no cases in {window.label()}: no report written", err=True)
     except SQLAlchemyError as error:
-        raise click.ClickException(
-            f"the store at {shown_url(url)} cannot be used: {error}"
-        ) from None
+        raise _unusable(url, error) from None
     finally:
         engine.dispose()
 

@@ -217,9 +217,12 @@ async def relay() -> AsyncIterator[MailRelay]:
     await server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store: an SQLite file, or a PostgreSQL database of its own."""
+    """A fresh, empty store: an SQLite file, or a PostgreSQL database of its own.
+
+    The PostgreSQL variant is in the slow set: the quick loop runs the same code on the
+    embedded store, and the whole suite (CI) on both."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store/ingest.db"
     return request.getfixturevalue("pg_url")
