@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from ulid import ULID
@@ -239,3 +241,37 @@ async def test_pruning_drops_old_bands_but_keeps_the_incident(world: World) -> N
     later = storm(5, T0 + timedelta(days=8), who="later")
     outcomes = await world.send(*later)
     assert outcomes[-1].forward.incident.id == "I-2"  # a new incident, the old one is over
+
+
+def test_signatures_are_datasketch_minhashes_whatever_the_batch() -> None:
+    """The batch's MinHash in one array operation gives the values datasketch's MinHash gives
+    each message alone: signatures stored by earlier versions stay comparable."""
+    from datasketch import MinHash
+
+    from dispatcher.incidents.signature import (
+        PERMUTATIONS,
+        SEED,
+        band_keys,
+        shingles,
+        signature,
+        signatures,
+    )
+
+    at = T0
+    cases = [message(f"c{n}@x.example", s, t, at) for n, (s, t) in enumerate(STORM + ORDINARY)]
+    cases.append(
+        message("j@x.example", "接続できない", "インターネットに接続できません。", at, "ja")
+    )
+    cases.append(message("s@x.example", "Hi", "thanks!", at))  # too short: no signature
+    batch = signatures(cases, 3)
+    assert batch[-1] is None
+    for case, found in zip(cases[:-1], batch[:-1], strict=True):
+        assert found is not None
+        reference = MinHash(num_perm=PERMUTATIONS, seed=SEED, hashfunc=zlib.crc32)
+        reference.update_batch([word.encode() for word in shingles(case)[0]])
+        assert found.values.dtype == np.uint32
+        assert found.values.tolist() == reference.hashvalues.tolist()
+        assert found.bands == band_keys(reference.hashvalues.astype(np.uint32))
+        alone = signature(case, 3)
+        assert alone is not None and alone.to_bytes() == found.to_bytes()
+        assert (alone.bands, alone.anchors) == (found.bands, found.anchors)

@@ -42,13 +42,31 @@ class Member:
     received_at: datetime
     values: np.ndarray
     incident_id: int | None
+    at: float
+    """received_at in seconds, for the window checks of every candidate pair."""
     subject: str | None = None
     stored: bool = True
-    at: float = field(init=False)
-    """received_at in seconds, for the window checks of every candidate pair."""
 
-    def __post_init__(self) -> None:
-        self.at = self.received_at.timestamp()
+    @classmethod
+    def of(
+        cls,
+        case_open_id: str,
+        customer_id: int,
+        received_at: datetime,
+        values: np.ndarray,
+        subject: str | None,
+    ) -> Member:
+        """A message of this batch, in no incident yet."""
+        return cls(
+            case_open_id,
+            customer_id,
+            received_at,
+            values,
+            None,
+            received_at.timestamp(),
+            subject,
+            stored=False,
+        )
 
 
 @dataclass(slots=True)
@@ -133,6 +151,8 @@ class Facts:
     received_at: datetime
     values: np.ndarray
     subject: str | None
+    at: float
+    """received_at in seconds."""
 
 
 class Remembered:
@@ -150,7 +170,7 @@ class Remembered:
     def add_members(self, members: Iterable[Member]) -> None:
         """Remember members this dispatcher wrote."""
         for m in members:
-            self.add(m.case_open_id, Facts(m.customer_id, m.received_at, m.values, m.subject))
+            self.add(m.case_open_id, Facts(m.customer_id, m.received_at, m.values, m.subject, m.at))
 
     def add(self, case_open_id: str, facts: Facts) -> None:
         known = self._facts
@@ -181,7 +201,7 @@ def _read_facts(session: Session, ids: Collection[str]) -> dict[str, Facts]:
     for (case_open_id, customer, received_at, _, subject), own in zip(rows, values, strict=True):
         if isinstance(received_at, str):  # a raw statement gets SQLite's text
             received_at = datetime.fromisoformat(received_at).replace(tzinfo=UTC)
-        found[case_open_id] = Facts(customer, received_at, own, subject)
+        found[case_open_id] = Facts(customer, received_at, own, subject, received_at.timestamp())
     return found
 
 
@@ -226,6 +246,7 @@ def nearby(
             known.received_at,
             known.values,
             placed.get(case_open_id),
+            known.at,
             known.subject,
         )
     for band, case_open_id in reversed(pairs):  # each band's latest came first
