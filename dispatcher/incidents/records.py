@@ -97,7 +97,7 @@ class Nearby:
 
 
 LATEST_PER_BAND = {
-    # Each band's latest rows within its own window, through the (band, received_at) index,
+    # Each band's latest rows within its own window, a range of the key (band, received_at, ...),
     # LIMIT per band: a window function over the bands would step through every row of a
     # common band, and one window for the whole batch would read hours of rows when a batch
     # holds messages received hours apart (a backlog).
