@@ -227,7 +227,8 @@ def nearby(
     pairs = [(band, name) for band, names in listed if names for name in names.split(",")]
     if not pairs:
         return found
-    facts = {name: remembered.get(name) for _, name in pairs}
+    recall = remembered.get
+    facts = {name: recall(name) for _, name in pairs}
     unknown = [name for name, known in facts.items() if known is None]
     if unknown:
         read = _read_facts(session, unknown)
@@ -249,8 +250,9 @@ def nearby(
             known.at,
             known.subject,
         )
+    by_band = found.by_band
     for band, case_open_id in reversed(pairs):  # each band's latest came first
-        found.by_band[band].append(members[case_open_id])
+        by_band[band].append(members[case_open_id])
     return found
 
 
