@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -287,8 +288,13 @@ class IncidentBand(Base):
     """One LSH band of a message's signature: messages sharing a band are candidates."""
 
     __tablename__ = "incident_bands"
-    __table_args__ = (Index(None, "band", "received_at"),)
+    # A band's latest rows are one range of the key; on SQLite the key is the table itself
+    # (no rowid), so no index is kept beside it (migration 0009).
+    __table_args__ = (
+        PrimaryKeyConstraint("band", "received_at", "case_open_id"),
+        {"sqlite_with_rowid": False},
+    )
 
-    band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    case_open_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    band: Mapped[int] = mapped_column(BigInteger)
+    case_open_id: Mapped[str] = mapped_column(String(26))
     received_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from ulid import ULID
@@ -22,7 +24,7 @@ from dispatcher.incidents.detect import IncidentDetector
 from dispatcher.intake import Intake
 from dispatcher.settings import DispatcherSettings, IncidentSettings
 from dispatcher.store import Store
-from dispatcher.tables import Incident, IncidentMessage
+from dispatcher.tables import Incident, IncidentBand, IncidentMessage
 from dispatcher.triage import DefaultQueue, RulesRouter, load_rules
 from dispatcher.triage.live import LiveRules
 from normalizer.model import CaseOpen, Flags, Sender, Touchpoint
@@ -239,3 +241,90 @@ async def test_pruning_drops_old_bands_but_keeps_the_incident(world: World) -> N
     later = storm(5, T0 + timedelta(days=8), who="later")
     outcomes = await world.send(*later)
     assert outcomes[-1].forward.incident.id == "I-2"  # a new incident, the old one is over
+
+
+def test_signatures_are_datasketch_minhashes_whatever_the_batch() -> None:
+    """The batch's MinHash in one array operation gives the values datasketch's MinHash gives
+    each message alone: signatures stored by earlier versions stay comparable."""
+    from datasketch import MinHash
+
+    from dispatcher.incidents.signature import (
+        PERMUTATIONS,
+        SEED,
+        band_keys,
+        shingles,
+        signature,
+        signatures,
+    )
+
+    at = T0
+    cases = [message(f"c{n}@x.example", s, t, at) for n, (s, t) in enumerate(STORM + ORDINARY)]
+    cases.append(
+        message("j@x.example", "接続できない", "インターネットに接続できません。", at, "ja")
+    )
+    cases.append(message("s@x.example", "Hi", "thanks!", at))  # too short: no signature
+    batch = signatures(cases, 3)
+    assert batch[-1] is None
+    for case, found in zip(cases[:-1], batch[:-1], strict=True):
+        assert found is not None
+        reference = MinHash(num_perm=PERMUTATIONS, seed=SEED, hashfunc=zlib.crc32)
+        reference.update_batch([word.encode() for word in shingles(case)[0]])
+        assert found.values.dtype == np.uint32
+        assert found.values.tolist() == reference.hashvalues.tolist()
+        assert found.bands == band_keys(reference.hashvalues.astype(np.uint32))
+        alone = signature(case, 3)
+        assert alone is not None and alone.to_bytes() == found.to_bytes()
+        assert (alone.bands, alone.anchors) == (found.bands, found.anchors)
+
+
+def test_migration_0009_keys_the_bands_by_time_and_keeps_them(store_url: str) -> None:
+    """Bands written before 0009 are kept, found by the key (band, received_at,
+    case_open_id), and the downgrade brings the old key and index back with the rows."""
+    from alembic import command
+    from sqlalchemy import func, insert, inspect, text
+
+    from dispatcher.database import _config, create_engine
+
+    engine = create_engine(store_url)
+    at = T0
+    rows = [
+        {"band": -(2**62), "case_open_id": "01A", "received_at": at},
+        {"band": 2**62, "case_open_id": "01A", "received_at": at},
+        {"band": 2**62, "case_open_id": "01B", "received_at": at + timedelta(minutes=5)},
+    ]
+    listed = text(
+        "SELECT band, case_open_id, received_at FROM incident_bands ORDER BY band, case_open_id"
+    )
+
+    def migrate(revision: str, down: bool = False) -> None:
+        with engine.begin() as connection:
+            step = command.downgrade if down else command.upgrade
+            step(_config(connection), revision)
+
+    try:
+        migrate("0008")
+        with engine.begin() as connection:
+            connection.execute(insert(IncidentBand.__table__), rows)
+        migrate("0009")
+        with engine.connect() as connection:
+            kept = [(band, name) for band, name, _ in connection.execute(listed)]
+            assert kept == [(-(2**62), "01A"), (2**62, "01A"), (2**62, "01B")]
+            assert (
+                connection.scalar(select(func.max(IncidentBand.received_at)))
+                == rows[2]["received_at"]
+            )
+            found = inspect(connection)
+            key = found.get_pk_constraint("incident_bands")["constrained_columns"]
+            assert key == ["band", "received_at", "case_open_id"]
+            assert found.get_indexes("incident_bands") == []
+        migrate("0008", down=True)
+        with engine.connect() as connection:
+            assert len(connection.execute(listed).all()) == 3
+            found = inspect(connection)
+            key = found.get_pk_constraint("incident_bands")["constrained_columns"]
+            assert key == ["band", "case_open_id"]
+            assert [i["column_names"] for i in found.get_indexes("incident_bands")] == [
+                ["band", "received_at"]
+            ]
+    finally:
+        engine.dispose()

@@ -124,10 +124,9 @@ class IncidentDetector:
         fresh = []
         for index, sig in signed:
             case = cases[index]
-            member = Member(
-                case.id, customers[index], case.received_at, sig.values, None, case.subject
+            member = Member.of(
+                case.id, customers[index], case.received_at, sig.values, case.subject
             )
-            member.stored = False
             cluster = placing.place(member, sig)
             fresh.append((member, sig.keys, sig.to_bytes()))
             if cluster is not None:

@@ -42,13 +42,31 @@ class Member:
     received_at: datetime
     values: np.ndarray
     incident_id: int | None
+    at: float
+    """received_at in seconds, for the window checks of every candidate pair."""
     subject: str | None = None
     stored: bool = True
-    at: float = field(init=False)
-    """received_at in seconds, for the window checks of every candidate pair."""
 
-    def __post_init__(self) -> None:
-        self.at = self.received_at.timestamp()
+    @classmethod
+    def of(
+        cls,
+        case_open_id: str,
+        customer_id: int,
+        received_at: datetime,
+        values: np.ndarray,
+        subject: str | None,
+    ) -> Member:
+        """A message of this batch, in no incident yet."""
+        return cls(
+            case_open_id,
+            customer_id,
+            received_at,
+            values,
+            None,
+            received_at.timestamp(),
+            subject,
+            stored=False,
+        )
 
 
 @dataclass(slots=True)
@@ -79,7 +97,7 @@ class Nearby:
 
 
 LATEST_PER_BAND = {
-    # Each band's latest rows within its own window, through the (band, received_at) index,
+    # Each band's latest rows within its own window, a range of the key (band, received_at, ...),
     # LIMIT per band: a window function over the bands would step through every row of a
     # common band, and one window for the whole batch would read hours of rows when a batch
     # holds messages received hours apart (a backlog).
@@ -133,6 +151,8 @@ class Facts:
     received_at: datetime
     values: np.ndarray
     subject: str | None
+    at: float
+    """received_at in seconds."""
 
 
 class Remembered:
@@ -150,7 +170,7 @@ class Remembered:
     def add_members(self, members: Iterable[Member]) -> None:
         """Remember members this dispatcher wrote."""
         for m in members:
-            self.add(m.case_open_id, Facts(m.customer_id, m.received_at, m.values, m.subject))
+            self.add(m.case_open_id, Facts(m.customer_id, m.received_at, m.values, m.subject, m.at))
 
     def add(self, case_open_id: str, facts: Facts) -> None:
         known = self._facts
@@ -181,7 +201,7 @@ def _read_facts(session: Session, ids: Collection[str]) -> dict[str, Facts]:
     for (case_open_id, customer, received_at, _, subject), own in zip(rows, values, strict=True):
         if isinstance(received_at, str):  # a raw statement gets SQLite's text
             received_at = datetime.fromisoformat(received_at).replace(tzinfo=UTC)
-        found[case_open_id] = Facts(customer, received_at, own, subject)
+        found[case_open_id] = Facts(customer, received_at, own, subject, received_at.timestamp())
     return found
 
 
@@ -207,7 +227,8 @@ def nearby(
     pairs = [(band, name) for band, names in listed if names for name in names.split(",")]
     if not pairs:
         return found
-    facts = {name: remembered.get(name) for _, name in pairs}
+    recall = remembered.get
+    facts = {name: recall(name) for _, name in pairs}
     unknown = [name for name, known in facts.items() if known is None]
     if unknown:
         read = _read_facts(session, unknown)
@@ -226,10 +247,12 @@ def nearby(
             known.received_at,
             known.values,
             placed.get(case_open_id),
+            known.at,
             known.subject,
         )
+    by_band = found.by_band
     for band, case_open_id in reversed(pairs):  # each band's latest came first
-        found.by_band[band].append(members[case_open_id])
+        by_band[band].append(members[case_open_id])
     return found
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -134,24 +134,45 @@ def _pairs(run: str) -> Iterator[str]:
 
 
 def signatures(cases: Sequence[CaseOpen], min_shingles: int) -> list[Signature | None]:
-    """Each message's signature (None when it says too little to be compared), the MinHash
-    state set up once for the batch."""
+    """Each message's signature (None when it says too little to be compared), the whole
+    batch's MinHash computed in one array operation (`minhashes`)."""
     found = [shingles(case) for case in cases]
     kept = [i for i, (words, _) in enumerate(found) if len(words) >= min_shingles]
-    template = _template()
-    hashed = type(template).bulk(
-        [[item.encode() for item in sorted(found[i][0])] for i in kept],
-        num_perm=PERMUTATIONS,
-        permutations=template.permutations,
-        scheme=template.scheme,
-        hashfunc=zlib.crc32,
-    )
     result: list[Signature | None] = [None] * len(cases)
-    for i, minhash in zip(kept, hashed, strict=True):
-        values = minhash.hashvalues.astype(np.uint32)
+    if not kept:
+        return result
+    values = minhashes([found[i][0] for i in kept])
+    keys = band_keys_of(values)
+    for row, i in enumerate(kept):
         anchors = frozenset(anchor_key(anchor) for anchor in found[i][1])
-        result[i] = Signature(values, band_keys(values), anchors)
+        result[i] = Signature(values[row], keys[row], anchors)
     return result
+
+
+FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
+"""MurmurHash3's 32-bit finalizer, which datasketch's affine32 scheme applies to each hash."""
+
+
+def minhashes(sets: Sequence[Collection[str]]) -> np.ndarray:
+    """datasketch's MinHash (affine32 scheme, CRC-32 of each shingle) of each non-empty set,
+    one row of uint32 each: every shingle of the batch hashed and permuted in one array, then
+    the minimum per set (the same values as `MinHash.bulk`, at a fraction of its cost)."""
+    a, b = (np.asarray(p, dtype=np.uint32) for p in _template().permutations)
+    sizes = [len(items) for items in sets]
+    hashed = np.fromiter(
+        (zlib.crc32(item.encode()) for items in sets for item in items),
+        dtype=np.uint32,
+        count=sum(sizes),
+    )
+    s1, m1, s2, m2, s3 = (np.uint32(c) for c in FMIX32)
+    hashed ^= hashed >> s1
+    hashed *= m1
+    hashed ^= hashed >> s2
+    hashed *= m2
+    hashed ^= hashed >> s3
+    permuted = hashed[:, np.newaxis] * a + b  # wraps modulo 2**32, as the scheme says
+    starts = np.cumsum([0, *sizes[:-1]])
+    return np.minimum.reduceat(permuted, starts, axis=0)
 
 
 @cache
@@ -181,12 +202,17 @@ def from_bytes(data: bytes) -> np.ndarray:
 def band_keys(values: np.ndarray) -> tuple[int, ...]:
     """One signed 64-bit key per band: its values (already uniform hashes) mixed with a
     constant per band, so that equal values in two bands differ."""
-    rows = values[: BANDS * ROWS].astype(np.uint64).reshape(BANDS, ROWS)
-    keys = rows[:, 0] << np.uint64(32)
+    return band_keys_of(values[np.newaxis, :])[0]
+
+
+def band_keys_of(values: np.ndarray) -> list[tuple[int, ...]]:
+    """`band_keys` of each row of a matrix of signatures, in one array operation."""
+    rows = values[:, : BANDS * ROWS].astype(np.uint64).reshape(len(values), BANDS, ROWS)
+    keys = rows[:, :, 0] << np.uint64(32)
     for row in range(1, ROWS):
-        keys = keys ^ (rows[:, row] * np.uint64(0xBF58476D1CE4E5B9))
+        keys = keys ^ (rows[:, :, row] * np.uint64(0xBF58476D1CE4E5B9))
     keys = keys ^ _SALTS
-    return tuple(keys.view(np.int64).tolist())
+    return [tuple(row) for row in keys.view(np.int64).tolist()]
 
 
 def anchor_key(anchor: str) -> int:
