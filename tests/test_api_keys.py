@@ -95,6 +95,7 @@ async def test_a_revoked_key_is_refused_within_seconds_without_a_restart(
         # The keys are read again every half second; the rest is room for a loaded machine.
         assert time.monotonic() - since < 5, "the revoked key still works"
         await asyncio.sleep(0.05)
+    print(f"the revoked key was refused {time.monotonic() - since:.2f} s after the command")
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
     assert stored_keys(daemon)[0][5] is not None
