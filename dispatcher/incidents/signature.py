@@ -142,7 +142,7 @@ def signatures(cases: Sequence[CaseOpen], min_shingles: int) -> list[Signature |
     if not kept:
         return result
     values = minhashes([found[i][0] for i in kept])
-    keys = band_keys_of(values)
+    keys = band_keys(values)
     for row, i in enumerate(kept):
         anchors = frozenset(anchor_key(anchor) for anchor in found[i][1])
         result[i] = Signature(values[row], keys[row], anchors)
@@ -199,14 +199,10 @@ def from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
-def band_keys(values: np.ndarray) -> tuple[int, ...]:
-    """One signed 64-bit key per band: its values (already uniform hashes) mixed with a
-    constant per band, so that equal values in two bands differ."""
-    return band_keys_of(values[np.newaxis, :])[0]
-
-
-def band_keys_of(values: np.ndarray) -> list[tuple[int, ...]]:
-    """`band_keys` of each row of a matrix of signatures, in one array operation."""
+def band_keys(values: np.ndarray) -> list[tuple[int, ...]]:
+    """For each row of a matrix of signatures, one signed 64-bit key per band: its values
+    (already uniform hashes) mixed with a constant per band, so that equal values in two
+    bands differ. One array operation for the whole batch."""
     rows = values[:, : BANDS * ROWS].astype(np.uint64).reshape(len(values), BANDS, ROWS)
     keys = rows[:, :, 0] << np.uint64(32)
     for row in range(1, ROWS):
