@@ -36,7 +36,7 @@ from dispatcher.incidents import NOTICE_SCHEMA
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from normalizer.acks import ACK_SCHEMA
-from normalizer.model import SCHEMA, CaseOpen
+from normalizer.model import PUBLISH_ID, SCHEMA, CaseOpen
 
 log = structlog.get_logger("dispatcher")
 
@@ -79,7 +79,10 @@ class CaseOpens:
                 verdicts.append(DeadLetter(invalid(error, f"{SCHEMA} message")))
                 continue
             verdicts.append(None)
-            incoming.append(Incoming(case, delivery.redelivered))
+            publish_id = delivery.headers.get(PUBLISH_ID)
+            incoming.append(
+                Incoming(case, delivery.redelivered, str(publish_id) if publish_id else None)
+            )
         outcomes = iter(await self._decide(incoming))
         decided = [verdict or self._verdict(next(outcomes)) for verdict in verdicts]
         return decided

@@ -15,7 +15,7 @@ customer the work is serialised by locking the customer row (see `identity`), so
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -73,10 +73,12 @@ NEWER_THAN_STORED = 10**15
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A delivery: the message, and whether the broker delivered it before."""
+    """A delivery: the message, whether the broker delivered it before, and the id of the
+    publish it is a copy of (`normalizer.model.PUBLISH_ID`)."""
 
     case: CaseOpen
     redelivered: bool = False
+    publish_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,8 @@ class Decider:
                     owners[key] = row.case_open_id  # type: ignore[attr-defined]
                     outcomes[index] = _known(item, row, key in finished, repeats)
             if fresh:
-                decided = _Batch(self, session).decide([incoming[i].case for i in fresh])
+                publishes = {incoming[i].case.id: incoming[i].publish_id for i in fresh}
+                decided = _Batch(self, session, publishes).decide([incoming[i].case for i in fresh])
                 outcomes.update(zip(fresh, decided, strict=True))
         _settle(session, finished, repeats)
         return [outcomes[index] for index in range(len(incoming))]
@@ -186,9 +189,12 @@ class _Pending:
 class _Batch:
     """The fresh messages of one batch, decided in order against what the store knows."""
 
-    def __init__(self, decider: Decider, session: Session) -> None:
+    def __init__(
+        self, decider: Decider, session: Session, publishes: Mapping[str, str | None]
+    ) -> None:
         self.d = decider
         self.session = session
+        self.publishes = publishes
         self.now = datetime.now(UTC)
         self.writes = Writes()
         self.ids = CaseIds(session)
@@ -371,6 +377,7 @@ class _Batch:
             "target_queue": routing_key,
             "forwarded": False,
             "repeats": 0,
+            "publish_id": self.publishes.get(case.id),
         }
         return _Pending(case, dedup, triage, routing_key, row, case_id, opens, ack)
 
@@ -436,9 +443,17 @@ class _Batch:
 
 
 def _known(item: Incoming, row: object, finished: bool, repeats: Counter[Key]) -> Outcome:
-    """A key seen before: the redelivery of an unfinished forward goes again, else a repeat."""
+    """A key seen before: the redelivery of an unfinished forward goes again, else a repeat.
+
+    Only a redelivery of the very copy that was decided: another copy of the same case-open
+    (published again from a spool after a lost confirm) may arrive redelivered after the
+    decided copy's forward went out but before it was marked done, which a dispatcher that
+    dies in between never does."""
     forwarded = row.forwarded or finished  # type: ignore[attr-defined]
-    mine = row.case_open_id == item.case.id  # type: ignore[attr-defined]
+    mine = (
+        row.case_open_id == item.case.id  # type: ignore[attr-defined]
+        and row.publish_id == item.publish_id  # type: ignore[attr-defined]
+    )
     body = row.body  # type: ignore[attr-defined]
     if mine and item.redelivered and not forwarded and body:
         ack = row.ack  # type: ignore[attr-defined]

@@ -392,6 +392,7 @@ def existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
             columns.target_queue,
             columns.body,
             columns.ack,
+            columns.publish_id,
         ).where(pairs_in(columns.channel, columns.source_id, keys, session.get_bind().dialect.name))
     )
     wanted = set(keys)

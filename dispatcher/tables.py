@@ -167,6 +167,9 @@ class Message(Base):
     """The case-open as forwarded (enriched), kept for `ingest rules replay` and audit."""
     ack: Mapped[str | None] = mapped_column(Text)
     """The acknowledgement request forwarded with it, if any (acknowledgement/1 JSON)."""
+    publish_id: Mapped[str | None] = mapped_column(String(32))
+    """The publish whose copy was decided (`normalizer.model.PUBLISH_ID`): only the broker's
+    redelivery of that copy may forward again."""
 
 
 class ContactCount(Base):

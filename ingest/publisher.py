@@ -18,6 +18,7 @@ only one whose publish failed is sent again.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from enum import Enum
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from pamqp.commands import Basic
 from channels.base import CannotKeep, NotSafe
 from ingest.broker import Broker
 from ingest.spool import Outgoing, Spool, SpoolFull
+from normalizer.model import PUBLISH_ID
 
 log = structlog.get_logger("ingest.publisher")
 
@@ -217,7 +219,7 @@ class Publisher:
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=PERSISTENT,
-            headers=dict(message.headers),
+            headers={**message.headers, PUBLISH_ID: secrets.token_hex(8)},
         )
         underlay = await channel.get_underlay_channel()
         await underlay.basic_publish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import datetime
 
 import aio_pika
@@ -12,7 +13,7 @@ from ingest.quarantine import Quarantine
 from ingest.settings import Settings
 from ingest.topology import case_open_route
 from normalizer.envelope import PAYLOAD_KINDS, Envelope, normalize
-from normalizer.model import SCHEMA, CaseOpen
+from normalizer.model import PUBLISH_ID, SCHEMA, CaseOpen
 
 
 class ReplayError(Exception):
@@ -66,7 +67,12 @@ async def _publish(settings: Settings, case: CaseOpen) -> None:
                 message_id=case.id,
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"x-schema": SCHEMA, "x-channel": case.channel, "x-replayed": "true"},
+                headers={
+                    "x-schema": SCHEMA,
+                    "x-channel": case.channel,
+                    "x-replayed": "true",
+                    PUBLISH_ID: secrets.token_hex(8),
+                },
             ),
             routing_key=routing_key,
             mandatory=True,

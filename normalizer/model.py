@@ -14,6 +14,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 SCHEMA = "case-open/1"
 MAX_HEADERS = 100
+PUBLISH_ID = "x-publish-id"
+"""Header with a fresh id on every publish of a case-open, a spooled one's retry included:
+two copies of one case-open in the queue differ in it, and the broker's redelivery of one
+copy keeps it (see `dispatcher.decide._known`)."""
 
 Channel = Literal["email", "sms", "whatsapp", "voice", "chat", "web", "logged"]
 IdentityKind = Literal["email", "phone", "telegram", "web"]

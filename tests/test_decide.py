@@ -62,8 +62,11 @@ class World:
         self.store = store
         self.decider = Decider(settings, "case-update", DefaultQueue("support"))
 
-    async def send(self, case: CaseOpen, redelivered: bool = False) -> Outcome:
-        [outcome] = await self.store.run(self.decider.batch, [Incoming(case, redelivered)])
+    async def send(
+        self, case: CaseOpen, redelivered: bool = False, publish_id: str | None = None
+    ) -> Outcome:
+        incoming = Incoming(case, redelivered, publish_id)
+        [outcome] = await self.store.run(self.decider.batch, [incoming])
         return outcome
 
     async def event(self, case_ref: str, event: str, at: datetime, **fields: Any) -> bool:
@@ -97,14 +100,27 @@ async def test_a_redelivery_before_the_forward_was_done_forwards_the_same_decisi
     world: World,
 ) -> None:
     case = message()
-    first = await world.send(case)
-    copy = await world.send(case)  # a second copy (not a redelivery): dropped
-    redelivered = await world.send(case, redelivered=True)
+    first = await world.send(case, publish_id="a1")
+    copy = await world.send(case, publish_id="b2")  # a second copy (not a redelivery): dropped
+    redelivered = await world.send(case, redelivered=True, publish_id="a1")
     assert copy.forward is None
     assert redelivered.forward == first.forward
     assert redelivered.resent and not first.resent  # it may have gone out the first time
     await world.store.run(world.decider.batch, [], [(case.channel, case.source_id)])
-    assert (await world.send(case, redelivered=True)).forward is None
+    assert (await world.send(case, redelivered=True, publish_id="a1")).forward is None
+
+
+async def test_a_redelivered_second_copy_is_never_forwarded_again(world: World) -> None:
+    """Two copies of one case-open (the second sent from a spool after a lost confirm): the
+    first is forwarded, and its dispatcher dies before marking that done. The second copy,
+    redelivered from the dead dispatcher's hands, is a repeat, not a reason to resend."""
+    case = message()
+    first = await world.send(case, publish_id="a1")
+    second = await world.send(case, redelivered=True, publish_id="b2")
+    assert first.forward is not None
+    assert second.forward is None and second.repeat_of == case.id and not second.resent
+    # The decided copy itself, redelivered, still goes again: its commit may have failed.
+    assert (await world.send(case, redelivered=True, publish_id="a1")).resent
 
 
 async def test_level_2_same_customer_same_text_on_another_channel_is_a_duplicate(

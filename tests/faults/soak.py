@@ -43,6 +43,7 @@ import httpx
 import psycopg
 from imapclient.exceptions import IMAPClientError
 
+from dispatcher.case_opens import RESENT_HEADER
 from tests.daemon import (
     API_KEY,
     POSTGRES_MAINTENANCE,
@@ -490,6 +491,8 @@ class Soak:
                 key = body.get("subject") or ""
                 delivered[key] += 1
                 seen = f"{body.get('id')} {body.get('dedup', {}).get('verdict')}"
+                if (message.headers or {}).get(RESENT_HEADER):
+                    seen += " (resent: the input was redelivered unmarked)"
                 forwards.setdefault(key, []).append(seen)
         for name in CHANNELS:
             mine = [m for m in self.sent.values() if m.channel == name]
