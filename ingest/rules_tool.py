@@ -8,18 +8,20 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from dispatcher.triage import Decision, Facts, RulesError, RuleSet, load_rules, to_triage
 from dispatcher.triage.explain import RuleTrace, trace
-from dispatcher.triage.golden import Checker, run_file, table
 from dispatcher.triage.load import acknowledging_rules
 from dispatcher.triage.names import unknown
-from dispatcher.triage.replay import ReplayReport
 from dispatcher.triage.samples import SampleDefaults, SampleError, SampleSpec, sample_facts
 from ingest.settings import Settings
+
+if TYPE_CHECKING:  # golden files and replays are imported when used: `rules test` is timed
+    from dispatcher.triage.golden import Checker
+    from dispatcher.triage.replay import ReplayReport
 
 SHOWN = "%Y-%m-%d %H:%M %Z"
 SAMPLE_ID = "01JCKEPT0000000000000SAMPL"
@@ -56,6 +58,8 @@ def test_command(
 def expect_command(settings: Settings, settings_path: Path, expect: Path) -> bool:
     """`ingest rules test --expect FILE`: the table of a golden test file; True if it passed."""
     import click
+
+    from dispatcher.triage.golden import run_file, table
 
     rules = _rules(settings, settings_path)
     run = run_file(rules, expect, sample_defaults(settings))
@@ -165,6 +169,8 @@ def sample_defaults(settings: Settings) -> SampleDefaults:
 
 def golden_check(settings: Settings) -> Checker:
     """The golden tests a load of these settings' rules must pass (`[triage] tests`)."""
+    from dispatcher.triage.golden import Checker
+
     return Checker(sample_defaults(settings))
 
 
