@@ -11,24 +11,27 @@ What it measures:
    unprocessable (they are part of the corpus and are counted like the others). Baseline,
    the same way: the standard library's parser alone (`BytesParser`, default policy).
 2. SMTP ingest, baseline first: a bare aiosmtpd sink (`tests.benchmarks.smtp_sink`, in a
-   process of its own) that parses each mail with the standard library and answers 250,
-   sent the same kind of mails over the same connections. Then the pipeline:
-   a real `ingest run --role all` daemon (SMTP listener, publisher, dispatcher,
-   SQLite store), started through `tests.daemon` with its own ports, files and queue names.
-   A consumer on the team queue `<prefix>.support.general` (aio-pika, manual ack, prefetch
-   300) is started first. N mails of about 2 KB (a Received line, multipart/alternative
-   with text and HTML, each with its own Message-ID), built before timing, are sent by
-   `--connections` threads, each with one persistent smtplib connection carrying several
-   mails (MAIL, RCPT, DATA). The latency of a mail runs from the start of its DATA to its
-   arrival in the team queue, matched by the forwarded case's `source_id` (the Message-ID
-   without angle brackets). Prints accepted mails/s at the SMTP side (250 answers / (last
-   250 - first DATA)), end-to-end mails/s (arrivals / (last arrival - first DATA)), p50/p99
-   latency to the queue and to the 250 answer, the failures (any answer other than 250, or
-   a broken connection) by reason, the CPU used by the daemon, by its parsing workers and
-   by this process (near 100% for this process means the load generator, not the daemon,
-   sets the pace), the CPU milliseconds per mail of the sink and of the daemon (event loop,
-   other threads, workers: on a shared machine a steadier figure than mails/s), and the
-   pipeline's accepted rate as a share of the sink's.
+   process of its own) that parses each mail with the standard library and answers 250, sent
+   the same kind of mails over the same connections. Then the pipeline: a real `ingest run
+   --role all` daemon (SMTP listener, publisher, dispatcher, SQLite store), started through
+   `tests.daemon` with its own ports, files and queue names. A consumer on the team queue
+   `<prefix>.support.general` (aio-pika, manual ack, prefetch 300) is started first. N mails
+   of about 2 KB (a Received line, multipart/alternative with text and HTML, each with its
+   own Message-ID), built before timing, are sent by `--connections` threads, each with one
+   persistent smtplib connection carrying several mails (MAIL, RCPT, DATA). Before the timed
+   mails, `--warmup` mails go the same way and are waited for, untimed, to the sink and to
+   the daemon alike: the daemon starts its parsing workers with its first mail (about half a
+   second of CPU each), a start-up cost that is not the rate of a running daemon. The
+   latency of a mail runs from the start of its DATA to its arrival in the team queue,
+   matched by the forwarded case's `source_id` (the Message-ID without angle brackets).
+   Prints accepted mails/s at the SMTP side (250 answers / (last 250 - first DATA)),
+   end-to-end mails/s (arrivals / (last arrival - first DATA)), p50/p99 latency to the queue
+   and to the 250 answer, the failures (any answer other than 250, or a broken connection) by
+   reason, the CPU used by the daemon, by its parsing workers and by this process (near 100%
+   for this process means the load generator, not the daemon, sets the pace), the CPU
+   milliseconds per mail of the sink and of the daemon (event loop, other threads, workers:
+   on a shared machine a steadier figure than mails/s), and the pipeline's accepted rate as
+   a share of the sink's.
 3. Large mail (`tests.benchmarks.large_mail`), against the sink and the same daemon: one
    mail at the size limit (an attachment of about 18 MB, 25 MB on the wire), one of 5,000
    MIME parts, then four of the large ones at once while /healthz is asked every 20 ms:
@@ -39,8 +42,8 @@ Afterwards the daemon is stopped, its queues and exchanges deleted and its folde
 
 Run it as a module from the repository root, with RabbitMQ on 127.0.0.1:5672 (guest/guest):
 
-    .venv/bin/python -m tests.benchmarks.mail [--seconds 5] [-n 2000] [--connections 8]
-        [--skip-large]
+    .venv/bin/python -m tests.benchmarks.mail [--seconds 5] [-n 2000] [--warmup 50]
+        [--connections 8] [--skip-large]
 
 It is not a test (no `test_` prefix): pytest does not collect it.
 """
@@ -395,6 +398,13 @@ class SmtpTracker:
     def missing(self) -> set[str]:
         return self.accepted.keys() - self.arrived.keys()
 
+    def reset(self) -> None:
+        """Forget the warm-up mails: the timed ones are counted alone."""
+        for record in (self.started, self.accepted, self.arrived):
+            record.clear()
+        self.failures.clear()
+        self.unexpected = self.duplicates = 0
+
 
 class Refused(Exception):
     """An SMTP answer other than the one expected."""
@@ -541,10 +551,11 @@ def print_smtp(tracker: SmtpTracker, mails: list[Mail]) -> None:
         print(f"arrivals: {tracker.unexpected} unexpected, {tracker.duplicates} duplicates")
 
 
-async def run_smtp(daemon: Daemon, count: int, connections: int) -> tuple[bool, float]:
-    """Send `count` mails to the running daemon, wait for them, print the figures; whether
-    all went well and the accepted rate."""
+async def run_smtp(daemon: Daemon, count: int, connections: int, warmup: int) -> tuple[bool, float]:
+    """Send `warmup` mails, then `count` timed ones to the running daemon, wait for them,
+    print the figures; whether all went well and the accepted rate."""
     run_id = uuid.uuid4().hex[:8]
+    warmup_mails = [build_mail(count + i, run_id) for i in range(warmup)]
     mails = [build_mail(i, run_id) for i in range(count)]
     tracker = SmtpTracker()
     pid = daemon.process.pid if daemon.process else None
@@ -553,6 +564,12 @@ async def run_smtp(daemon: Daemon, count: int, connections: int) -> tuple[bool, 
     )
     async with connection:
         await start_consumer(connection, daemon.names.default, tracker)
+        if warmup_mails:
+            await send_all(daemon.smtp_port, warmup_mails, connections, tracker)
+            if not await wait_arrivals(tracker) or tracker.failures:
+                print(f"warm-up failed: {dict(tracker.failures)}")
+                return False, 0.0
+            tracker.reset()
         before = CpuSample.take(pid)
         await send_all(daemon.smtp_port, mails, connections, tracker)
         complete = await wait_arrivals(tracker)
@@ -582,10 +599,15 @@ def sink_process(max_bytes: int) -> Iterator[tuple[int, subprocess.Popen[str]]]:
         process.wait(10)
 
 
-async def run_sink(port: int, pid: int, count: int, connections: int) -> float:
+async def run_sink(port: int, pid: int, count: int, connections: int, warmup: int) -> float:
     """The baseline: the same kind of mails to the bare sink; prints and returns accepted/s."""
-    mails = [build_mail(i, uuid.uuid4().hex[:8]) for i in range(count)]
+    run_id = uuid.uuid4().hex[:8]
+    mails = [build_mail(i, run_id) for i in range(count)]
     tracker = SmtpTracker()
+    await send_all(
+        port, [build_mail(count + i, run_id) for i in range(warmup)], connections, tracker
+    )
+    tracker.reset()
     before = CpuSample.take(pid)
     await send_all(port, mails, connections, tracker)
     after = CpuSample.take(pid)
@@ -617,13 +639,13 @@ def report_log(daemon: Daemon) -> None:
 
 
 async def measure_smtp(
-    workdir: Path, names: Names, count: int, connections: int, large: bool
+    workdir: Path, names: Names, count: int, connections: int, warmup: int, large: bool
 ) -> bool:
     """Run the sink, then start the daemon, run the SMTP measurements, stop it; True if all
     went well."""
     with sink_process(MAX_BYTES) as (port, sink):
         print(f"-- baseline: bare aiosmtpd sink (parses with the standard library), port {port}")
-        baseline = await run_sink(port, sink.pid, count, connections)
+        baseline = await run_sink(port, sink.pid, count, connections, warmup)
         if large:
             await run_large("sink", port, sink.pid)
     daemon = Daemon(workdir, names, log_level="warning")
@@ -635,9 +657,9 @@ async def measure_smtp(
         print(
             f"-- pipeline: daemon ready in {time.perf_counter() - started:.1f} s "
             f"(SMTP port {daemon.smtp_port}, prefix {names.prefix}); "
-            f"n={count}, connections={connections}"
+            f"n={count} after {warmup} warm-up mails, connections={connections}"
         )
-        ok, accepted = await run_smtp(daemon, count, connections)
+        ok, accepted = await run_smtp(daemon, count, connections, warmup)
         print(f"pipeline / sink, accepted mails/s: {accepted / baseline:.0%}")
         if large and daemon.process is not None:
             await run_large(
@@ -652,7 +674,7 @@ async def measure_smtp(
     return ok and code in (0, None)
 
 
-async def benchmark(seconds: float, count: int, connections: int, large: bool) -> int:
+async def benchmark(seconds: float, count: int, connections: int, warmup: int, large: bool) -> int:
     corpus = load_corpus()
     print("== baseline: the standard library's parser alone (one core) ==")
     print_normaliser(run_normaliser(corpus, seconds, stdlib_parse))
@@ -661,7 +683,7 @@ async def benchmark(seconds: float, count: int, connections: int, large: bool) -
     print("\n== SMTP ingest to the team queue ==")
     names = Names(prefix=f"bench-{uuid.uuid4().hex[:8]}")
     with tempfile.TemporaryDirectory(prefix="mail-bench-") as tmp:
-        ok = await measure_smtp(Path(tmp), names, count, connections, large)
+        ok = await measure_smtp(Path(tmp), names, count, connections, warmup, large)
         try:
             await delete_names(names)
         except Exception as error:
@@ -680,13 +702,16 @@ def main() -> None:
         "--connections", type=int, default=8, help="concurrent SMTP connections (default 8)"
     )
     parser.add_argument(
+        "--warmup", type=int, default=50, help="untimed mails sent first (default 50)"
+    )
+    parser.add_argument(
         "--skip-large", action="store_true", help="leave out the large-mail measurements"
     )
     args = parser.parse_args()
-    if args.seconds <= 0 or args.n <= 0 or args.connections <= 0:
-        parser.error("--seconds, -n and --connections must be positive")
+    if args.seconds <= 0 or args.n <= 0 or args.connections <= 0 or args.warmup < 0:
+        parser.error("--seconds, -n and --connections must be positive, --warmup at least 0")
     large = not args.skip_large
-    sys.exit(asyncio.run(benchmark(args.seconds, args.n, args.connections, large)))
+    sys.exit(asyncio.run(benchmark(args.seconds, args.n, args.connections, args.warmup, large)))
 
 
 if __name__ == "__main__":
