@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -105,8 +106,10 @@ async def test_two_identities_of_a_merged_customer_on_two_partitions_at_once(
         cases = [message(address.format(n=n), f"Broken {n}", at=now) for n in range(customers)]
         await publish(amqp, queue, cases)
 
-    first.start("dispatcher", split(2, 0, 2))
-    second.start("dispatcher", split(2, 1, 2))
+    # Each on its own partition only: standing by, the first to start could serve both.
+    own_only = {"INGEST_DISPATCHER__STANDBY_DELAY_S": "600"}
+    first.start("dispatcher", split(2, 0, 2, **own_only))
+    second.start("dispatcher", split(2, 1, 2, **own_only))
     opened = bodies(await collect(amqp, names.default, customers))
     updated = bodies(await collect(amqp, names.case_update, customers))
 
@@ -125,6 +128,10 @@ async def test_a_dispatcher_killed_while_holding_a_partition_is_taken_over(
 ) -> None:
     total = 400
     slow = {"INGEST_DISPATCHER__BATCH_SIZE": "5", "INGEST_DISPATCHER__HANDBACK_S": "1"}
+    # The owner of partition 0 never stands by for partition 1 (it would serve both if the
+    # other dispatcher were slower to start): the standby's count below is then its own
+    # partition plus what it took over.
+    owner_only = slow | {"INGEST_DISPATCHER__STANDBY_DELAY_S": "600"}
     dispatchers = [make_process(settings_name=f"d{n}.toml") for n in range(2)]
     await declare_topology(amqp, names.queue_settings(partitions=2))
     now = datetime.now(UTC)
@@ -137,20 +144,28 @@ async def test_a_dispatcher_killed_while_holding_a_partition_is_taken_over(
     on_one = await message_count(amqp, one)
     assert await message_count(amqp, zero) > 50 and on_one > 50
 
-    for n, dispatcher in enumerate(dispatchers):
-        dispatcher.start("dispatcher", split(2, n, 2, **slow))
+    dispatchers[0].start("dispatcher", split(2, 0, 2, **owner_only))
+    dispatchers[1].start("dispatcher", split(2, 1, 2, **slow))
     for dispatcher in dispatchers:
         await dispatcher.wait_ready()
-    await forwarded_at_least(amqp, names.default, 60)
-    dispatchers[0].kill()  # SIGKILL, with partition 0 in hand
+    await forwarded_at_least(amqp, names.default, 20)
+    # Frozen with partition 0 in hand, and more for it arriving: whatever the pace of this
+    # machine, there is partition 0 work left when it dies.
+    assert dispatchers[0].process is not None
+    dispatchers[0].process.send_signal(signal.SIGSTOP)
+    later = [message(f"late{n}@stream.example", f"late {n}", at=now) for n in range(20)]
+    await publish(amqp, zero, later)
+    cases += later
+    total += len(later)
+    dispatchers[0].kill()  # SIGKILL
 
     forwarded = bodies(await collect(amqp, names.default, total, timeout_s=120))
     took_over = await dispatchers[1].consumed() - on_one
-    assert took_over > 0, "the standby took partition 0 over"
+    assert took_over >= len(later), "the standby took partition 0 over"
 
     # Back, the owner gets its partition again: the standby hands it back within handback_s
     # of serving it. Probes go to partition 0 until the owner is the one that takes them.
-    await dispatchers[0].launch("dispatcher", split(2, 0, 2, **slow))
+    await dispatchers[0].launch("dispatcher", split(2, 0, 2, **owner_only))
     for attempt in range(60):
         probe = [message(f"probe{attempt}@back.example", "probe", at=now)]
         await publish(amqp, zero, probe)
