@@ -81,6 +81,7 @@ def test_the_unpacked_model_answers_exactly_as_the_packaged_one(tmp_path: Path) 
     packaged = _identifier(SITE, None)
     unpacked = _identifier(SITE, tmp_path)
     assert any(tmp_path.iterdir())  # the cache was written
+    assert [p.name for p in tmp_path.glob("langid-*/ptc-*.npy")] == ["ptc-da-de-en-es-fr-ja-zh.npy"]
     for text in texts:
         assert unpacked.rank(text) == packaged.rank(text)
     _identifier.cache_clear()
