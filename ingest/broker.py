@@ -93,7 +93,10 @@ class Broker:
         closed = asyncio.Event()
         connection.close_callbacks.add(lambda *_: closed.set())
         self.flow.watch(connection)
-        channel = await connection.channel(publisher_confirms=True)
+        # A mandatory publish the broker cannot route comes back and is then confirmed; with
+        # aio-pika's default its confirm would end well, and the message would count as safe
+        # while the broker dropped it. Raising, it is kept in the spool until it can be routed.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if self._settings.declare_topology:
             await declare_topology(channel, self._names)
         self._publish_channel = channel

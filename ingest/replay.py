@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime
 
 import aio_pika
+from aiormq.exceptions import PublishError
 
 from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
@@ -58,22 +59,29 @@ async def _publish(settings: Settings, case: CaseOpen) -> None:
         settings.broker.url, timeout=settings.broker.connect_timeout_s
     )
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+        # Unroutable, the message comes back: an error, not a replay (see ingest/broker.py).
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange, routing_key = case_open_route(settings.queues, case)
         target = await channel.get_exchange(exchange, ensure=False)
-        await target.publish(
-            aio_pika.Message(
-                case.to_json(),
-                message_id=case.id,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={
-                    "x-schema": SCHEMA,
-                    "x-channel": case.channel,
-                    "x-replayed": "true",
-                    PUBLISH_ID: secrets.token_hex(8),
-                },
-            ),
-            routing_key=routing_key,
-            mandatory=True,
-        )
+        try:
+            await target.publish(
+                aio_pika.Message(
+                    case.to_json(),
+                    message_id=case.id,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers={
+                        "x-schema": SCHEMA,
+                        "x-channel": case.channel,
+                        "x-replayed": "true",
+                        PUBLISH_ID: secrets.token_hex(8),
+                    },
+                ),
+                routing_key=routing_key,
+                mandatory=True,
+            )
+        except PublishError:
+            raise ReplayError(
+                f"the broker routes nothing to {routing_key!r} on {exchange!r}: is the"
+                " topology declared (`ingest run` declares it when it connects)?"
+            ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -9,9 +10,11 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.blobstore import BlobStore
 from ingest.quarantine import Quarantine
+from ingest.topology import declare_topology
 from normalizer.envelope import PAYLOAD_KINDS
 from tests.conftest import bodies, collect
 from tests.daemon import DaemonBase, ingest_command
+from tests.local import LocalDaemon
 
 WEB_MESSAGE = b'{"sender": {"email": "kept@customer.example"}, "text": "Kept, then replayed."}'
 
@@ -48,6 +51,22 @@ async def test_a_kept_web_message_replays_with_its_source_id(
     assert case["source_id"] == "form-4711"
     assert case["sender"]["address"] == "kept@customer.example"
     assert (await ingest_command(daemon.settings_path, "quarantine", "list")).stdout == b""
+
+
+async def test_a_replay_the_broker_cannot_route_fails_and_the_entry_stays(
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel
+) -> None:
+    daemon = make_daemon()  # not started: nothing declares the queue again meanwhile
+    await declare_topology(amqp, daemon.names.queue_settings())
+    await amqp.queue_delete(daemon.names.case_open)  # the exchange routes a case-open nowhere
+    entry_id = keep(daemon, WEB_MESSAGE, "web", source_id="form-4712")
+
+    replayed = await ingest_command(daemon.settings_path, "quarantine", "replay", entry_id)
+
+    assert replayed.returncode == 1
+    assert "routes nothing" in replayed.stderr.decode()
+    listed = await ingest_command(daemon.settings_path, "quarantine", "list")
+    assert entry_id in listed.stdout.decode(), "still kept, to replay later"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractChannel
 
 from ingest.publisher import spool_directory
 from ingest.spool import Outgoing, Spool
+from ingest.topology import declare_topology
 from tests.conftest import bodies, collect, forwarded_behind
 from tests.daemon import API_KEY, Daemon, DaemonBase
 from tests.local import LocalDaemon
@@ -55,6 +56,24 @@ async def submit_many(daemon: DaemonBase, keys: list[str]) -> list[int]:
             for key in keys
         ]
     return [answer.status_code for answer in answers]
+
+
+async def test_a_message_the_broker_cannot_route_is_kept_until_it_can_be(
+    make_daemon: Callable[..., LocalDaemon], amqp: AbstractChannel
+) -> None:
+    """The broker returns a mandatory publish that no queue takes, then confirms it: that is
+    not a safe message, so it goes to the spool and out again once the queue is back."""
+    daemon = await make_daemon().launch("channels")
+    await amqp.queue_delete(daemon.names.case_open)  # its binding goes with it
+
+    assert await submit_many(daemon, ["unroutable-1"]) == [202]
+    spooled = spool_directory(daemon.workdir / "var")
+    assert len(list(spooled.glob("*.json"))) == 1, "kept, not taken as delivered"
+
+    await declare_topology(amqp, daemon.names.queue_settings())
+    [case] = bodies(await collect(amqp, daemon.names.case_open, 1))
+    assert case["source_id"] == "unroutable-1"
+    await until(lambda: not list(spooled.glob("*.json")), "the spool emptied")
 
 
 async def wait_not_ready(daemon: DaemonBase) -> dict[str, object]:
