@@ -21,6 +21,7 @@ def test_a_three_minute_fault_soak_loses_nothing_and_doubles_nothing(tmp_path: P
         timeout=1200,
     )
     output = run.stdout.decode(errors="replace") + run.stderr.decode(errors="replace")[-4000:]
+    print(output)  # whole, under "Captured stdout" when the test fails
     assert report_path.exists(), output
     report = json.loads(report_path.read_text())
     rows = report["channels"]

@@ -109,6 +109,9 @@ class Report:
     crashes: list[str] = field(default_factory=list)
     doubles: dict[str, list[str]] = field(default_factory=dict)
     """Some keys forwarded more than once, with each forward's case-open id and verdict."""
+    losses: dict[str, str] = field(default_factory=dict)
+    """Some keys accepted and never forwarded, with what the store and case-open's
+    dead-letter queue know of them (where the trail ends)."""
 
     @property
     def lost(self) -> int:
@@ -511,9 +514,36 @@ class Soak:
             }
         doubled = sorted(key for key, count in delivered.items() if count > 1)
         self.report.doubles = {key: forwards[key] for key in doubled[:50]}
+        lost = sorted(m.key for m in self.sent.values() if m.accepted and not delivered[m.key])
+        if lost:
+            self.report.losses = await self._trail(lost[:50])
         strangers = [key for key in delivered if key not in self.sent]
         if strangers:
             self.report.crashes.append(f"{len(strangers)} unknown messages on the team queue")
+
+    async def _trail(self, keys: list[str]) -> dict[str, str]:
+        """Where each lost key's trail ends: its row in the store, or the dead letters."""
+        dead: dict[str, str] = {}
+        connection = await aio_pika.connect(self.broker.url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(self.names.case_open_dead, passive=True)
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                subject = str(json.loads(message.body).get("subject") or "")
+                dead[subject] = str((message.headers or {}).get("x-ingest-reason"))
+        found = {key: "not in the store, not dead-lettered" for key in keys}
+        found |= {key: f"dead-lettered: {dead[key]}" for key in keys if key in dead}
+        url = POSTGRES_MAINTENANCE.rsplit("/", 1)[0] + f"/{self.database}"
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as store:
+            for key in keys:
+                rows = await store.execute(
+                    "SELECT case_open_id, verdict, forwarded, target_queue, repeats, publish_id"
+                    " FROM messages WHERE body LIKE %s",
+                    (f'%"subject":"{key}"%',),
+                )
+                for row in await rows.fetchall():
+                    found[key] = "in the store: " + ", ".join(map(str, row))
+        return found
 
 
 def _mail(key: str) -> EmailMessage:
@@ -552,6 +582,8 @@ def print_report(report: Report) -> None:
         print(f"  unplanned: {crash}")
     for key, seen in report.doubles.items():
         print(f"  doubled: {key}: {'; '.join(seen)}")
+    for key, trail in report.losses.items():
+        print(f"  lost: {key}: {trail}")
     print(f"\nlost {report.lost}, doubled {report.doubled}")
 
 
