@@ -21,6 +21,6 @@ ensure_deploy_tools
 # start compiles the project anew (some 5 s of CPU per worker, half a second per command).
 unset PYTHONDONTWRITEBYTECODE
 workers="${INGEST_TEST_WORKERS:-4}"
-say "running pytest on $workers workers: 7 to 10 minutes on 2 cores, the quick loop"
-say "(-m \"not slow\") about 3; the 15 slowest tests are listed at the end"
+say "running pytest on $workers workers: 6 to 10 minutes on 2 cores, the quick loop"
+say "(-m \"not slow\") 2 to 3; the 15 slowest tests are listed at the end"
 exec "$VENV/bin/python" -m pytest -n "$workers" --dist worksteal --durations=15 "$@"
