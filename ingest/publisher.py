@@ -18,7 +18,6 @@ only one whose publish failed is sent again.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from enum import Enum
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from pamqp.commands import Basic
 from channels.base import CannotKeep, NotSafe
 from ingest.broker import Broker
 from ingest.spool import Outgoing, Spool, SpoolFull
-from normalizer.model import PUBLISH_ID
+from normalizer.model import PUBLISH_ID, new_publish_id
 
 log = structlog.get_logger("ingest.publisher")
 
@@ -219,7 +218,7 @@ class Publisher:
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=PERSISTENT,
-            headers={**message.headers, PUBLISH_ID: secrets.token_hex(8)},
+            headers={**message.headers, PUBLISH_ID: new_publish_id()},
         )
         underlay = await channel.get_underlay_channel()
         await underlay.basic_publish(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import datetime
 
 import aio_pika
@@ -14,7 +13,7 @@ from ingest.quarantine import Quarantine
 from ingest.settings import Settings
 from ingest.topology import case_open_route
 from normalizer.envelope import PAYLOAD_KINDS, Envelope, normalize
-from normalizer.model import PUBLISH_ID, SCHEMA, CaseOpen
+from normalizer.model import PUBLISH_ID, SCHEMA, CaseOpen, new_publish_id
 
 
 class ReplayError(Exception):
@@ -74,7 +73,7 @@ async def _publish(settings: Settings, case: CaseOpen) -> None:
                         "x-schema": SCHEMA,
                         "x-channel": case.channel,
                         "x-replayed": "true",
-                        PUBLISH_ID: secrets.token_hex(8),
+                        PUBLISH_ID: new_publish_id(),
                     },
                 ),
                 routing_key=routing_key,

@@ -8,6 +8,7 @@ alters the meaning of a field needs a new schema version, never a silent edit.
 
 from __future__ import annotations
 
+import secrets
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +19,12 @@ PUBLISH_ID = "x-publish-id"
 """Header with a fresh id on every publish of a case-open, a spooled one's retry included:
 two copies of one case-open in the queue differ in it, and the broker's redelivery of one
 copy keeps it (see `dispatcher.decide._known`)."""
+
+
+def new_publish_id() -> str:
+    """A fresh value for the `PUBLISH_ID` header, for one publish of a case-open."""
+    return secrets.token_hex(8)
+
 
 Channel = Literal["email", "sms", "whatsapp", "voice", "chat", "web", "logged"]
 IdentityKind = Literal["email", "phone", "telegram", "web"]

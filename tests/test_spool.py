@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractChannel
 from ingest.publisher import spool_directory
 from ingest.spool import Outgoing, Spool
 from ingest.topology import declare_topology
+from normalizer.model import PUBLISH_ID
 from tests.conftest import bodies, collect, forwarded_behind
 from tests.daemon import API_KEY, Daemon, DaemonBase
 from tests.local import LocalDaemon
@@ -71,8 +72,11 @@ async def test_a_message_the_broker_cannot_route_is_kept_until_it_can_be(
     assert len(list(spooled.glob("*.json"))) == 1, "kept, not taken as delivered"
 
     await declare_topology(amqp, daemon.names.queue_settings())
-    [case] = bodies(await collect(amqp, daemon.names.case_open, 1))
+    [message] = await collect(amqp, daemon.names.case_open, 1)
+    [case] = bodies([message])
     assert case["source_id"] == "unroutable-1"
+    # Every publish of a case-open names itself, so that two copies can be told apart.
+    assert len(str(message.headers[PUBLISH_ID])) == 16
     await until(lambda: not list(spooled.glob("*.json")), "the spool emptied")
 
 
