@@ -12,11 +12,11 @@ same arrays to the same `LanguageIdentifier`, so the same text gets the same lan
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,24 +144,29 @@ def _restricted(folder: Path, arrays: dict[str, Any], candidates: tuple[str, ...
     indices = [i for i, name in enumerate(every) if name in candidates]
     classes = [every[i] for i in indices]
     path = folder / f"ptc-{'-'.join(sorted(set(candidates)))}.npy"
-    if not path.exists():
-        _keep(path, np.ascontiguousarray(arrays["ptc"][:, indices]))
-    ptc = np.load(path, mmap_mode="r") if path.exists() else arrays["ptc"][:, indices]
-    return np.asarray(ptc), np.asarray(arrays["pc"])[indices], classes
+    if path.exists():
+        ptc = np.asarray(np.load(path, mmap_mode="r"))
+    else:
+        ptc = np.ascontiguousarray(arrays["ptc"][:, indices])
+        _keep(path, ptc)
+    return ptc, np.asarray(arrays["pc"])[indices], classes
 
 
 def _keep(path: Path, array: Any) -> None:
     """Save `array` at `path` whole or not at all (another process may be saving it too);
-    when the folder cannot be written, nothing is kept and the caller cuts in memory."""
+    when the folder cannot be written, nothing is kept (the next process cuts it again)."""
     import numpy as np
 
-    draft = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.npy")
-    try:
-        with draft.open("wb") as file:
+    draft = None
+    with contextlib.suppress(OSError):
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as file:
+            draft = file.name
             np.save(file, array, allow_pickle=False)
         os.replace(draft, path)
-    except OSError:
-        draft.unlink(missing_ok=True)
+        return
+    if draft is not None:  # written in part, or not moved: not left behind
+        with contextlib.suppress(OSError):
+            os.unlink(draft)
 
 
 def _integers(values: Any) -> memoryview:
