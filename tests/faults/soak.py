@@ -220,7 +220,7 @@ class Soak:
         self.broker = RabbitNode(root / "rabbitmq")
         self.proxy: TcpProxy | None = None
         self.dovecot = Dovecot()
-        self.database = ""
+        self.database_url = ""
         self.channels: list[Daemon] = []
         self.dispatchers: list[Daemon] = []
         self._down: set[Daemon] = set()  # killed on purpose, being restarted
@@ -235,10 +235,15 @@ class Soak:
 
     # -- set-up -------------------------------------------------------------------------
 
+    @property
+    def database(self) -> str:
+        """The soak's PostgreSQL database, by name."""
+        return self.database_url.rsplit("/", 1)[1]
+
     async def run(self) -> Report:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CLIENT_THREADS))
         async with postgres_database("soak") as database_url:
-            self.database = database_url.rsplit("/", 1)[1]
+            self.database_url = database_url
             log(f"soak in {self.root}: {self.minutes} min at {self.rate}/s")
             try:
                 await self.broker.start()
@@ -533,8 +538,9 @@ class Soak:
                 dead[subject] = str((message.headers or {}).get("x-ingest-reason"))
         found = {key: "not in the store, not dead-lettered" for key in keys}
         found |= {key: f"dead-lettered: {dead[key]}" for key in keys if key in dead}
-        url = POSTGRES_MAINTENANCE.rsplit("/", 1)[0] + f"/{self.database}"
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as store:
+        async with await psycopg.AsyncConnection.connect(
+            self.database_url, autocommit=True
+        ) as store:
             for key in keys:
                 rows = await store.execute(
                     "SELECT case_open_id, verdict, forwarded, target_queue, repeats, publish_id"
