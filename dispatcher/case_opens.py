@@ -27,6 +27,7 @@ from dispatcher.handling import (
     DeadLetter,
     Delivery,
     Done,
+    Later,
     Publish,
     Unavailable,
     Verdict,
@@ -81,7 +82,12 @@ class CaseOpens:
             verdicts.append(None)
             publish_id = delivery.headers.get(PUBLISH_ID)
             incoming.append(
-                Incoming(case, delivery.redelivered, str(publish_id) if publish_id else None)
+                Incoming(
+                    case,
+                    delivery.redelivered,
+                    str(publish_id) if publish_id else None,
+                    held=delivery.held,
+                )
             )
         outcomes = iter(await self._decide(incoming))
         decided = [verdict or self._verdict(next(outcomes)) for verdict in verdicts]
@@ -112,6 +118,8 @@ class CaseOpens:
         return outcomes
 
     def _verdict(self, outcome: Outcome) -> Verdict:
+        if outcome.later:
+            return Later("its customer is being decided by another dispatcher")
         forward = outcome.forward
         if forward is None or forward.dedup is None:
             return Done("repeat", note=outcome)

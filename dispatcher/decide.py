@@ -29,6 +29,7 @@ from dispatcher.database import pairs_in
 from dispatcher.dedup import Match, duplicate_of, fingerprint, follow_up_of
 from dispatcher.history import history, longest_window_days
 from dispatcher.identity import (
+    IdentityKey,
     groups_of,
     lock_customers,
     lock_identities,
@@ -73,12 +74,14 @@ NEWER_THAN_STORED = 10**15
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A delivery: the message, whether the broker delivered it before, and the id of the
-    publish it is a copy of (`normalizer.model.PUBLISH_ID`)."""
+    """A delivery: the message, whether the broker delivered it before, the id of the
+    publish it is a copy of (`normalizer.model.PUBLISH_ID`), and whether it was put off
+    before (`Outcome.later`: it is then waited for, not put off again)."""
 
     case: CaseOpen
     redelivered: bool = False
     publish_id: str | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class Outcome:
     done: RabbitMQ's transactions are not atomic, so a connection lost during the commit can
     have published the first forward without acknowledging its input. The forward then says
     it may be a duplicate (same message id), for consumers that deduplicate."""
+    later: bool = False
+    """Not decided: its customer is locked by another dispatcher's transaction (PostgreSQL),
+    so it waits for the next batch instead of holding this one up."""
 
 
 class Decider:
@@ -150,7 +156,9 @@ class Decider:
                     outcomes[index] = _known(item, row, key in finished, repeats)
             if fresh:
                 publishes = {incoming[i].case.id: incoming[i].publish_id for i in fresh}
-                decided = _Batch(self, session, publishes).decide([incoming[i].case for i in fresh])
+                decided = _Batch(self, session, publishes).decide(
+                    [incoming[i].case for i in fresh], [incoming[i].held for i in fresh]
+                )
                 outcomes.update(zip(fresh, decided, strict=True))
         _settle(session, finished, repeats)
         return [outcomes[index] for index in range(len(incoming))]
@@ -199,13 +207,34 @@ class _Batch:
         self.writes = Writes()
         self.ids = CaseIds(session)
 
-    def decide(self, cases: list[CaseOpen]) -> list[Outcome]:
+    def decide(self, cases: list[CaseOpen], held: Sequence[bool]) -> list[Outcome]:
+        """Each message's outcome, in order; those of customers another dispatcher holds
+        are put off (`Outcome.later`), unless they were put off before."""
         senders = [normalise(c.sender.kind, c.sender.address) for c in cases]
         lock_identities(self.session, senders)
         names = {key: case.sender.name for key, case in zip(senders, cases, strict=True)}
         roots = resolve_senders(self.session, names, self.now)
-        lock_customers(self.session, roots.values())
-        groups = groups_of(self.session, roots.values())
+        # Put off before: waited for (in id order). The rest: skipped when another
+        # dispatcher holds them, which only two identities of one customer on two
+        # partitions make happen; a lock wait would hold up this whole batch.
+        waited = {roots[sender] for sender, again in zip(senders, held, strict=True) if again}
+        lock_customers(self.session, waited)
+        busy = lock_customers(self.session, set(roots.values()) - waited, skip_locked=True)
+        if busy:
+            log.debug("customers busy elsewhere: their messages wait", customers=len(busy))
+        kept = [i for i, sender in enumerate(senders) if roots[sender] not in busy]
+        decided = iter(self._decide([cases[i] for i in kept], [senders[i] for i in kept], roots))
+        return [
+            next(decided) if roots[sender] not in busy else Outcome(case, later=True)
+            for case, sender in zip(cases, senders, strict=True)
+        ]
+
+    def _decide(
+        self, cases: list[CaseOpen], senders: list[IdentityKey], roots: Mapping[IdentityKey, int]
+    ) -> list[Outcome]:
+        if not cases:
+            return []
+        groups = groups_of(self.session, {roots[sender] for sender in senders})
         prints = [fingerprint(case) for case in cases]
         settings = self.d.settings
         wanted = wanted_for(

@@ -8,6 +8,7 @@ acknowledges; with a transaction, a batch's publishes and acknowledgements commi
     Done(outcome, publish)   handled; publish these, then acknowledge (outcome is counted)
     DeadLetter(reason)       can never be handled: kept in the dead letters with the reason
     Retry(reason, after_s)   not now (a relay is down): back on the queue after a backoff
+    Later(reason)            not in this batch: kept in hand, first in the next batch
 
 A handler raises `Unavailable` when nothing of the batch can be handled now (the store is
 unreachable): the runner waits and hands the same batch again. Any other exception is taken
@@ -33,6 +34,8 @@ class Delivery:
     redelivered: bool = False
     attempt: int = 1
     """1 for the first delivery; quorum queues count the earlier ones (x-delivery-count)."""
+    held: bool = False
+    """Handed before and kept back (`Later`): the handler should not put it off again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,15 @@ class Retry:
     after_s: float | None = None
 
 
-Verdict = Done | DeadLetter | Retry
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Not in this batch: kept in hand, unacknowledged, and handed first in the next batch
+    (with `Delivery.held`), in the order it came."""
+
+    reason: str
+
+
+Verdict = Done | DeadLetter | Retry | Later
 
 
 class Unavailable(Exception):

@@ -52,16 +52,20 @@ def lock_identities(session: Session, keys: Iterable[IdentityKey]) -> None:
         )
 
 
-def lock_customers(session: Session, ids: Iterable[int]) -> None:
-    """Lock these customer rows until the transaction ends, in id order."""
+def lock_customers(session: Session, ids: Iterable[int], *, skip_locked: bool = False) -> set[int]:
+    """Lock these customer rows until the transaction ends, in id order. With `skip_locked`
+    (PostgreSQL), rows another transaction holds are not waited for: their ids are returned."""
     wanted = sorted(set(ids))
-    if wanted:
-        session.execute(
-            select(Customer.id)
-            .where(Customer.id.in_(wanted))
-            .order_by(Customer.id)
-            .with_for_update()
-        ).all()
+    if not wanted:
+        return set()
+    skip = skip_locked and session.get_bind().dialect.name == "postgresql"
+    locked = session.scalars(
+        select(Customer.id)
+        .where(Customer.id.in_(wanted))
+        .order_by(Customer.id)
+        .with_for_update(skip_locked=skip)
+    ).all()
+    return set(wanted).difference(locked) if skip else set()
 
 
 def find_identity(session: Session, key: IdentityKey) -> Identity | None:

@@ -14,6 +14,7 @@ with the reason (`x-ingest-reason`), acknowledgements, then the commit.
 - `Retry` puts a delivery back on the queue after a backoff (at least the handler's hint);
   the last attempt the queue allows is dead-lettered here with the reason, never by the
   broker without one.
+- `Later` keeps a delivery in hand, unacknowledged, and hands it first in the next batch.
 
 `stop()` takes no new batch and lets the one in hand finish; waits for a retry end at once.
 """
@@ -43,6 +44,7 @@ from dispatcher.handling import (
     Delivery,
     Done,
     Handler,
+    Later,
     Publish,
     Retry,
     Unavailable,
@@ -149,13 +151,14 @@ class Runner:
         self, channel: AbstractChannel, inbox: asyncio.Queue[AbstractIncomingMessage]
     ) -> None:
         batches = _Batches(self, channel)
+        held: list[AbstractIncomingMessage] = []
         while not self._stopping.is_set():
-            batch = await self._collect(inbox)
-            for message in batch:
+            fresh = await self._collect(inbox, self._c.batch_size - len(held), wait=not held)
+            for message in fresh:
                 queue = self.queue_of.get(message.consumer_tag or "", "")
                 self._served[queue] = self._served.get(queue, 0) + 1
-            if batch:
-                await batches.handle(batch)
+            if held or fresh:
+                held = await batches.handle(held + fresh, len(held))
             else:
                 await self._handler.idle()
 
@@ -188,21 +191,24 @@ class Runner:
                     log.info("handed back", consumer=self._c.name, queue=name)
 
     async def _collect(
-        self, inbox: asyncio.Queue[AbstractIncomingMessage]
+        self, inbox: asyncio.Queue[AbstractIncomingMessage], room: int, wait: bool = True
     ) -> list[AbstractIncomingMessage]:
-        """Wait for one delivery, then take what piled up meanwhile (up to a batch)."""
-        try:
-            batch = [await asyncio.wait_for(inbox.get(), IDLE_POLL_S)]
-        except TimeoutError:
-            return []
+        """Wait for one delivery (unless not to `wait`), then take what piled up meanwhile,
+        `room` at most."""
+        batch: list[AbstractIncomingMessage] = []
+        if wait:
+            try:
+                batch.append(await asyncio.wait_for(inbox.get(), IDLE_POLL_S))
+            except TimeoutError:
+                return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._c.batch_wait_s
-        while len(batch) < self._c.batch_size:
+        while len(batch) < room:
             if not inbox.empty():
                 batch.append(inbox.get_nowait())
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or not batch:
                 break
             try:
                 batch.append(await asyncio.wait_for(inbox.get(), remaining))
@@ -231,14 +237,18 @@ class _Batches:
         self._underlay: aiormq.abc.AbstractChannel | None = None
         self._lock = asyncio.Lock()  # a batch's publishes, acks and commit go out together
 
-    async def handle(self, messages: list[AbstractIncomingMessage]) -> None:
-        deliveries = [_delivery(message) for message in messages]
+    async def handle(
+        self, messages: list[AbstractIncomingMessage], held: int = 0
+    ) -> list[AbstractIncomingMessage]:
+        """Handle a batch whose first `held` deliveries were kept back before; the ones kept
+        back now (`Later`), in order."""
+        deliveries = [_delivery(message, held=n < held) for n, message in enumerate(messages)]
         try:
             verdicts = await self._verdicts(deliveries)
         except Unavailable:  # stopping: the deliveries go back when the channel closes
-            return
+            return []
         async with self._lock:
-            settled, dead = await self._carry_out(messages, deliveries, verdicts)
+            settled, dead, kept = await self._carry_out(messages, deliveries, verdicts)
             if self._c.transactional:
                 await self._channel.transaction().commit()
         await self._r._handler.committed(verdicts)
@@ -246,6 +256,7 @@ class _Batches:
             self._r._tally.settled(outcome, count)
         for reason in dead:
             self._r._tally.dead_lettered(reason)
+        return kept
 
     async def _verdicts(self, batch: Sequence[Delivery]) -> list[Verdict]:
         try:
@@ -317,12 +328,13 @@ class _Batches:
         messages: Sequence[AbstractIncomingMessage],
         deliveries: Sequence[Delivery],
         verdicts: Sequence[Verdict],
-    ) -> tuple[dict[str, int], list[str]]:
-        """Publish, dead-letter or requeue each; what was settled, and the dead letters'
-        reasons."""
+    ) -> tuple[dict[str, int], list[str], list[AbstractIncomingMessage]]:
+        """Publish, dead-letter, requeue or keep each; what was settled, the dead letters'
+        reasons and the deliveries kept in hand."""
         settled: dict[str, int] = {}
         dead: list[str] = []
         acked: list[AbstractIncomingMessage] = []
+        kept: list[AbstractIncomingMessage] = []
         for message, delivery, verdict in zip(messages, deliveries, verdicts, strict=True):
             if isinstance(verdict, Retry) and delivery.attempt > self._c.delivery_limit:
                 # The broker dead-letters past its limit itself, without a reason: not here.
@@ -331,6 +343,9 @@ class _Batches:
                     "giving up", consumer=self._c.name, message_id=message.message_id, reason=reason
                 )
                 verdict = DeadLetter(reason)
+            if isinstance(verdict, Later):
+                kept.append(message)
+                continue
             if isinstance(verdict, Done):
                 for publish in verdict.publish:
                     await self._publish(publish)
@@ -347,7 +362,7 @@ class _Batches:
             settled[outcome] = settled.get(outcome, 0) + 1
         everything = len(acked) == len(messages) and not self._r._retries
         await _acknowledge(acked, everything)
-        return settled, dead
+        return settled, dead, kept
 
     async def _publish(self, publish: Publish) -> None:
         # Straight to the AMQP channel: aio-pika's Message and Exchange wrappers cost a
@@ -430,7 +445,7 @@ async def _acknowledge(messages: Sequence[AbstractIncomingMessage], everything: 
         await message.ack()
 
 
-def _delivery(message: AbstractIncomingMessage) -> Delivery:
+def _delivery(message: AbstractIncomingMessage, held: bool = False) -> Delivery:
     headers = message.headers or {}
     count = headers.get("x-delivery-count", 0)
     return Delivery(
@@ -439,6 +454,7 @@ def _delivery(message: AbstractIncomingMessage) -> Delivery:
         headers=headers,
         redelivered=bool(message.redelivered),
         attempt=(count if isinstance(count, int) else 0) + 1,
+        held=held,
     )
 
 

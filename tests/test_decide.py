@@ -5,21 +5,25 @@ Every test runs on SQLite and on a PostgreSQL database of its own.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 from ulid import ULID
 
+from dispatcher.database import create_engine
 from dispatcher.decide import Decider, Incoming, Outcome
 from dispatcher.directory import import_rows, read_directory
 from dispatcher.feedback import CaseEventMessage, EventRejected, apply_event
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
-from dispatcher.tables import Message
+from dispatcher.tables import Customer, Message
+from dispatcher.tables import Identity as IdentityRow
 from dispatcher.triage import DefaultQueue
 from normalizer.model import Attachment, CaseOpen, Identity, Sender, Thread, Touchpoint
 
@@ -74,14 +78,22 @@ class World:
         return await self.store.run(apply_event, parsed, "C-")
 
 
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[World]:
+    store = await Store.open(url, auto_migrate=True)
+    try:
+        rows, errors = read_directory(DIRECTORY.splitlines(keepends=True))
+        assert errors == []
+        await store.run(import_rows, rows, "test")
+        yield World(store, DispatcherSettings())
+    finally:
+        await store.close()
+
+
 @pytest.fixture
 async def world(store_url: str) -> AsyncIterator[World]:
-    store = await Store.open(store_url, auto_migrate=True)
-    rows, errors = read_directory(DIRECTORY.splitlines(keepends=True))
-    assert errors == []
-    await store.run(import_rows, rows, "test")
-    yield World(store, DispatcherSettings())
-    await store.close()
+    async with opened(store_url) as world:
+        yield world
 
 
 def dedup(outcome: Outcome) -> tuple[str, str | None]:
@@ -300,3 +312,62 @@ async def test_retention_prunes_old_records_and_fingerprints(world: World) -> No
     assert await world.store.run(left) == ([False, True], 2)
     later = await world.store.prune(retention, now=T0 + timedelta(days=101))
     assert later.counters == 2, "the counters of days older than 90 days go"
+
+
+@pytest.mark.slow
+async def test_a_customer_another_dispatcher_holds_is_put_off_then_waited_for(
+    pg_url: str,
+) -> None:
+    """Ann's mail and SMS come from two identities, so on two partitions: while another
+    dispatcher's transaction holds her, a batch puts her messages off instead of waiting
+    (Bob's goes on); handed again, they wait their turn and are decided together."""
+    async with opened(pg_url) as world:
+        engine = create_engine(pg_url)
+        other = engine.connect()
+        try:
+            ann = await asyncio.to_thread(_hold_customer, other, "ann@acme.example")
+            mail = message(text="Invoice 77 is wrong")
+            sms = message("+4930123456", "invoice 77 is wrong", channel="sms")
+            bob = message("bob@beta.example")
+            batch = [Incoming(mail), Incoming(bob), Incoming(sms)]
+            first = await world.store.run(world.decider.batch, batch)
+            assert [outcome.later for outcome in first] == [True, False, True]
+            assert dedup(first[1])[0] == "new"
+            assert first[0].forward is None and first[2].forward is None
+
+            again = [Incoming(mail, held=True), Incoming(sms, held=True)]
+            waiting = asyncio.create_task(world.store.run(world.decider.batch, again))
+            await _until_a_lock_is_waited_for(other, ann)
+            assert not waiting.done()
+            await asyncio.to_thread(other.rollback)
+            decided = await asyncio.wait_for(waiting, 30)
+        finally:
+            await asyncio.to_thread(other.close)
+            engine.dispose()
+    assert [outcome.later for outcome in decided] == [False, False]
+    verdict, case = dedup(decided[0])
+    assert verdict == "new" and dedup(decided[1]) == ("duplicate", case)
+
+
+def _hold_customer(connection: Connection, address: str) -> int:
+    """Lock the customer of `address` in an open transaction (as a dispatcher deciding one of
+    their messages does); its id."""
+    connection.begin()
+    customer = connection.scalar(
+        select(IdentityRow.customer_id).where(IdentityRow.address == address)
+    )
+    connection.execute(select(Customer.id).where(Customer.id == customer).with_for_update())
+    return int(customer)
+
+
+async def _until_a_lock_is_waited_for(connection: Connection, customer: int) -> None:
+    """Until another session of this database waits for a lock (the customer's row)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    for _ in range(600):
+        if await asyncio.to_thread(connection.scalar, query):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no session waited for customer {customer}")
