@@ -40,7 +40,7 @@ from dispatcher.directory import import_rows, read_directory
 from dispatcher.incidents.signature import prepare
 from dispatcher.store import Store
 from dispatcher.triage.router import RulesRouter
-from ingest.daemon import _intake, _rules
+from ingest.daemon import _intake, _rules, settle_garbage_collector
 from ingest.settings import Settings, load_settings
 from normalizer.model import CaseOpen
 from tests.scenario import build
@@ -113,6 +113,7 @@ def fastest(options: argparse.Namespace, intake: bool, folder: Path) -> tuple[fl
     measured messages."""
     settings, path = settings_in(folder / ("full" if intake else "bare"))
     decider = decider_for(settings, path, intake)
+    settle_garbage_collector()  # as the daemon does once it is up
     best: list[float] | None = None
     totals = []
     count = 0
