@@ -143,7 +143,6 @@ class Message(Base):
         UniqueConstraint("channel", "source_id"),
         Index(None, "customer_id", "received_at"),
         Index(None, "customer_id", "fingerprint"),
-        Index(None, "seen_at"),
         Index(None, "received_at", "channel", "customer_id", "case_id"),
         Index(None, "case_open_id"),  # incidents name their messages by it (the report)
     )
