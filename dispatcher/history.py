@@ -17,10 +17,6 @@ from normalizer.model import CaseBrief, ContactCounts, History
 
 WINDOWS_DAYS = (7, 30, 90)
 MAX_OPEN_CASES = 20
-BRIEFS_KEPT = 20_000
-"""Briefs kept across batches: a customer's open and recent cases are loaded by every batch
-with one of their messages, and making each brief again was a tenth of the history's cost."""
-_BRIEFS: dict[tuple[object, ...], CaseBrief] = {}
 
 
 def longest_window_days(settings: HistorySettings) -> int:
@@ -29,33 +25,17 @@ def longest_window_days(settings: HistorySettings) -> int:
 
 
 def brief(case: CaseState, prefix: str) -> CaseBrief:
-    """The case in a line; made once per case and batch, as many messages show the same, and
-    taken from the briefs of earlier batches while the case shows the same."""
+    """The case in a line; made once per case and batch, as many messages show the same."""
     if case.shown is None:
-        key = (
-            prefix,
-            case.id,
-            case.status,
-            case.queue,
-            case.priority,
-            case.channel,
-            case.subject,
-            case.opened_at,
+        case.shown = CaseBrief.model_construct(
+            id=f"{prefix}{case.id}",
+            status=case.status,
+            queue=case.queue,
+            priority=case.priority,
+            channel=case.channel,
+            subject=case.subject,
+            opened_at=case.opened_at,
         )
-        shown = _BRIEFS.get(key)
-        if shown is None:
-            if len(_BRIEFS) >= BRIEFS_KEPT:
-                _BRIEFS.clear()
-            shown = _BRIEFS[key] = CaseBrief.model_construct(
-                id=f"{prefix}{case.id}",
-                status=case.status,
-                queue=case.queue,
-                priority=case.priority,
-                channel=case.channel,
-                subject=case.subject,
-                opened_at=case.opened_at,
-            )
-        case.shown = shown
     return case.shown
 
 
