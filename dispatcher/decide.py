@@ -222,12 +222,12 @@ class _Batch:
         busy = lock_customers(self.session, set(roots.values()) - waited, skip_locked=True)
         if busy:
             log.debug("customers busy elsewhere: their messages wait", customers=len(busy))
+        outcomes = [Outcome(case, later=True) for case in cases]
         kept = [i for i, sender in enumerate(senders) if roots[sender] not in busy]
-        decided = iter(self._decide([cases[i] for i in kept], [senders[i] for i in kept], roots))
-        return [
-            next(decided) if roots[sender] not in busy else Outcome(case, later=True)
-            for case, sender in zip(cases, senders, strict=True)
-        ]
+        decided = self._decide([cases[i] for i in kept], [senders[i] for i in kept], roots)
+        for index, outcome in zip(kept, decided, strict=True):
+            outcomes[index] = outcome
+        return outcomes
 
     def _decide(
         self, cases: list[CaseOpen], senders: list[IdentityKey], roots: Mapping[IdentityKey, int]

@@ -378,12 +378,7 @@ def _dispatcher(
 ) -> list[Runner]:
     """The runners of case-open, case-events and kb-events, the dispatcher's queues."""
     names, options = settings.queues, settings.dispatcher
-    router = RulesRouter(rules)
-    acks = AckPolicy(
-        router, lambda ack: unanswerable(ack.channel, ack.to, settings.channels, settings.outbound)
-    )
-    intake = _intake(settings, suggester)
-    decider = Decider(options, names.case_update, router, acks, intake)
+    decider = build_decider(settings, rules, suggester)
     routes = Routes(
         exchange=names.cases_exchange,
         acknowledgements=names.acknowledgements,
@@ -483,6 +478,19 @@ def _rules(settings: Settings, settings_path: Path) -> LiveRules:
         )
     except RulesError as error:
         raise StartupError("invalid triage rules: " + "; ".join(error.problems)) from None
+
+
+def build_decider(
+    settings: Settings, rules: LiveRules, suggester: Suggester | None = None
+) -> Decider:
+    """The dispatcher's decider: triage on `rules`, acknowledgement requests, and intake
+    (knowledge-base suggestions, incidents) as the settings turn them on."""
+    router = RulesRouter(rules)
+    acks = AckPolicy(
+        router, lambda ack: unanswerable(ack.channel, ack.to, settings.channels, settings.outbound)
+    )
+    intake = _intake(settings, suggester)
+    return Decider(settings.dispatcher, settings.queues.case_update, router, acks, intake)
 
 
 def _intake(settings: Settings, suggester: Suggester | None) -> Intake | None:

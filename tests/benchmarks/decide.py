@@ -33,14 +33,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from channels.replies import unanswerable
-from dispatcher.acks import AckPolicy
 from dispatcher.decide import Decider, Incoming, Outcome
 from dispatcher.directory import import_rows, read_directory
 from dispatcher.incidents.signature import prepare
 from dispatcher.store import Store
-from dispatcher.triage.router import RulesRouter
-from ingest.daemon import _intake, _rules, settle_garbage_collector
+from ingest.daemon import _rules, build_decider, settle_garbage_collector
 from ingest.settings import Settings, load_settings
 from normalizer.model import CaseOpen
 from tests.scenario import build
@@ -58,13 +55,12 @@ def settings_in(folder: Path) -> tuple[Settings, Path]:
 
 
 def decider_for(settings: Settings, path: Path, intake: bool) -> Decider:
-    """The decider the daemon builds (`ingest.daemon._dispatcher`), intake on or off."""
-    router = RulesRouter(_rules(settings, path))
-    acks = AckPolicy(
-        router, lambda ack: unanswerable(ack.channel, ack.to, settings.channels, settings.outbound)
-    )
-    extra = _intake(settings, None) if intake else None
-    return Decider(settings.dispatcher, settings.queues.case_update, router, acks, extra)
+    """The decider the daemon builds, with incident detection on or off (the knowledge base
+    is off in the shipped settings)."""
+    if not intake:
+        incidents = settings.incidents.model_copy(update={"enabled": False})
+        settings = settings.model_copy(update={"incidents": incidents})
+    return build_decider(settings, _rules(settings, path))
 
 
 async def one_run(
