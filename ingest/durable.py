@@ -43,6 +43,10 @@ def write_all_durably(files: list[tuple[Path, bytes]]) -> None:
     system commits them together (ext4 and XFS group concurrent fsyncs into one journal
     commit): a thousand files cost a few commits, not a thousand."""
     temporaries = [path.with_name(f".{path.name}.{os.getpid()}.tmp") for path, _data in files]
+    if len(files) == 1:  # most mail: starting a thread would cost a third of the fsyncs' CPU
+        (path, data), temporary = files[0], temporaries[0]
+        write_durably(path, data, temporary)
+        return
     folders = list(dict.fromkeys(path.parent for path, _data in files))
     with ThreadPoolExecutor(min(len(files), MAX_SYNC_THREADS) or 1) as pool:
         list(pool.map(_write_synced, temporaries, (data for _path, data in files)))
