@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, and_, event, tuple_
+from sqlalchemy import Connection, Engine, and_, bindparam, event, tuple_
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -100,13 +100,30 @@ def transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
         return work(session, *args)
 
 
-def pairs_in(first: Any, second: Any, pairs: Sequence[tuple[Any, Any]], dialect: str) -> Any:
-    """A condition true for rows whose (first, second) is one of `pairs`, using the two
-    columns' index on both databases: SQLite scans the whole table for a row-value IN, so
-    there it is `first IN (...) AND second IN (...)`, a superset the caller narrows."""
+def pairs_in(first: Any, second: Any, dialect: str, name: str = "pairs") -> Any:
+    """A condition true for rows whose (first, second) is one of the pairs bound under `name`
+    (`bound_pairs`), using the two columns' index on both databases: SQLite scans the whole
+    table for a row-value IN, so there it is `first IN (...) AND second IN (...)`, a superset
+    the caller narrows. Made of bound parameters, so that a statement using it is built once
+    and each batch only binds its pairs (building and keying it cost more than running it)."""
     if dialect == "postgresql":
-        return tuple_(first, second).in_(pairs)
-    return and_(first.in_({a for a, _ in pairs}), second.in_({b for _, b in pairs}))
+        return tuple_(first, second).in_(bindparam(name, expanding=True))
+    return and_(
+        first.in_(bindparam(f"{name}_first", expanding=True)),
+        second.in_(bindparam(f"{name}_second", expanding=True)),
+    )
+
+
+def bound_pairs(
+    pairs: Sequence[tuple[Any, Any]], dialect: str, name: str = "pairs"
+) -> dict[str, Any]:
+    """The parameters of a `pairs_in` condition for these pairs."""
+    if dialect == "postgresql":
+        return {name: list(pairs)}
+    return {
+        f"{name}_first": sorted({a for a, _ in pairs}),
+        f"{name}_second": sorted({b for _, b in pairs}),
+    }
 
 
 def text_of(error: BaseException) -> str:

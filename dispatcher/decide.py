@@ -18,14 +18,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.acks import AckPolicy, sent_recently
-from dispatcher.database import pairs_in
+from dispatcher.database import bound_pairs, pairs_in
 from dispatcher.dedup import Match, duplicate_of, fingerprint, follow_up_of
 from dispatcher.history import history, longest_window_days
 from dispatcher.identity import (
@@ -504,29 +505,42 @@ def _settle(session: Session, finished: set[Key], repeats: Counter[Key]) -> None
     keys = sorted(finished | set(repeats))
     if not keys:
         return
-    columns = MESSAGES.c
     dialect = session.get_bind().dialect.name
-    query = (
-        select(columns.id, columns.channel, columns.source_id)
-        .where(pairs_in(columns.channel, columns.source_id, keys, dialect))
-        .order_by(columns.channel, columns.source_id)
-    )
-    if dialect == "postgresql":
-        query = query.with_for_update()
-    ids = {(row.channel, row.source_id): row.id for row in session.execute(query)}
+    rows = session.execute(_settling(dialect), bound_pairs(keys, dialect))
+    ids = {(row.channel, row.source_id): row.id for row in rows}
     done = sorted(ids[key] for key in finished if key in ids)
     if done:
-        session.execute(update(MESSAGES).where(columns.id.in_(done)).values(forwarded=True))
+        session.execute(_FORWARDED, {"ids": done})
     by_count: dict[int, list[int]] = {}
     for key, count in repeats.items():
         if key in ids:
             by_count.setdefault(count, []).append(ids[key])
     for count, counted in by_count.items():
-        session.execute(
-            update(MESSAGES)
-            .where(columns.id.in_(sorted(counted)))
-            .values(repeats=columns.repeats + count)
-        )
+        session.execute(_REPEATED, {"ids": sorted(counted), "count": count})
+
+
+@cache
+def _settling(dialect: str) -> Select[Any]:
+    """The ids of the messages `_settle` updates, locked on PostgreSQL."""
+    columns = MESSAGES.c
+    query = (
+        select(columns.id, columns.channel, columns.source_id)
+        .where(pairs_in(columns.channel, columns.source_id, dialect))
+        .order_by(columns.channel, columns.source_id)
+    )
+    return query.with_for_update() if dialect == "postgresql" else query
+
+
+_FORWARDED = (
+    update(MESSAGES)
+    .where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(forwarded=True)
+)
+_REPEATED = (
+    update(MESSAGES)
+    .where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(repeats=MESSAGES.c.repeats + bindparam("count"))
+)
 
 
 def _closed_for(target: CaseState, at: datetime) -> timedelta | None:

@@ -13,11 +13,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import insert, or_, select, text, update
+from sqlalchemy import Select, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dispatcher.database import pairs_in
+from dispatcher.database import bound_pairs, pairs_in
 from dispatcher.tables import Customer, Identity, IdentityMerge
 
 KINDS = ("email", "phone", "telegram", "web")
@@ -43,13 +45,21 @@ def lock_identities(session: Session, keys: Iterable[IdentityKey]) -> None:
         return
     wanted = sorted({_lock_key(key) for key in keys})
     if wanted:
-        session.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(k) FROM "
-                "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
-            ),
-            {"keys": wanted},
-        )
+        session.execute(_LOCK_IDENTITIES, {"keys": wanted})
+
+
+_LOCK_IDENTITIES = text(
+    "SELECT pg_advisory_xact_lock(k) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+)
+
+
+@cache
+def _identities_of(dialect: str) -> Select[Any]:
+    identities = Identity.__table__
+    return select(identities.c.kind, identities.c.address, identities.c.customer_id).where(
+        pairs_in(identities.c.kind, identities.c.address, dialect)
+    )
 
 
 def lock_customers(session: Session, ids: Iterable[int], *, skip_locked: bool = False) -> set[int]:
@@ -59,13 +69,17 @@ def lock_customers(session: Session, ids: Iterable[int], *, skip_locked: bool = 
     if not wanted:
         return set()
     skip = skip_locked and session.get_bind().dialect.name == "postgresql"
-    locked = session.scalars(
-        select(Customer.id)
-        .where(Customer.id.in_(wanted))
-        .order_by(Customer.id)
-        .with_for_update(skip_locked=skip)
-    ).all()
+    locked = session.scalars(_LOCK_CUSTOMERS[skip], {"ids": wanted}).all()
     return set(wanted).difference(locked) if skip else set()
+
+
+_LOCK_CUSTOMERS = {
+    skip: select(Customer.id)
+    .where(Customer.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Customer.id)
+    .with_for_update(skip_locked=skip)
+    for skip in (False, True)
+}
 
 
 def find_identity(session: Session, key: IdentityKey) -> Identity | None:
@@ -102,13 +116,8 @@ def resolve_senders(
     provisional customer for each unknown one, made with one insert per table."""
     if not names:
         return {}
-    identities = Identity.__table__
     dialect = session.get_bind().dialect.name
-    found = session.execute(
-        select(identities.c.kind, identities.c.address, identities.c.customer_id).where(
-            pairs_in(identities.c.kind, identities.c.address, list(names), dialect)
-        )
-    )
+    found = session.execute(_identities_of(dialect), bound_pairs(list(names), dialect))
     roots = {
         (row.kind, row.address): row.customer_id
         for row in found
@@ -128,7 +137,7 @@ def resolve_senders(
         for key, customer_id in zip(unknown, made, strict=True):
             roots[key] = customer_id
         session.execute(
-            insert(identities),
+            insert(Identity.__table__),
             [
                 {
                     "kind": kind,
@@ -143,14 +152,17 @@ def resolve_senders(
     return roots
 
 
+_GROUP_MEMBERS = select(Customer.id, Customer.merged_into).where(
+    Customer.merged_into.in_(bindparam("roots", expanding=True))
+)
+
+
 def groups_of(session: Session, roots: Iterable[int]) -> dict[int, list[int]]:
     """For each root, the root and every customer merged into it."""
     wanted = sorted(set(roots))
     groups = {root: [root] for root in wanted}
     if wanted:
-        members = session.execute(
-            select(Customer.id, Customer.merged_into).where(Customer.merged_into.in_(wanted))
-        )
+        members = session.execute(_GROUP_MEMBERS, {"roots": wanted})
         for member in members:
             groups[member.merged_into].append(member.id)
     return groups

@@ -14,12 +14,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from dispatcher.database import pairs_in
+from dispatcher.database import bound_pairs, pairs_in
 from dispatcher.tables import Case, CaseParticipant, ContactCount, Customer, Message
 from normalizer.model import CaseBrief, CaseOpen, CustomerInfo
 
@@ -146,7 +147,7 @@ def load(session: Session, groups: dict[int, list[int]], wanted: Wanted, windows
         threads={},
         participants=set(),
     )
-    for row in session.execute(select(Customer.__table__).where(Customer.id.in_(groups))):
+    for row in session.execute(_CUSTOMERS, {"ids": list(groups)}):
         known.groups[row.id].customer = customer_info(row)
     for case in _group_cases(session, members, windows.recent_cases):
         _keep(known, case, owner)
@@ -211,6 +212,21 @@ def _group_cases_statement() -> Select[Any]:
 
 
 _GROUP_CASES = _group_cases_statement()
+# The other statements of a batch, built once too: each batch only binds its values.
+_CUSTOMERS = select(Customer.__table__).where(Customer.id.in_(bindparam("ids", expanding=True)))
+_COUNTERS = select(ContactCount.__table__).where(
+    ContactCount.__table__.c.customer_id.in_(bindparam("members", expanding=True)),
+    ContactCount.__table__.c.day >= bindparam("first"),
+)
+_THREADS = select(MESSAGES.c.source_id, MESSAGES.c.case_id).where(
+    MESSAGES.c.channel == "email",
+    MESSAGES.c.source_id.in_(bindparam("ids", expanding=True)),
+    MESSAGES.c.case_id.is_not(None),
+)
+_CASES_BY_ID = select(*CASE_COLUMNS).where(CASES.c.id.in_(bindparam("ids", expanding=True)))
+_PARTICIPANTS = select(
+    CaseParticipant.__table__.c.case_id, CaseParticipant.__table__.c.customer_id
+).where(CaseParticipant.__table__.c.case_id.in_(bindparam("ids", expanding=True)))
 
 
 def _keep(known: Known, row: object, owner: dict[int, int]) -> CaseState:
@@ -239,10 +255,7 @@ def _keep(known: Known, row: object, owner: dict[int, int]) -> CaseState:
 def _counters(
     session: Session, known: Known, members: Sequence[int], owner: dict[int, int], first: date
 ) -> None:
-    table = ContactCount.__table__
-    rows = session.execute(
-        select(table).where(table.c.customer_id.in_(members), table.c.day >= first)
-    )
+    rows = session.execute(_COUNTERS, {"members": members, "first": first})
     for row in rows:
         known.groups[owner[row.customer_id]].contacts[(row.channel, row.day)] += row.count
 
@@ -256,38 +269,20 @@ def _earlier_messages(
     windows: Windows,
 ) -> set[int]:
     """Messages a duplicate or a conversation could follow; the ids of their cases."""
-    conditions = []
-    if wanted.fingerprints:
-        conditions.append(
-            and_(
-                MESSAGES.c.fingerprint.in_(wanted.fingerprints),
-                MESSAGES.c.received_at >= wanted.since - windows.duplicate,
-                MESSAGES.c.received_at <= wanted.until + windows.duplicate,
-            )
-        )
-    if wanted.conversation_channels:
-        conditions.append(
-            and_(
-                MESSAGES.c.channel.in_(wanted.conversation_channels),
-                MESSAGES.c.received_at >= wanted.since - windows.conversation,
-                MESSAGES.c.received_at <= wanted.until + windows.conversation,
-            )
-        )
-    if not conditions:
+    prints, conversations = bool(wanted.fingerprints), bool(wanted.conversation_channels)
+    if not prints and not conversations:
         return set()
-    columns = MESSAGES.c
     rows = session.execute(
-        select(
-            columns.id,
-            columns.customer_id,
-            columns.channel,
-            columns.received_at,
-            columns.case_id,
-            columns.fingerprint,
-            columns.conversation_key,
-        )
-        .where(columns.customer_id.in_(members), columns.case_id.is_not(None), or_(*conditions))
-        .order_by(columns.received_at, columns.id)
+        _earlier(prints, conversations),
+        {
+            "members": members,
+            "prints": sorted(wanted.fingerprints),
+            "print_since": wanted.since - windows.duplicate,
+            "print_until": wanted.until + windows.duplicate,
+            "channels": sorted(wanted.conversation_channels),
+            "talk_since": wanted.since - windows.conversation,
+            "talk_until": wanted.until + windows.conversation,
+        },
     )
     case_ids = set()
     for row in rows:
@@ -301,16 +296,51 @@ def _earlier_messages(
     return case_ids
 
 
+@cache
+def _earlier(prints: bool, conversations: bool) -> Select[Any]:
+    """The earlier messages of the batch's customers with one of its fingerprints, or on a
+    channel with conversations, within those windows (each part only when asked)."""
+    columns = MESSAGES.c
+    conditions = []
+    if prints:
+        conditions.append(
+            and_(
+                columns.fingerprint.in_(bindparam("prints", expanding=True)),
+                columns.received_at >= bindparam("print_since"),
+                columns.received_at <= bindparam("print_until"),
+            )
+        )
+    if conversations:
+        conditions.append(
+            and_(
+                columns.channel.in_(bindparam("channels", expanding=True)),
+                columns.received_at >= bindparam("talk_since"),
+                columns.received_at <= bindparam("talk_until"),
+            )
+        )
+    return (
+        select(
+            columns.id,
+            columns.customer_id,
+            columns.channel,
+            columns.received_at,
+            columns.case_id,
+            columns.fingerprint,
+            columns.conversation_key,
+        )
+        .where(
+            columns.customer_id.in_(bindparam("members", expanding=True)),
+            columns.case_id.is_not(None),
+            or_(*conditions),
+        )
+        .order_by(columns.received_at, columns.id)
+    )
+
+
 def _threads(session: Session, known: Known, email_ids: set[str]) -> set[int]:
     if not email_ids:
         return set()
-    rows = session.execute(
-        select(MESSAGES.c.source_id, MESSAGES.c.case_id).where(
-            MESSAGES.c.channel == "email",
-            MESSAGES.c.source_id.in_(email_ids),
-            MESSAGES.c.case_id.is_not(None),
-        )
-    )
+    rows = session.execute(_THREADS, {"ids": sorted(email_ids)})
     for row in rows:
         known.threads[row.source_id] = row.case_id
     return set(known.threads.values())
@@ -318,16 +348,13 @@ def _threads(session: Session, known: Known, email_ids: set[str]) -> set[int]:
 
 def _cases_by_id(session: Session, known: Known, ids: set[int], owner: dict[int, int]) -> None:
     if ids:
-        for row in session.execute(select(*CASE_COLUMNS).where(CASES.c.id.in_(sorted(ids)))):
+        for row in session.execute(_CASES_BY_ID, {"ids": sorted(ids)}):
             _keep(known, row, owner)
 
 
 def _participants(session: Session, known: Known, case_ids: Sequence[int]) -> None:
     if case_ids:
-        table = CaseParticipant.__table__
-        rows = session.execute(
-            select(table.c.case_id, table.c.customer_id).where(table.c.case_id.in_(case_ids))
-        )
+        rows = session.execute(_PARTICIPANTS, {"ids": list(case_ids)})
         known.participants.update((row.case_id, row.customer_id) for row in rows)
 
 
@@ -382,20 +409,24 @@ def keys_of(cases: Sequence[CaseOpen]) -> list[tuple[str, str]]:
 
 def existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], object]:
     """Messages already recorded under these keys (level 1)."""
-    columns = MESSAGES.c
-    rows = session.execute(
-        select(
-            columns.channel,
-            columns.source_id,
-            columns.case_open_id,
-            columns.forwarded,
-            columns.target_queue,
-            columns.body,
-            columns.ack,
-            columns.publish_id,
-        ).where(pairs_in(columns.channel, columns.source_id, keys, session.get_bind().dialect.name))
-    )
+    dialect = session.get_bind().dialect.name
+    rows = session.execute(_existing(dialect), bound_pairs(keys, dialect))
     wanted = set(keys)
     return {
         (row.channel, row.source_id): row for row in rows if (row.channel, row.source_id) in wanted
     }
+
+
+@cache
+def _existing(dialect: str) -> Select[Any]:
+    columns = MESSAGES.c
+    return select(
+        columns.channel,
+        columns.source_id,
+        columns.case_open_id,
+        columns.forwarded,
+        columns.target_queue,
+        columns.body,
+        columns.ack,
+        columns.publish_id,
+    ).where(pairs_in(columns.channel, columns.source_id, dialect))

@@ -33,6 +33,12 @@ class KeyTaken(Exception):
     """Another dispatcher recorded one of the batch's keys meanwhile: decide the batch again."""
 
 
+_HIGHEST_CASE = select(func.max(CASES.c.id))
+_CASE_INSERT = insert(CASES)
+_EVENT_INSERT = insert(CaseEvent.__table__)
+_ACK_INSERT = insert(Acknowledgement.__table__)
+
+
 class CaseIds:
     """Numbers for the cases a batch opens, taken as it decides, so that every message of the
     batch can name them (C-12) before they are inserted.
@@ -55,7 +61,7 @@ class CaseIds:
         """The next number; `could_use` is how many more this batch might open (>= 1)."""
         if not self._postgresql:
             if self._next is None:
-                highest = self._session.scalar(select(func.max(CASES.c.id)))
+                highest = self._session.scalar(_HIGHEST_CASE)
                 self._next = (highest or 0) + 1
             self._next += 1
             return self._next - 1
@@ -96,17 +102,17 @@ class Writes:
         """Insert and update everything, one statement per kind; raise KeyTaken on a lost key."""
         opened = [c for c in cases if c.new]
         if opened:
-            session.execute(insert(CASES), [_case_row(c) for c in opened])
+            session.execute(_CASE_INSERT, [_case_row(c) for c in opened])
         self._insert_messages(session)
         changed = sorted((c for c in cases if c.changed and not c.new), key=lambda c: c.id)
         if changed:
             session.execute(_case_update(), [_case_change(c) for c in changed])
         if self.events:
-            session.execute(insert(CaseEvent.__table__), self.events)
+            session.execute(_EVENT_INSERT, self.events)
         if self.contacts:
             _count_contacts(session, self.contacts)
         if self.acknowledgements:
-            session.execute(insert(Acknowledgement.__table__), self.acknowledgements)
+            session.execute(_ACK_INSERT, self.acknowledgements)
 
     def _insert_messages(self, session: Session) -> None:
         if not self.messages:

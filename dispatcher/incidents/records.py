@@ -13,11 +13,12 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 
 import numpy as np
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import bindparam
+from sqlalchemy.sql.expression import TextClause, bindparam
 
 from dispatcher.incidents.signature import from_bytes
 from dispatcher.tables import Incident, IncidentBand, IncidentMessage
@@ -188,8 +189,12 @@ MEMBERS_IN = {
 def _members_in(session: Session, columns: str, ids: Collection[str], extra: str = "") -> list:
     dialect = session.get_bind().dialect.name
     wanted: object = json.dumps(sorted(ids)) if dialect == "sqlite" else sorted(ids)
-    query = f"SELECT {columns} FROM incident_messages WHERE {MEMBERS_IN[dialect]}{extra}"
-    return list(session.execute(text(query), {"ids": wanted}))
+    return list(session.execute(_members_query(dialect, columns, extra), {"ids": wanted}))
+
+
+@cache
+def _members_query(dialect: str, columns: str, extra: str) -> TextClause:
+    return text(f"SELECT {columns} FROM incident_messages WHERE {MEMBERS_IN[dialect]}{extra}")
 
 
 def _read_facts(session: Session, ids: Collection[str]) -> dict[str, Facts]:
@@ -270,7 +275,7 @@ def clusters(session: Session, ids: Collection[int]) -> dict[int, Cluster]:
     """The incidents with these ids, with the customers already in each."""
     if not ids:
         return {}
-    c = INCIDENTS_T.c
+    wanted = {"ids": sorted(ids)}
     found = {
         row.id: Cluster(
             row.id,
@@ -282,17 +287,19 @@ def clusters(session: Session, ids: Collection[int]) -> dict[int, Cluster]:
             sample_subject=row.sample_subject,
             merged_into=row.merged_into,
         )
-        for row in session.execute(select(INCIDENTS_T).where(c.id.in_(sorted(ids))))
+        for row in session.execute(_INCIDENTS, wanted)
     }
-    m = MESSAGES_T.c
-    pairs = session.execute(
-        select(m.incident_id, m.customer_id, func.max(m.received_at))
-        .where(m.incident_id.in_(sorted(ids)))
-        .group_by(m.incident_id, m.customer_id)
-    )
-    for incident, customer, last in pairs:
+    for incident, customer, last in session.execute(_INCIDENT_CUSTOMERS, wanted):
         found[incident].customers[customer] = _aware(last)
     return found
+
+
+_INCIDENTS = select(INCIDENTS_T).where(INCIDENTS_T.c.id.in_(bindparam("ids", expanding=True)))
+_INCIDENT_CUSTOMERS = (
+    select(MESSAGES_T.c.incident_id, MESSAGES_T.c.customer_id, func.max(MESSAGES_T.c.received_at))
+    .where(MESSAGES_T.c.incident_id.in_(bindparam("ids", expanding=True)))
+    .group_by(MESSAGES_T.c.incident_id, MESSAGES_T.c.customer_id)
+)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -304,7 +311,38 @@ def _aware(value: datetime | str) -> datetime:
 
 def next_id(session: Session) -> int:
     """The number of the next incident (taken under the lock, so no two batches share it)."""
-    return (session.scalar(select(func.max(INCIDENTS_T.c.id))) or 0) + 1
+    return (session.scalar(_HIGHEST_INCIDENT) or 0) + 1
+
+
+_HIGHEST_INCIDENT = select(func.max(INCIDENTS_T.c.id))
+
+
+_INCIDENT_INSERT = insert(INCIDENTS_T)
+_INCIDENT_UPDATE = (
+    update(INCIDENTS_T)
+    .where(INCIDENTS_T.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        merged_into=bindparam("b_merged"),
+        last_seen=bindparam("b_last"),
+        first_seen=bindparam("b_first"),
+        formed_at=bindparam("b_formed"),
+        size=bindparam("b_size"),
+        customers=bindparam("b_customers"),
+    )
+)
+_MEMBER_INSERT = insert(MESSAGES_T)
+_BAND_INSERT = insert(BANDS_T)
+_MERGED_MOVE = (
+    update(MESSAGES_T)
+    .where(MESSAGES_T.c.incident_id == bindparam("b_from"))
+    .values(incident_id=bindparam("b_into"))
+)
+_MEMBER_MOVE = (
+    update(MESSAGES_T)
+    .where(MESSAGES_T.c.case_open_id == bindparam("b_id"))
+    .values(incident_id=bindparam("b_incident"))
+)
 
 
 def write(
@@ -319,23 +357,12 @@ def write(
     they were merged into: incidents first, as messages name them."""
     new = [c for c in touched if not c.stored]
     if new:
-        session.execute(insert(INCIDENTS_T), [_incident_row(c) for c in new])
+        session.execute(_INCIDENT_INSERT, [_incident_row(c) for c in new])
     # A new incident merged at once names the other only after both exist.
     changed = [c for c in touched if c.changed and (c.stored or c.merged_into is not None)]
     if changed:
-        c = INCIDENTS_T.c
         session.execute(
-            update(INCIDENTS_T)
-            .where(c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                merged_into=bindparam("b_merged"),
-                last_seen=bindparam("b_last"),
-                first_seen=bindparam("b_first"),
-                formed_at=bindparam("b_formed"),
-                size=bindparam("b_size"),
-                customers=bindparam("b_customers"),
-            ),
+            _INCIDENT_UPDATE,
             [
                 {
                     "b_id": c.id,
@@ -352,7 +379,7 @@ def write(
         )
     if fresh:
         session.execute(
-            insert(MESSAGES_T),
+            _MEMBER_INSERT,
             [
                 {
                     "case_open_id": m.case_open_id,
@@ -366,7 +393,7 @@ def write(
             ],
         )
         session.execute(
-            insert(BANDS_T),
+            _BAND_INSERT,
             [
                 {"band": band, "case_open_id": m.case_open_id, "received_at": m.received_at}
                 for m, bands, _ in fresh
@@ -374,19 +401,13 @@ def write(
             ],
         )
     if merged:
-        m = MESSAGES_T.c
         session.execute(
-            update(MESSAGES_T)
-            .where(m.incident_id == bindparam("b_from"))
-            .values(incident_id=bindparam("b_into")),
+            _MERGED_MOVE,
             [{"b_from": old, "b_into": into} for old, into in merged],
         )
     if moved:
-        m = MESSAGES_T.c
         session.execute(
-            update(MESSAGES_T)
-            .where(m.case_open_id == bindparam("b_id"))
-            .values(incident_id=bindparam("b_incident")),
+            _MEMBER_MOVE,
             [{"b_id": x.case_open_id, "b_incident": x.incident_id} for x in moved],
         )
 
