@@ -23,6 +23,8 @@ from dispatcher.database import bound_pairs, pairs_in
 from dispatcher.tables import Customer, Identity, IdentityMerge
 
 KINDS = ("email", "phone", "telegram", "web")
+CUSTOMERS = Customer.__table__
+"""The table itself: the batch's statements on it are Core, without the ORM's compile step."""
 
 IdentityKey = tuple[str, str]
 """(kind, normalised address)"""
@@ -74,9 +76,9 @@ def lock_customers(session: Session, ids: Iterable[int], *, skip_locked: bool = 
 
 
 _LOCK_CUSTOMERS = {
-    skip: select(Customer.id)
-    .where(Customer.id.in_(bindparam("ids", expanding=True)))
-    .order_by(Customer.id)
+    skip: select(CUSTOMERS.c.id)
+    .where(CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(CUSTOMERS.c.id)
     .with_for_update(skip_locked=skip)
     for skip in (False, True)
 }
@@ -152,8 +154,8 @@ def resolve_senders(
     return roots
 
 
-_GROUP_MEMBERS = select(Customer.id, Customer.merged_into).where(
-    Customer.merged_into.in_(bindparam("roots", expanding=True))
+_GROUP_MEMBERS = select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into).where(
+    CUSTOMERS.c.merged_into.in_(bindparam("roots", expanding=True))
 )
 
 

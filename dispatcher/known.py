@@ -213,7 +213,9 @@ def _group_cases_statement() -> Select[Any]:
 
 _GROUP_CASES = _group_cases_statement()
 # The other statements of a batch, built once too: each batch only binds its values.
-_CUSTOMERS = select(Customer.__table__).where(Customer.id.in_(bindparam("ids", expanding=True)))
+_CUSTOMERS = select(Customer.__table__).where(
+    Customer.__table__.c.id.in_(bindparam("ids", expanding=True))
+)
 _COUNTERS = select(ContactCount.__table__).where(
     ContactCount.__table__.c.customer_id.in_(bindparam("members", expanding=True)),
     ContactCount.__table__.c.day >= bindparam("first"),
