@@ -94,7 +94,7 @@ async def serve(
     listener = _listen(settings.http.host, settings.http.port)
     with_channels = role in ("all", "channels")
     with_dispatcher = role in ("all", "dispatcher")
-    rules = _rules(settings, settings_path) if with_dispatcher else None
+    rules = live_rules(settings, settings_path) if with_dispatcher else None
     needs = settings.channels.needs() if with_channels else frozenset()
     wants_kb = with_dispatcher or "self-service" in needs
     kb = _kb(settings) if wants_kb else None
@@ -466,7 +466,7 @@ def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     )
 
 
-def _rules(settings: Settings, settings_path: Path) -> LiveRules:
+def live_rules(settings: Settings, settings_path: Path) -> LiveRules:
     """The triage rules; invalid ones (or failing golden tests) stop start-up: there are no
     earlier ones to keep."""
     queues = settings.queues

@@ -37,7 +37,7 @@ from dispatcher.decide import Decider, Incoming, Outcome
 from dispatcher.directory import import_rows, read_directory
 from dispatcher.incidents.signature import prepare
 from dispatcher.store import Store
-from ingest.daemon import _rules, build_decider, settle_garbage_collector
+from ingest.daemon import build_decider, live_rules, settle_garbage_collector
 from ingest.settings import Settings, load_settings
 from normalizer.model import CaseOpen
 from tests.scenario import build
@@ -60,7 +60,7 @@ def decider_for(settings: Settings, path: Path, intake: bool) -> Decider:
     if not intake:
         incidents = settings.incidents.model_copy(update={"enabled": False})
         settings = settings.model_copy(update={"incidents": incidents})
-    return build_decider(settings, _rules(settings, path))
+    return build_decider(settings, live_rules(settings, path))
 
 
 async def one_run(
