@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -27,6 +26,7 @@ from tests.twilio_client import (
     transcription_fields,
     twilio_settings,
 )
+from tests.waiting import until
 
 TRANSCRIPT = "Hi, this is Ann. My router has been down since Monday, please call me back."
 
@@ -253,7 +253,8 @@ async def test_a_withheld_caller_id_is_kept_in_quarantine(
     ]
     assert [(entry["channel"], entry["source_id"]) for entry in kept] == [("voice", call_sid)]
     assert "not a phone number" in kept[0]["reason"]
-    assert "call quarantined" in daemon.log_text()
+    # Logged once the call is marked done, just after the quarantine counted it.
+    await until(lambda: "call quarantined" in daemon.log_text(), "the call's log line")
 
 
 async def test_a_callback_that_cannot_be_kept_gets_503_and_its_retry_counts(
@@ -294,11 +295,7 @@ async def test_a_call_that_cannot_be_made_safe_is_opened_later(
     spool.write_bytes(b"")
     await transcribe(daemon, call_sid, recording_sid)  # still answered: the book keeps it
 
-    for _ in range(50):
-        if "call not opened yet" in daemon.log_text():
-            break
-        await asyncio.sleep(0.1)
-    assert "call not opened yet" in daemon.log_text()
+    await until(lambda: "call not opened yet" in daemon.log_text(), "the call kept for later")
     spool.unlink()
     (spool / "incoming").mkdir(parents=True)
     await proxy.start()
