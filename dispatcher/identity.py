@@ -65,14 +65,14 @@ def _identities_of(dialect: str) -> Select[Any]:
 
 
 def lock_customers(session: Session, ids: Iterable[int], *, skip_locked: bool = False) -> set[int]:
-    """Lock these customer rows until the transaction ends, in id order. With `skip_locked`
-    (PostgreSQL), rows another transaction holds are not waited for: their ids are returned."""
+    """Lock these customer rows until the transaction ends, in id order. With `skip_locked`,
+    rows another transaction holds are not waited for: their ids are returned. PostgreSQL
+    only: a SQLite transaction begins holding the store's only write lock (BEGIN IMMEDIATE)."""
     wanted = sorted(set(ids))
-    if not wanted:
+    if not wanted or session.get_bind().dialect.name != "postgresql":
         return set()
-    skip = skip_locked and session.get_bind().dialect.name == "postgresql"
-    locked = session.scalars(_LOCK_CUSTOMERS[skip], {"ids": wanted}).all()
-    return set(wanted).difference(locked) if skip else set()
+    locked = session.scalars(_LOCK_CUSTOMERS[skip_locked], {"ids": wanted}).all()
+    return set(wanted).difference(locked) if skip_locked else set()
 
 
 _LOCK_CUSTOMERS = {
