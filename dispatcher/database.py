@@ -11,6 +11,7 @@ advisory lock lets several dispatchers start at once without migrating twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Callable, Sequence
 from functools import cache, partial
@@ -22,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, and_, bindparam, event, tuple_
+from sqlalchemy import Connection, Engine, bindparam, column, event, text, tuple_
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -102,28 +103,26 @@ def transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
 
 def pairs_in(first: Any, second: Any, dialect: str, name: str = "pairs") -> Any:
     """A condition true for rows whose (first, second) is one of the pairs bound under `name`
-    (`bound_pairs`), using the two columns' index on both databases: SQLite scans the whole
-    table for a row-value IN, so there it is `first IN (...) AND second IN (...)`, a superset
-    the caller narrows. Made of bound parameters, so that a statement using it is built once
-    and each batch only binds its pairs (building and keying it cost more than running it)."""
+    (`bound_pairs`), searched through the two columns' index on both databases (SQLite scans
+    the whole table for a row value IN a list, not for one IN a subquery: there the pairs are
+    one JSON parameter, so the statement's text is the same for every batch, and the sqlite3
+    module's cache of prepared statements keeps it). Made of bound parameters, so that a
+    statement using it is built once and each batch only binds its pairs."""
     if dialect == "postgresql":
         return tuple_(first, second).in_(bindparam(name, expanding=True))
-    return and_(
-        first.in_(bindparam(f"{name}_first", expanding=True)),
-        second.in_(bindparam(f"{name}_second", expanding=True)),
-    )
+    pairs = text(
+        f"SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:{name})"
+    ).columns(column("first"), column("second"))
+    return tuple_(first, second).in_(pairs)
 
 
 def bound_pairs(
     pairs: Sequence[tuple[Any, Any]], dialect: str, name: str = "pairs"
 ) -> dict[str, Any]:
-    """The parameters of a `pairs_in` condition for these pairs."""
+    """The parameters of a `pairs_in` condition for these pairs (of strings)."""
     if dialect == "postgresql":
         return {name: list(pairs)}
-    return {
-        f"{name}_first": sorted({a for a, _ in pairs}),
-        f"{name}_second": sorted({b for _, b in pairs}),
-    }
+    return {name: json.dumps(list(pairs))}
 
 
 def text_of(error: BaseException) -> str:

@@ -31,7 +31,6 @@ from dispatcher.dedup import Match, duplicate_of, fingerprint, follow_up_of
 from dispatcher.history import history, longest_window_days
 from dispatcher.identity import (
     IdentityKey,
-    groups_of,
     lock_customers,
     lock_identities,
     normalise,
@@ -235,7 +234,6 @@ class _Batch:
     ) -> list[Outcome]:
         if not cases:
             return []
-        groups = groups_of(self.session, {roots[sender] for sender in senders})
         prints = [fingerprint(case) for case in cases]
         settings = self.d.settings
         wanted = wanted_for(
@@ -245,7 +243,7 @@ class _Batch:
             longest_window_days(settings.history),
             prints,
         )
-        known = load(self.session, groups, wanted, self.d.windows)
+        known = load(self.session, [roots[s] for s in senders], wanted, self.d.windows)
         intake = self.d.intake
         extra = None
         if intake is not None:

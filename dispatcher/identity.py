@@ -120,11 +120,7 @@ def resolve_senders(
         return {}
     dialect = session.get_bind().dialect.name
     found = session.execute(_identities_of(dialect), bound_pairs(list(names), dialect))
-    roots = {
-        (row.kind, row.address): row.customer_id
-        for row in found
-        if (row.kind, row.address) in names
-    }
+    roots = {(row.kind, row.address): row.customer_id for row in found}
     unknown = sorted(key for key in names if key not in roots)
     if unknown:
         made = session.execute(
@@ -152,22 +148,6 @@ def resolve_senders(
             ],
         )
     return roots
-
-
-_GROUP_MEMBERS = select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into).where(
-    CUSTOMERS.c.merged_into.in_(bindparam("roots", expanding=True))
-)
-
-
-def groups_of(session: Session, roots: Iterable[int]) -> dict[int, list[int]]:
-    """For each root, the root and every customer merged into it."""
-    wanted = sorted(set(roots))
-    groups = {root: [root] for root in wanted}
-    if wanted:
-        members = session.execute(_GROUP_MEMBERS, {"roots": wanted})
-        for member in members:
-            groups[member.merged_into].append(member.id)
-    return groups
 
 
 def find_customer(session: Session, ref: str) -> Customer:

@@ -134,21 +134,27 @@ class Wanted:
     first_day: date
 
 
-def load(session: Session, groups: dict[int, list[int]], wanted: Wanted, windows: Windows) -> Known:
-    """Load the facts of these groups (root -> members) for the batch."""
+def load(session: Session, roots: Iterable[int], wanted: Wanted, windows: Windows) -> Known:
+    """Load the facts of these root customers' groups (each root with the customers merged
+    into it) for the batch."""
+    groups = {root: [root] for root in sorted(set(roots))}
+    info: dict[int, CustomerInfo] = {}
+    for row in session.execute(_GROUPS, {"roots": list(groups)}):
+        if row.id in groups:
+            info[row.id] = customer_info(row)
+        else:
+            groups[row.merged_into].append(row.id)
     members = sorted({member for group in groups.values() for member in group})
     owner = {member: root for root, group in groups.items() for member in group}
     known = Known(
         groups={
-            root: Group(root, group, CustomerInfo.model_construct())
+            root: Group(root, group, info.get(root, CustomerInfo.model_construct()))
             for root, group in groups.items()
         },
         cases={},
         threads={},
         participants=set(),
     )
-    for row in session.execute(_CUSTOMERS, {"ids": list(groups)}):
-        known.groups[row.id].customer = customer_info(row)
     for case in _group_cases(session, members, windows.recent_cases):
         _keep(known, case, owner)
     _counters(session, known, members, owner, wanted.first_day)
@@ -213,9 +219,13 @@ def _group_cases_statement() -> Select[Any]:
 
 _GROUP_CASES = _group_cases_statement()
 # The other statements of a batch, built once too: each batch only binds its values.
-_CUSTOMERS = select(Customer.__table__).where(
-    Customer.__table__.c.id.in_(bindparam("ids", expanding=True))
+_GROUPS = select(Customer.__table__).where(
+    or_(
+        Customer.__table__.c.id.in_(bindparam("roots", expanding=True)),
+        Customer.__table__.c.merged_into.in_(bindparam("roots", expanding=True)),
+    )
 )
+"""The roots' rows and their members' (a member's `merged_into` is always a root)."""
 _COUNTERS = select(ContactCount.__table__).where(
     ContactCount.__table__.c.customer_id.in_(bindparam("members", expanding=True)),
     ContactCount.__table__.c.day >= bindparam("first"),
@@ -413,10 +423,7 @@ def existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
     """Messages already recorded under these keys (level 1)."""
     dialect = session.get_bind().dialect.name
     rows = session.execute(_existing(dialect), bound_pairs(keys, dialect))
-    wanted = set(keys)
-    return {
-        (row.channel, row.source_id): row for row in rows if (row.channel, row.source_id) in wanted
-    }
+    return {(row.channel, row.source_id): row for row in rows}
 
 
 @cache
