@@ -108,6 +108,24 @@ async def test_level_1_a_repeat_of_a_source_id_is_dropped(world: World) -> None:
     assert again.forward is None and again.repeat_of == first.case.id
 
 
+async def test_a_key_is_its_channel_and_source_id_together_whatever_they_hold(
+    world: World,
+) -> None:
+    """Level 1 matches (channel, source id) exactly: the same source id on another channel
+    is another message, and a key with quotes, a backslash and letters outside ASCII is
+    found again, also when its forward is marked done."""
+    odd = "<ü\"\\😀'@test>"
+    first = await world.send(message(source_id=odd), publish_id="a1")
+    elsewhere = await world.send(message(source_id=odd, channel="web", text="Other words"))
+    again = await world.send(message(source_id=odd, text="resent"))
+    assert dedup(first)[0] == "new"
+    assert elsewhere.repeat_of is None and elsewhere.forward is not None
+    assert again.forward is None and again.repeat_of == first.case.id
+    assert (await world.send(first.case, redelivered=True, publish_id="a1")).resent
+    await world.store.run(world.decider.batch, [], [("email", odd)])
+    assert (await world.send(first.case, redelivered=True, publish_id="a1")).forward is None
+
+
 async def test_a_redelivery_before_the_forward_was_done_forwards_the_same_decision(
     world: World,
 ) -> None:
