@@ -15,7 +15,10 @@ dropped afterwards), imports a directory of `--customers` customers, and:
    shipped rules (settings.toml and rules.d/), acknowledgement requests.
 
 It prints messages per second (handled / time from the first forward to the last) and the
-CPU each dispatcher process used per message (from /proc), next to the baseline: a bare
+CPU each dispatcher process used per message (from /proc); then, over the same window, the CPU
+per message of the PostgreSQL server (when it is the store) and of the RabbitMQ node on this
+machine, and how busy the whole machine was, which says whether more dispatchers could carry
+more here; and the baseline: a bare
 dispatcher in this process that takes the same bodies off a quorum queue and forwards each
 to a topic exchange with batched acknowledgements in one AMQP transaction per batch, as the
 dispatcher does, without a store.
@@ -54,6 +57,8 @@ IN_FLIGHT = 500
 REPOSITORY = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")
 TEAMS = ("support.general", "billing", "network", "sales", "noise")
+SERVERS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ"}
+"""Process names (/proc/PID/comm) of the servers whose CPU is shown, with their names."""
 
 
 @dataclass
@@ -85,6 +90,7 @@ class Result:
     messages: int
     seconds: float
     cpu_s: list[float]
+    around: Around
     baseline_rate: float
     baseline_cpu_ms: float
 
@@ -95,9 +101,72 @@ class Result:
         return [
             f"{self.name:14} pipeline {rate:8.0f} msg/s  ({self.messages} in {self.seconds:.1f} s)"
             f"  CPU per message: {total_cpu_ms:.3f} ms (per process: {cpu} ms)",
+            f"{'':14} around   {self.around.describe(self.messages)}",
             f"{'':14} baseline {self.baseline_rate:8.0f} msg/s  CPU per message: "
             f"{self.baseline_cpu_ms:.3f} ms   ratio {rate / self.baseline_rate:.2f}x",
         ]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the machine's CPUs and its database and broker servers had used at one moment."""
+
+    busy_s: float
+    total_s: float
+    servers_s: dict[str, float]
+
+    @classmethod
+    def now(cls) -> Machine:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+        busy = user + nice + system + irq + softirq + steal
+        return cls(busy / TICKS, (busy + idle + iowait) / TICKS, server_cpu_seconds())
+
+
+@dataclass(frozen=True)
+class Around:
+    """The servers' CPU and the machine's load over the measured window."""
+
+    store: str
+    servers_s: dict[str, float]
+    busy: float
+    """Share of all CPUs busy (1.0: every core, all the time)."""
+
+    @classmethod
+    def between(cls, store: str, before: Machine, after: Machine) -> Around:
+        servers = {name: after.servers_s[name] - before.servers_s[name] for name in SERVERS}
+        busy = (after.busy_s - before.busy_s) / max(after.total_s - before.total_s, 1e-9)
+        return cls(store, servers, busy)
+
+    def describe(self, messages: int) -> str:
+        shown = [
+            f"{label} {self.servers_s[name] / messages * 1000:.3f} ms"
+            for name, label in SERVERS.items()
+            if (name != "postgres" or self.store == "postgresql") and self.servers_s[name] > 0
+        ]
+        cores = os.cpu_count() or 1
+        return (
+            f"CPU per message: {', '.join(shown) or 'no server on this machine'}; machine busy "
+            f"{self.busy * 100 * cores:.0f}% of {100 * cores}%"
+        )
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds the PostgreSQL and RabbitMQ processes of this machine used so far. A
+    PostgreSQL backend that ended counts in its parent's time for children, which is added."""
+    used = dict.fromkeys(SERVERS, 0.0)
+    for folder in Path("/proc").iterdir():
+        if not folder.name.isdigit():
+            continue
+        try:
+            name = (folder / "comm").read_text().strip()
+            if name not in used:
+                continue
+            fields = (folder / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        used[name] += sum(int(f) for f in fields[11:15]) / TICKS  # utime stime cutime cstime
+    return used
 
 
 def cpu_seconds(pid: int) -> float:
@@ -184,13 +253,16 @@ async def run_one(name: str, total: int, warmup: int, customers: int) -> Result:
         async with fresh_store(kind, workdir) as url:
             daemons = dispatchers(workdir, names, url, count)
             try:
-                seconds, cpu, messages = await drive(daemons, names, total, warmup, customers)
+                seconds, cpu, window, messages = await drive(
+                    daemons, names, total, warmup, customers
+                )
             finally:
                 for daemon in daemons:
                     daemon.stop()
                 await delete_names(names, *team_queues(names))
     rate, cpu_ms = await baseline(messages)
-    return Result(name, len(messages), seconds, cpu, rate, cpu_ms)
+    around = Around.between(kind, *window)
+    return Result(name, len(messages), seconds, cpu, around, rate, cpu_ms)
 
 
 def team_queues(names: Names) -> list[str]:
@@ -199,8 +271,9 @@ def team_queues(names: Names) -> list[str]:
 
 async def drive(
     daemons: list[Daemon], names: Names, total: int, warmup: int, customers: int
-) -> tuple[float, list[float], list[bytes]]:
-    """Warm up, stop, fill case-open, start again and time the measured stream."""
+) -> tuple[float, list[float], tuple[Machine, Machine], list[bytes]]:
+    """Warm up, stop, fill case-open, start again and time the measured stream: its seconds,
+    each dispatcher's CPU seconds, and the machine at its start and end."""
     partitions = len(daemons)
     warm = build(warmup, seed=3, customers=customers, tag="w-")
     measured = build(total, seed=7, customers=customers, tag="m-")
@@ -233,11 +306,13 @@ async def drive(
         await start(daemons)
         assert all(d.process is not None for d in daemons)
         before = [cpu_seconds(d.process.pid) for d in daemons]  # type: ignore[union-attr]
+        machine_before = Machine.now()
         await asyncio.wait_for(arrivals.done.wait(), TIMEOUT_S)
+        machine_after = Machine.now()
         after = [cpu_seconds(d.process.pid) for d in daemons]  # type: ignore[union-attr]
         seconds = max(arrivals.arrived) - min(arrivals.arrived)
     cpu = [b - a for a, b in zip(before, after, strict=True)]
-    return seconds, cpu, [case.to_json() for case in stream]
+    return seconds, cpu, (machine_before, machine_after), [case.to_json() for case in stream]
 
 
 async def start(daemons: list[Daemon]) -> None:
