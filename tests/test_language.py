@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from normalizer.envelope import Envelope, Options, normalize
-from normalizer.language import _identifier, detect_language
+from normalizer.language import SAMPLE_CHARS, _identifier, detect_language
 from normalizer.web import WebMessage
 
 SITE = ("da", "de", "en", "es", "fr", "ja", "zh")
@@ -39,6 +39,15 @@ def test_only_the_candidates_are_answered() -> None:
     assert detect_language(german, SITE) == "de"
     assert detect_language(german, ("en", "da")) != "de"
     assert detect_language("Hello there, how are you doing today?", ()) is None
+
+
+def test_a_long_text_is_told_by_its_beginning() -> None:
+    german = "Hallo, ich kann mich seit gestern nicht mehr anmelden, bitte helfen Sie mir. "
+    english = "The quoted reply below was written in English by someone else entirely. "
+    opening = german * (SAMPLE_CHARS // len(german) + 1)
+    assert detect_language(opening + english * 40, SITE) == "de"
+    assert detect_language(german + english * 40, SITE) == "en"  # most of the sample
+    assert detect_language(" " * SAMPLE_CHARS + german, SITE) is None  # nothing in the sample
 
 
 def envelope(message: WebMessage) -> Envelope:
