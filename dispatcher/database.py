@@ -18,16 +18,18 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, bindparam, column, event, text, tuple_
+from sqlalchemy import Connection, Engine, Table, bindparam, column, event, insert, text, tuple_
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 log = structlog.get_logger("dispatcher.store")
 
@@ -123,6 +125,37 @@ def bound_pairs(
     if dialect == "postgresql":
         return {name: list(pairs)}
     return {name: json.dumps(list(pairs))}
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert these rows, which all name the same columns, in the session's transaction.
+
+    On PostgreSQL through COPY: SQLAlchemy's INSERT of many rows renders and binds every
+    value in Python, which cost the dispatcher 11 ms of CPU for a batch's 800 incident bands
+    against 1.6 ms for COPY. The values go as they are (what COPY is given is not passed
+    through the columns' types: aware datetimes, str, int, bytes, bool, None), and columns not
+    named get the table's server defaults. Errors are raised as SQLAlchemy's, as for a
+    statement, so that a lost connection or a lock timeout is told from a poison message."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(_insert(table), rows)
+        return
+    names = list(rows[0])
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in names])
+    except psycopg.Error as error:
+        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
+
+
+@cache
+def _insert(table: Table) -> Insert:
+    return insert(table)
 
 
 def text_of(error: BaseException) -> str:

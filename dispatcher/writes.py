@@ -15,11 +15,12 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, text, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import bindparam
 
+from dispatcher.database import insert_rows
 from dispatcher.known import CASES, MESSAGES, CaseState
 from dispatcher.tables import Acknowledgement, CaseEvent, ContactCount
 
@@ -34,9 +35,6 @@ class KeyTaken(Exception):
 
 
 _HIGHEST_CASE = select(func.max(CASES.c.id))
-_CASE_INSERT = insert(CASES)
-_EVENT_INSERT = insert(CaseEvent.__table__)
-_ACK_INSERT = insert(Acknowledgement.__table__)
 
 
 class CaseIds:
@@ -102,17 +100,15 @@ class Writes:
         """Insert and update everything, one statement per kind; raise KeyTaken on a lost key."""
         opened = [c for c in cases if c.new]
         if opened:
-            session.execute(_CASE_INSERT, [_case_row(c) for c in opened])
+            insert_rows(session, CASES, [_case_row(c) for c in opened])
         self._insert_messages(session)
         changed = sorted((c for c in cases if c.changed and not c.new), key=lambda c: c.id)
         if changed:
             session.execute(_case_update(), [_case_change(c) for c in changed])
-        if self.events:
-            session.execute(_EVENT_INSERT, self.events)
+        insert_rows(session, CaseEvent.__table__, self.events)
         if self.contacts:
             _count_contacts(session, self.contacts)
-        if self.acknowledgements:
-            session.execute(_ACK_INSERT, self.acknowledgements)
+        insert_rows(session, Acknowledgement.__table__, self.acknowledgements)
 
     def _insert_messages(self, session: Session) -> None:
         if not self.messages:

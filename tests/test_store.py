@@ -1,12 +1,26 @@
-"""The store: Alembic migrations, refusing an unmigrated store, SQLite in WAL mode, PostgreSQL."""
+"""The store: Alembic migrations, refusing an unmigrated store, SQLite in WAL mode, PostgreSQL,
+rows inserted together."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from dispatcher.database import create_engine, current_revision, head_revision
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dispatcher.database import (
+    create_engine,
+    current_revision,
+    head_revision,
+    insert_rows,
+    is_transient,
+)
 from dispatcher.store import Store
+from dispatcher.tables import IncidentMessage
 from tests.daemon import Daemon, ingest_command
 from tests.local import LocalDaemon
 
@@ -44,6 +58,47 @@ async def test_auto_migrate_brings_a_fresh_store_to_head(store_url: str) -> None
     store = await Store.open(store_url, auto_migrate=True)
     try:
         assert current_revision(store.engine) == head_revision()
+    finally:
+        await store.close()
+
+
+async def test_rows_inserted_together_come_back_as_given(store_url: str) -> None:
+    """`insert_rows` (COPY on PostgreSQL): text with what COPY escapes, bytes, None and a
+    datetime in another zone come back as given; a row that breaks a constraint raises
+    SQLAlchemy's IntegrityError, which is not taken for a passing fault."""
+    table = IncidentMessage.__table__
+    india = timezone(timedelta(hours=5, minutes=30))
+    rows = [
+        {
+            "case_open_id": "01KCOPY000000000000000000A",
+            "customer_id": 7,
+            "received_at": datetime(2026, 12, 1, 9, 30, 15, 250_000, tzinfo=india),
+            "signature": bytes([0, 1, 92, 10, 9, 255]),
+            "incident_id": None,
+            "subject": "tab\there, line\nbreak, back\\slash, \"quoted\" 'single' ü 😀 \x1f end",
+        },
+        {
+            "case_open_id": "01KCOPY000000000000000000B",
+            "customer_id": 8,
+            "received_at": datetime(2026, 12, 1, 4, 0, tzinfo=UTC),
+            "signature": b"",
+            "incident_id": None,
+            "subject": None,
+        },
+    ]
+    store = await Store.open(store_url, auto_migrate=True)
+    try:
+        await store.run(insert_rows, table, rows)
+
+        def read(session: Session) -> list[dict[str, object]]:
+            query = select(table).order_by(table.c.case_open_id)
+            return [dict(row._mapping) for row in session.execute(query)]
+
+        assert await store.run(read) == rows  # aware datetimes compare as instants
+        with pytest.raises(IntegrityError) as raised:
+            await store.run(insert_rows, table, rows[1:])
+        assert not is_transient(raised.value)
+        assert await store.run(read) == rows
     finally:
         await store.close()
 

@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TextClause, bindparam
 
+from dispatcher.database import insert_rows
 from dispatcher.incidents.signature import from_bytes
 from dispatcher.tables import Incident, IncidentBand, IncidentMessage
 
@@ -331,8 +332,6 @@ _INCIDENT_UPDATE = (
         customers=bindparam("b_customers"),
     )
 )
-_MEMBER_INSERT = insert(MESSAGES_T)
-_BAND_INSERT = insert(BANDS_T)
 _MERGED_MOVE = (
     update(MESSAGES_T)
     .where(MESSAGES_T.c.incident_id == bindparam("b_from"))
@@ -378,8 +377,9 @@ def write(
             ],
         )
     if fresh:
-        session.execute(
-            _MEMBER_INSERT,
+        insert_rows(
+            session,
+            MESSAGES_T,
             [
                 {
                     "case_open_id": m.case_open_id,
@@ -392,8 +392,9 @@ def write(
                 for m, _, signature in fresh
             ],
         )
-        session.execute(
-            _BAND_INSERT,
+        insert_rows(
+            session,
+            BANDS_T,
             [
                 {"band": band, "case_open_id": m.case_open_id, "received_at": m.received_at}
                 for m, bands, _ in fresh
