@@ -25,6 +25,7 @@ from dispatcher.store import Store
 from dispatcher.tables import Customer, Message
 from dispatcher.tables import Identity as IdentityRow
 from dispatcher.triage import DefaultQueue
+from dispatcher.writes import KeyTaken, Writes
 from normalizer.model import Attachment, CaseOpen, Identity, Sender, Thread, Touchpoint
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -124,6 +125,28 @@ async def test_a_key_is_its_channel_and_source_id_together_whatever_they_hold(
     assert (await world.send(first.case, redelivered=True, publish_id="a1")).resent
     await world.store.run(world.decider.batch, [], [("email", odd)])
     assert (await world.send(first.case, redelivered=True, publish_id="a1")).forward is None
+
+
+async def test_a_key_recorded_meanwhile_rolls_the_whole_batch_back(world: World) -> None:
+    """A batch inserting a key another dispatcher recorded since it looked raises KeyTaken
+    (to be decided again) and leaves nothing of itself behind, on both databases."""
+    first = await world.send(message(source_id="taken@test"))
+    messages = Message.__table__
+
+    def write_again(session: Any) -> None:
+        stored = session.execute(select(messages).where(messages.c.source_id == "taken@test")).one()
+        row = {k: v for k, v in stored._mapping.items() if k != "id"}
+        fresh = row | {"source_id": "fresh@test", "case_open_id": str(ULID())}
+        writes = Writes()
+        writes.messages += [fresh, row | {"case_open_id": str(ULID())}]
+        writes.flush(session, [])
+
+    with pytest.raises(KeyTaken):
+        await world.store.run(write_again)
+    counted = await world.store.run(
+        lambda session: session.scalar(select(func.count()).select_from(messages))
+    )
+    assert counted == 1 and first.forward is not None
 
 
 async def test_a_redelivery_before_the_forward_was_done_forwards_the_same_decision(
