@@ -111,14 +111,16 @@ LATEST_PER_BAND = {
         " AND received_at <= json_extract(wanted.value, '$[2]')"
         " ORDER BY received_at DESC LIMIT :per_band)) FROM json_each(:bands) AS wanted"
     ),
-    "postgresql": text(
+    # Run as the driver's own SQL, its arrays sent in binary: in text, writing out a batch's
+    # 800 bands and 1,600 times cost the dispatcher more CPU than the statement's own work.
+    "postgresql": (
         "SELECT wanted.band, string_agg(latest.case_open_id, ',')"
-        " FROM unnest(CAST(:bands AS bigint[]), CAST(:since AS timestamptz[]),"
-        " CAST(:until AS timestamptz[])) AS wanted(band, since, until)"
+        " FROM unnest(CAST(%(bands)b AS bigint[]), CAST(%(since)b AS timestamptz[]),"
+        " CAST(%(until)b AS timestamptz[])) AS wanted(band, since, until)"
         " CROSS JOIN LATERAL (SELECT case_open_id FROM incident_bands"
         " WHERE band = wanted.band AND received_at >= wanted.since"
         " AND received_at <= wanted.until"
-        " ORDER BY received_at DESC LIMIT :per_band) AS latest GROUP BY wanted.band"
+        " ORDER BY received_at DESC LIMIT %(per_band)s) AS latest GROUP BY wanted.band"
     ),
 }
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -181,21 +183,24 @@ class Remembered:
             del known[next(iter(known))]
 
 
-MEMBERS_IN = {
-    "sqlite": "case_open_id IN (SELECT value FROM json_each(:ids))",
-    "postgresql": "case_open_id = ANY(CAST(:ids AS text[]))",
-}
-
-
 def _members_in(session: Session, columns: str, ids: Collection[str], extra: str = "") -> list:
-    dialect = session.get_bind().dialect.name
-    wanted: object = json.dumps(sorted(ids)) if dialect == "sqlite" else sorted(ids)
-    return list(session.execute(_members_query(dialect, columns, extra), {"ids": wanted}))
+    if session.get_bind().dialect.name == "sqlite":
+        wanted = {"ids": json.dumps(sorted(ids))}
+        return list(session.execute(_sqlite_members(columns, extra), wanted))
+    # The driver's own SQL, the ids sent as a binary array (see `LATEST_PER_BAND`).
+    statement = (
+        f"SELECT {columns} FROM incident_messages"
+        f" WHERE case_open_id = ANY(CAST(%(ids)b AS text[])){extra}"
+    )
+    return list(session.connection().exec_driver_sql(statement, {"ids": sorted(ids)}))
 
 
 @cache
-def _members_query(dialect: str, columns: str, extra: str) -> TextClause:
-    return text(f"SELECT {columns} FROM incident_messages WHERE {MEMBERS_IN[dialect]}{extra}")
+def _sqlite_members(columns: str, extra: str) -> TextClause:
+    return text(
+        f"SELECT {columns} FROM incident_messages"
+        f" WHERE case_open_id IN (SELECT value FROM json_each(:ids)){extra}"
+    )
 
 
 def _read_facts(session: Session, ids: Collection[str]) -> dict[str, Facts]:
@@ -227,9 +232,12 @@ def nearby(
     if not windows:
         return found
     dialect = session.get_bind().dialect.name
-    listed = session.execute(
-        LATEST_PER_BAND[dialect], _parameters(windows, dialect) | {"per_band": per_band}
-    ).all()
+    parameters = _parameters(windows, dialect) | {"per_band": per_band}
+    statement = LATEST_PER_BAND[dialect]
+    if isinstance(statement, str):
+        listed = session.connection().exec_driver_sql(statement, parameters).all()
+    else:
+        listed = session.execute(statement, parameters).all()
     pairs = [(band, name) for band, names in listed if names for name in names.split(",")]
     if not pairs:
         return found
