@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, bindparam, column, event, insert, text, tuple_
+from sqlalchemy import Connection, Engine, Table, column, event, insert, text, tuple_
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -105,16 +105,20 @@ def transaction(engine: Engine, work: Callable[..., T], *args: Any) -> T:
 
 def pairs_in(first: Any, second: Any, dialect: str, name: str = "pairs") -> Any:
     """A condition true for rows whose (first, second) is one of the pairs bound under `name`
-    (`bound_pairs`), searched through the two columns' index on both databases (SQLite scans
-    the whole table for a row value IN a list, not for one IN a subquery: there the pairs are
-    one JSON parameter, so the statement's text is the same for every batch, and the sqlite3
-    module's cache of prepared statements keeps it). Made of bound parameters, so that a
-    statement using it is built once and each batch only binds its pairs."""
+    (`bound_pairs`), searched through the two columns' index. The pairs come from a subquery
+    over parameters whose number does not change with the batch: SQLite scans the whole
+    table for a row value IN a list (not for one IN a subquery), and the statement's text is
+    the same for every batch, so the drivers keep it prepared (on SQLite one JSON parameter,
+    on PostgreSQL two arrays). Made of bound parameters, so that a statement using it is
+    built once and each batch only binds its pairs."""
     if dialect == "postgresql":
-        return tuple_(first, second).in_(bindparam(name, expanding=True))
-    pairs = text(
-        f"SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:{name})"
-    ).columns(column("first"), column("second"))
+        query = f"SELECT * FROM unnest(CAST(:{name}_1 AS text[]), CAST(:{name}_2 AS text[]))"
+    else:
+        query = (
+            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')"
+            f" FROM json_each(:{name})"
+        )
+    pairs = text(query).columns(column("first"), column("second"))
     return tuple_(first, second).in_(pairs)
 
 
@@ -123,7 +127,7 @@ def bound_pairs(
 ) -> dict[str, Any]:
     """The parameters of a `pairs_in` condition for these pairs (of strings)."""
     if dialect == "postgresql":
-        return {name: list(pairs)}
+        return {f"{name}_1": [a for a, _ in pairs], f"{name}_2": [b for _, b in pairs]}
     return {name: json.dumps(list(pairs))}
 
 
