@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TextClause, bindparam
 
-from dispatcher.database import insert_rows
+from dispatcher.database import insert_rows, with_binary_arrays
 from dispatcher.incidents.signature import from_bytes
 from dispatcher.tables import Incident, IncidentBand, IncidentMessage
 
@@ -98,31 +98,27 @@ class Nearby:
     members: dict[str, Member] = field(default_factory=dict)
 
 
-LATEST_PER_BAND = {
-    # Each band's latest rows within its own window, a range of the key (band, received_at, ...),
-    # LIMIT per band: a window function over the bands would step through every row of a
-    # common band, and one window for the whole batch would read hours of rows when a batch
-    # holds messages received hours apart (a backlog).
-    "sqlite": text(
-        "SELECT json_extract(wanted.value, '$[0]'), (SELECT group_concat(case_open_id) FROM ("
-        " SELECT case_open_id FROM incident_bands"
-        " WHERE band = json_extract(wanted.value, '$[0]')"
-        " AND received_at >= json_extract(wanted.value, '$[1]')"
-        " AND received_at <= json_extract(wanted.value, '$[2]')"
-        " ORDER BY received_at DESC LIMIT :per_band)) FROM json_each(:bands) AS wanted"
-    ),
-    # Run as the driver's own SQL, its arrays sent in binary: in text, writing out a batch's
-    # 800 bands and 1,600 times cost the dispatcher more CPU than the statement's own work.
-    "postgresql": (
-        "SELECT wanted.band, string_agg(latest.case_open_id, ',')"
-        " FROM unnest(CAST(%(bands)b AS bigint[]), CAST(%(since)b AS timestamptz[]),"
-        " CAST(%(until)b AS timestamptz[])) AS wanted(band, since, until)"
-        " CROSS JOIN LATERAL (SELECT case_open_id FROM incident_bands"
-        " WHERE band = wanted.band AND received_at >= wanted.since"
-        " AND received_at <= wanted.until"
-        " ORDER BY received_at DESC LIMIT %(per_band)s) AS latest GROUP BY wanted.band"
-    ),
-}
+# Each band's latest rows within its own window, a range of the key (band, received_at, ...),
+# LIMIT per band: a window function over the bands would step through every row of a common
+# band, and one window for the whole batch would read hours of rows when a batch holds
+# messages received hours apart (a backlog).
+LATEST_PER_BAND_SQLITE = text(
+    "SELECT json_extract(wanted.value, '$[0]'), (SELECT group_concat(case_open_id) FROM ("
+    " SELECT case_open_id FROM incident_bands"
+    " WHERE band = json_extract(wanted.value, '$[0]')"
+    " AND received_at >= json_extract(wanted.value, '$[1]')"
+    " AND received_at <= json_extract(wanted.value, '$[2]')"
+    " ORDER BY received_at DESC LIMIT :per_band)) FROM json_each(:bands) AS wanted"
+)
+LATEST_PER_BAND_POSTGRESQL = (  # see `with_binary_arrays`
+    "SELECT wanted.band, string_agg(latest.case_open_id, ',')"
+    " FROM unnest(CAST(%(bands)b AS bigint[]), CAST(%(since)b AS timestamptz[]),"
+    " CAST(%(until)b AS timestamptz[])) AS wanted(band, since, until)"
+    " CROSS JOIN LATERAL (SELECT case_open_id FROM incident_bands"
+    " WHERE band = wanted.band AND received_at >= wanted.since"
+    " AND received_at <= wanted.until"
+    " ORDER BY received_at DESC LIMIT %(per_band)s) AS latest GROUP BY wanted.band"
+)
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 """How SQLAlchemy's DateTime stores a (UTC) time on SQLite, as the JSON parameter must say it."""
 
@@ -187,12 +183,11 @@ def _members_in(session: Session, columns: str, ids: Collection[str], extra: str
     if session.get_bind().dialect.name == "sqlite":
         wanted = {"ids": json.dumps(sorted(ids))}
         return list(session.execute(_sqlite_members(columns, extra), wanted))
-    # The driver's own SQL, the ids sent as a binary array (see `LATEST_PER_BAND`).
     statement = (
         f"SELECT {columns} FROM incident_messages"
         f" WHERE case_open_id = ANY(CAST(%(ids)b AS text[])){extra}"
     )
-    return list(session.connection().exec_driver_sql(statement, {"ids": sorted(ids)}))
+    return list(with_binary_arrays(session, statement, {"ids": sorted(ids)}))
 
 
 @cache
@@ -233,11 +228,10 @@ def nearby(
         return found
     dialect = session.get_bind().dialect.name
     parameters = _parameters(windows, dialect) | {"per_band": per_band}
-    statement = LATEST_PER_BAND[dialect]
-    if isinstance(statement, str):
-        listed = session.connection().exec_driver_sql(statement, parameters).all()
+    if dialect == "postgresql":
+        listed = with_binary_arrays(session, LATEST_PER_BAND_POSTGRESQL, parameters).all()
     else:
-        listed = session.execute(statement, parameters).all()
+        listed = session.execute(LATEST_PER_BAND_SQLITE, parameters).all()
     pairs = [(band, name) for band, names in listed if names for name in names.split(",")]
     if not pairs:
         return found
