@@ -67,7 +67,11 @@ def _identities_of(dialect: str) -> Select[Any]:
 def lock_customers(session: Session, ids: Iterable[int], *, skip_locked: bool = False) -> set[int]:
     """Lock these customer rows until the transaction ends, in id order. With `skip_locked`,
     rows another transaction holds are not waited for: their ids are returned. PostgreSQL
-    only: a SQLite transaction begins holding the store's only write lock (BEGIN IMMEDIATE)."""
+    only: a SQLite transaction begins holding the store's only write lock (BEGIN IMMEDIATE).
+
+    FOR NO KEY UPDATE: it excludes the other dispatchers as FOR UPDATE would, but not the
+    foreign-key checks of rows naming the customer, which another dispatcher's transaction
+    makes (for a message it changes twice) while it may hold the incident lock."""
     wanted = sorted(set(ids))
     if not wanted or session.get_bind().dialect.name != "postgresql":
         return set()
@@ -79,7 +83,7 @@ _LOCK_CUSTOMERS = {
     skip: select(CUSTOMERS.c.id)
     .where(CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(CUSTOMERS.c.id)
-    .with_for_update(skip_locked=skip)
+    .with_for_update(skip_locked=skip, key_share=True)
     for skip in (False, True)
 }
 

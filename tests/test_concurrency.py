@@ -15,10 +15,12 @@ from subprocess import PIPE
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from ulid import ULID
 
-from dispatcher.database import head_revision
+from dispatcher.database import create_engine, head_revision
 from dispatcher.decide import Decider, Incoming, Outcome
+from dispatcher.identity import lock_customers
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from dispatcher.tables import Customer, Identity, Message
@@ -75,6 +77,43 @@ async def test_copies_and_a_new_sender_at_once_make_one_message_and_one_customer
         )
 
     assert await stores[0].run(counts) == (1 + DISPATCHERS + DISPATCHERS, 2, 2)
+
+
+async def test_a_customer_held_by_one_dispatcher_holds_up_no_other_naming_it(
+    stores: list[Store],
+) -> None:
+    """Dispatchers lock customers against each other, not against a foreign-key check.
+
+    Marking a message forwarded and counting a repeat of it in one transaction makes
+    PostgreSQL check the message's customer row (it does so for a row the transaction already
+    changed). When the customer lock was FOR UPDATE, that check waited for whichever
+    dispatcher held the customer (its phone identity on another partition), and deadlocked
+    when that one then waited for the incident lock: about once a run of three dispatchers,
+    a second lost each time. FOR NO KEY UPDATE still excludes the other dispatchers."""
+    decider = Decider(DispatcherSettings(), "case-update", DefaultQueue("support"))
+    first = message("held@acme.example", "Where is my parcel?", source_id="held@x")
+    [opened] = await decider.decided(stores[0], [Incoming(first)])
+    assert opened.forward is not None and opened.forward.customer is not None
+    customer = opened.forward.customer.id
+    holder = create_engine(stores[1].engine.url.render_as_string(hide_password=False))
+    waiting_at_most_1s = create_engine(
+        stores[2].engine.url.render_as_string(hide_password=False), lock_timeout_s=1.0
+    )
+    try:
+        with Session(holder) as held, held.begin():
+            assert lock_customers(held, [customer], skip_locked=True) == set()
+            again = Incoming(first.model_copy(update={"id": str(ULID())}))
+            with Session(waiting_at_most_1s) as session, session.begin():
+                [repeat] = decider.batch(session, [again], [("email", "held@x")])
+            with Session(waiting_at_most_1s) as session, session.begin():
+                # The other dispatchers still wait for the customer (and skip it).
+                assert lock_customers(session, [customer], skip_locked=True) == {customer}
+    finally:
+        holder.dispose()
+        waiting_at_most_1s.dispose()
+    assert repeat.repeat_of == first.id
+    row = await stores[0].run(lambda s: s.execute(select(Message.forwarded, Message.repeats)).one())
+    assert tuple(row) == (True, 1)
 
 
 async def test_three_upgrades_at_once_migrate_once(tmp_path: Path, pg_url: str) -> None:
