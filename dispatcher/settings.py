@@ -55,12 +55,12 @@ class RetentionSettings(_Section):
 class DispatcherSettings(_Section):
     """How the dispatcher consumes `case-open` and how hard it retries a failing batch."""
 
-    prefetch: int = Field(default=200, ge=1, le=5000)
+    prefetch: int = Field(default=600, ge=1, le=5000)
     instance: int = Field(default=0, ge=0)
     instances: int = Field(default=1, ge=1, le=256)
     standby_delay_s: float = Field(default=2.0, ge=0, le=600)
     handback_s: float = Field(default=30.0, gt=0, le=3600)
-    batch_size: int = Field(default=100, ge=1, le=1000)
+    batch_size: int = Field(default=300, ge=1, le=1000)
     batch_wait_ms: int = Field(default=0, ge=0, le=5000)
     attempts: int = Field(default=3, ge=1, le=20)
     retry_first_s: float = Field(default=0.2, gt=0, le=60)
