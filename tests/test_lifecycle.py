@@ -13,6 +13,7 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
 
+from ingest.daemon import listen
 from tests.conftest import bodies, collect, forwarded_behind
 from tests.daemon import API_KEY, Daemon, DaemonBase, Names, run_ingest, settings_text
 
@@ -80,3 +81,26 @@ def test_a_taken_http_port_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.decode() == (
         f"ingest: cannot start: cannot listen on 127.0.0.1:{port}: Address already in use\n"
     )
+
+
+async def test_http_connections_send_without_waiting_for_acks() -> None:
+    """Nagle's algorithm is off on the HTTP port's connections: with it on, each response's
+    body waited for the client's delayed ACK of its head (40 ms a request)."""
+    listener = listen("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_connection(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = writer.get_extra_info("socket")
+        accepted.set_result(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connection, sock=listener)
+    try:
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        try:
+            assert await asyncio.wait_for(accepted, 10) == 1
+        finally:
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
