@@ -183,6 +183,51 @@ async def test_a_storm_in_two_languages_is_one_incident(world: World) -> None:
     assert {o.forward.incident.id for o in outcomes[4:]} == {"I-1"}
 
 
+OUTAGE = "Our internet is down in Aarhus, the FiberBox shows error E-1043 since this morning."
+TV_FAULT = "The TV box in Odense restarts every ten minutes and shows code T-77 on its screen."
+
+
+def alike(senders: list[str], text: str, start: datetime) -> list[CaseOpen]:
+    """One message of `text` from each sender, six seconds apart."""
+    return [
+        message(sender, "Help", text, start + timedelta(seconds=6 * n))
+        for n, sender in enumerate(senders)
+    ]
+
+
+async def test_a_large_incident_counts_a_customer_writing_again_once(world: World) -> None:
+    """An incident of more messages than a batch may add customers from is not read whole:
+    whether it holds each of them is looked up, also for one whose earlier message is too old
+    to be among the batch's neighbours."""
+    await world.send(*alike([f"a{n}@people.example" for n in range(60)], OUTAGE, T0))
+    again = ["a0@people.example", "a59@people.example", "new@people.example"]
+    outcomes = await world.send(*alike(again, "Still: " + OUTAGE, T0 + timedelta(minutes=7)))
+    assert [o.forward.incident.customers for o in outcomes] == [60, 60, 61]
+    [row] = await world.incidents()
+    assert (row.size, row.customers) == (63, 61)
+
+
+async def test_a_message_like_two_incidents_merges_them_counting_customers_once(
+    world: World,
+) -> None:
+    a_customers = [f"a{n}@people.example" for n in range(60)]
+    b_customers = [f"a{n}@people.example" for n in range(40, 100)]  # 20 wrote about both
+    await world.send(*alike(a_customers, OUTAGE, T0))
+    await world.send(*alike(b_customers, TV_FAULT, T0 + timedelta(minutes=6)))
+    assert [(r.status, r.size, r.customers) for r in await world.incidents()] == [
+        ("formed", 60, 60),
+        ("formed", 60, 60),
+    ]
+    [both] = await world.send(
+        message("m@people.example", "Help", f"{OUTAGE} {TV_FAULT}", T0 + timedelta(minutes=13))
+    )
+    assert (both.forward.incident.id, both.forward.incident.customers) == ("I-1", 101)
+    one, two = await world.incidents()
+    assert (one.status, one.size, one.customers) == ("formed", 121, 101)
+    assert (two.status, two.merged_into) == ("merged", one.id)
+    assert {n["event"] for n in notices([both])} == {"grew", "merged"}
+
+
 async def test_two_dispatchers_seeing_halves_of_a_storm_form_one_incident(pg_url: str) -> None:
     stores = [await Store.open(pg_url, auto_migrate=True) for _ in range(2)]
     try:

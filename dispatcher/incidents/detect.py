@@ -119,8 +119,11 @@ class IncidentDetector:
     ) -> _Placed:
         """The batch's messages placed in order, nothing written yet."""
         found: list[Incident | None] = [None] * len(cases)
-        ids = {m.incident_id for m in near.members.values() if m.incident_id is not None}
-        placing = _Placing(self, session, near, records.clusters(session, ids), now)
+        held = {(m.incident_id, m.customer_id) for m in near.members.values() if m.incident_id}
+        candidates = {*customers, *(m.customer_id for m in near.members.values())}
+        ids = {incident for incident, _ in held}
+        clusters = records.clusters(session, ids, candidates, held)
+        placing = _Placing(self, session, near, clusters, now)
         fresh = []
         for index, sig in signed:
             case = cases[index]
@@ -270,7 +273,7 @@ class _Placing:
             if (cluster := self.clusters.get(m.incident_id or 0)) is not None
             and self._is_live(cluster, member)
         }
-        return sorted(live.values(), key=lambda c: (-len(c.customers), c.id))
+        return sorted(live.values(), key=lambda c: (-c.customers, c.id))
 
     def _form(self, member: Member, loose: list[Member]) -> Cluster:
         first = min([member, *loose], key=lambda m: m.received_at)
@@ -282,6 +285,7 @@ class _Placing:
             self.now,
             0,
             sample_subject=(first.subject or member.subject or None),
+            complete=True,
             stored=False,
         )
         self.clusters[cluster.id] = cluster
@@ -290,10 +294,10 @@ class _Placing:
 
     def _merge(self, into: Cluster, other: Cluster) -> None:
         """Two incidents shown to be one: the other's messages move into `into`."""
+        records.complete(self.session, [into, other])
         into.size += other.size
-        for customer, last in other.customers.items():
-            if customer not in into.customers or into.customers[customer] < last:
-                into.customers[customer] = last
+        into.known |= other.known
+        into.customers = len(into.known)
         into.first_seen = min(into.first_seen, other.first_seen)
         into.last_seen = max(into.last_seen, other.last_seen)
         other.status, other.merged_into, other.changed = "merged", into.id, True
@@ -313,9 +317,9 @@ class _Placing:
         if member.stored:
             self.moved.append(member)
         cluster.size += 1
-        last = cluster.customers.get(member.customer_id)
-        if last is None or last < member.received_at:
-            cluster.customers[member.customer_id] = member.received_at
+        if member.customer_id not in cluster.known:  # it knows every candidate it holds
+            cluster.known.add(member.customer_id)
+            cluster.customers += 1
         cluster.first_seen = min(cluster.first_seen, member.received_at)
         cluster.last_seen = max(cluster.last_seen, member.received_at)
 
@@ -337,7 +341,7 @@ def snapshot(cluster: Cluster) -> Incident:
     return Incident(
         id=f"{PREFIX}{cluster.id}",
         size=cluster.size,
-        customers=len(cluster.customers),
+        customers=cluster.customers,
         first_seen=cluster.first_seen,
         formed_at=cluster.formed_at,
         sample_subject=(cluster.sample_subject or None) and cluster.sample_subject[:300],

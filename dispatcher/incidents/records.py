@@ -81,9 +81,12 @@ class Cluster:
     last_seen: datetime
     formed_at: datetime | None
     size: int
-    customers: dict[int, datetime] = field(default_factory=dict)
-    """Each customer in it, with their latest message (formation counts those within the
-    window)."""
+    customers: int = 0
+    """How many customers it holds."""
+    known: set[int] = field(default_factory=set)
+    """Customers known to be in it: of those who may join it in this batch, each one it
+    holds (see `clusters`), and those who joined; every one once `complete`."""
+    complete: bool = False
     sample_subject: str | None = None
     stored: bool = True
     changed: bool = False
@@ -274,11 +277,19 @@ def lock(session: Session) -> bool:
     return True
 
 
-def clusters(session: Session, ids: Collection[int]) -> dict[int, Cluster]:
-    """The incidents with these ids, with the customers already in each."""
+def clusters(
+    session: Session,
+    ids: Collection[int],
+    candidates: Collection[int],
+    held: Iterable[tuple[int, int]],
+) -> dict[int, Cluster]:
+    """The incidents with these ids, each knowing which of the `candidates` (the customers
+    who may join an incident in this batch) it holds already. An incident of fewer messages
+    than there are candidates is read whole; of a larger one (a storm's holds thousands of
+    customers) only the candidates are looked up, but for the `held` (incident, customer)
+    pairs, which are known (the neighbours' own)."""
     if not ids:
         return {}
-    wanted = {"ids": sorted(ids)}
     found = {
         row.id: Cluster(
             row.id,
@@ -287,29 +298,63 @@ def clusters(session: Session, ids: Collection[int]) -> dict[int, Cluster]:
             row.last_seen,
             row.formed_at,
             row.size,
+            row.customers,
             sample_subject=row.sample_subject,
             merged_into=row.merged_into,
         )
-        for row in session.execute(_INCIDENTS, wanted)
+        for row in session.execute(_INCIDENTS, {"ids": sorted(ids)})
     }
-    for incident, customer, last in session.execute(_INCIDENT_CUSTOMERS, wanted):
-        found[incident].customers[customer] = _aware(last)
+    complete(session, [c for c in found.values() if c.size <= len(candidates)])
+    large = sorted(i for i, c in found.items() if not c.complete)
+    known = {(incident, customer) for incident, customer in held if incident in large}
+    asked = [(i, c) for i in large for c in sorted(candidates) if (i, c) not in known]
+    for incident, customer in [*known, *_held_of(session, asked)]:
+        found[incident].known.add(customer)
     return found
+
+
+def complete(session: Session, wanted: Sequence[Cluster]) -> None:
+    """Make these clusters know every customer they hold (a merge counts their union)."""
+    stored = {c.id: c for c in wanted if c.stored and not c.complete}
+    if stored:
+        for incident, customer in session.execute(_INCIDENT_CUSTOMERS, {"ids": sorted(stored)}):
+            stored[incident].known.add(customer)
+    for cluster in wanted:
+        cluster.complete = True
+        cluster.customers = len(cluster.known)
+
+
+def _held_of(session: Session, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Which of these (incident, customer) pairs the store holds: an index seek each."""
+    if not pairs:
+        return []
+    if session.get_bind().dialect.name == "sqlite":
+        rows = session.execute(_HELD_SQLITE, {"pairs": json.dumps(pairs)})
+    else:
+        incidents, customers = zip(*pairs, strict=True)
+        parameters = {"incidents": list(incidents), "customers": list(customers)}
+        rows = with_binary_arrays(session, _HELD_POSTGRESQL, parameters)
+    return [(incident, customer) for incident, customer in rows]
 
 
 _INCIDENTS = select(INCIDENTS_T).where(INCIDENTS_T.c.id.in_(bindparam("ids", expanding=True)))
 _INCIDENT_CUSTOMERS = (
-    select(MESSAGES_T.c.incident_id, MESSAGES_T.c.customer_id, func.max(MESSAGES_T.c.received_at))
+    select(MESSAGES_T.c.incident_id, MESSAGES_T.c.customer_id)
     .where(MESSAGES_T.c.incident_id.in_(bindparam("ids", expanding=True)))
-    .group_by(MESSAGES_T.c.incident_id, MESSAGES_T.c.customer_id)
+    .distinct()
 )
-
-
-def _aware(value: datetime | str) -> datetime:
-    """max() of a timestamp comes back as text or without a zone on SQLite."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+_HELD_SQLITE = text(
+    "SELECT json_extract(wanted.value, '$[0]'), json_extract(wanted.value, '$[1]')"
+    " FROM json_each(:pairs) AS wanted WHERE EXISTS (SELECT 1 FROM incident_messages"
+    " WHERE incident_id = json_extract(wanted.value, '$[0]')"
+    " AND customer_id = json_extract(wanted.value, '$[1]'))"
+)
+_HELD_POSTGRESQL = (  # see `with_binary_arrays`
+    "SELECT wanted.incident, wanted.customer"
+    " FROM unnest(CAST(%(incidents)b AS bigint[]), CAST(%(customers)b AS bigint[]))"
+    " AS wanted(incident, customer) WHERE EXISTS (SELECT 1 FROM incident_messages"
+    " WHERE incident_id = wanted.incident AND customer_id = wanted.customer)"
+)
 
 
 def next_id(session: Session) -> int:
@@ -373,7 +418,7 @@ def write(
                     "b_first": c.first_seen,
                     "b_formed": c.formed_at,
                     "b_size": c.size,
-                    "b_customers": len(c.customers),
+                    "b_customers": c.customers,
                 }
                 for c in sorted(changed, key=lambda c: c.id)
             ],
@@ -423,7 +468,7 @@ def _incident_row(cluster: Cluster) -> dict[str, object]:
         "last_seen": cluster.last_seen,
         "formed_at": cluster.formed_at,
         "size": cluster.size,
-        "customers": len(cluster.customers),
+        "customers": cluster.customers,
         "sample_subject": cluster.sample_subject,
         "merged_into": None,
     }
