@@ -374,3 +374,47 @@ def test_migration_0009_keys_the_bands_by_time_and_keeps_them(store_url: str) ->
             ]
     finally:
         engine.dispose()
+
+
+def test_migration_0012_indexes_members_by_incident_and_customer(store_url: str) -> None:
+    """0012 replaces the index on incident_id with one on (incident_id, customer_id), keeping
+    the members; the downgrade brings the old index back."""
+    from alembic import command
+    from sqlalchemy import insert, inspect
+
+    from dispatcher.database import _config, create_engine
+
+    engine = create_engine(store_url)
+    incident = {"id": 1, "status": "formed", "first_seen": T0, "last_seen": T0}
+    incident |= {"formed_at": T0, "size": 2, "customers": 2}
+    members = [
+        {"case_open_id": name, "customer_id": customer, "received_at": T0}
+        | {"signature": b"\x00" * 8, "incident_id": 1}
+        for name, customer in (("01A", 7), ("01B", 8))
+    ]
+
+    def migrate(revision: str, down: bool = False) -> None:
+        with engine.begin() as connection:
+            (command.downgrade if down else command.upgrade)(_config(connection), revision)
+
+    def indexes() -> list[list[str]]:
+        with engine.connect() as connection:
+            found = inspect(connection).get_indexes("incident_messages")
+            return sorted(index["column_names"] for index in found)
+
+    try:
+        migrate("0011")
+        with engine.begin() as connection:
+            connection.execute(insert(Incident.__table__), [incident])
+            connection.execute(insert(IncidentMessage.__table__), members)
+        migrate("0012")
+        assert indexes() == [["incident_id", "customer_id"], ["received_at"]]
+        with engine.connect() as connection:
+            kept = connection.execute(
+                select(IncidentMessage.customer_id).where(IncidentMessage.incident_id == 1)
+            )
+            assert sorted(kept.scalars()) == [7, 8]
+        migrate("0011", down=True)
+        assert indexes() == [["incident_id"], ["received_at"]]
+    finally:
+        engine.dispose()
