@@ -44,8 +44,10 @@ class CaseIds:
 
     SQLite: the batch's transaction holds the only write lock, so numbers follow the highest
     case (one query a batch, no gaps). PostgreSQL: from the table's sequence, a block at a
-    time, at most `BLOCK` and no more than the messages still to decide could use; numbers a
-    batch took but did not use are gaps, as a rollback leaves them too.
+    time, the first `BLOCK` and each after as many as the batch took so far, never more than
+    the messages still to decide could use: a batch of 300 that opens 180 cases takes five
+    round trips (it took twelve with blocks of 16). Numbers a batch took but did not use are
+    gaps, as a rollback leaves them too.
     """
 
     BLOCK = 16
@@ -55,6 +57,7 @@ class CaseIds:
         self._postgresql = session.get_bind().dialect.name == "postgresql"
         self._free: list[int] = []
         self._next: int | None = None
+        self._taken = 0
 
     def take(self, could_use: int) -> int:
         """The next number; `could_use` is how many more this batch might open (>= 1)."""
@@ -70,9 +73,10 @@ class CaseIds:
                     "SELECT nextval(pg_get_serial_sequence('cases', 'id')) "
                     "FROM generate_series(1, :count)"
                 ),
-                {"count": max(1, min(could_use, self.BLOCK))},
+                {"count": max(1, min(could_use, max(self.BLOCK, self._taken)))},
             )
             self._free = sorted(row[0] for row in rows)
+            self._taken += len(self._free)
         return self._free.pop(0)
 
 

@@ -13,7 +13,7 @@ from itertools import count
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, event, func, select, text
 from ulid import ULID
 
 from dispatcher.database import create_engine
@@ -125,6 +125,29 @@ async def test_a_key_is_its_channel_and_source_id_together_whatever_they_hold(
     assert (await world.send(first.case, redelivered=True, publish_id="a1")).resent
     await world.store.run(world.decider.batch, [], [("email", odd)])
     assert (await world.send(first.case, redelivered=True, publish_id="a1")).forward is None
+
+
+async def test_a_large_batch_numbers_its_cases_without_gaps_in_few_round_trips(
+    world: World,
+) -> None:
+    """120 new cases in one batch get C-1 to C-120; on PostgreSQL the numbers come from the
+    sequence in growing blocks (16, 16, 32, then the 56 still needed), not 16 at a time."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "nextval" in statement:
+            statements.append(statement)
+
+    engine = world.store.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        cases = [message(f"n{n}@new.example", f"Question number {n}") for n in range(120)]
+        outcomes = await world.store.run(world.decider.batch, [Incoming(c) for c in cases])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [dedup(o) for o in outcomes] == [("new", f"C-{n}") for n in range(1, 121)]
+    postgresql = engine.dialect.name == "postgresql"
+    assert len(statements) == (4 if postgresql else 0)
 
 
 async def test_a_key_recorded_meanwhile_rolls_the_whole_batch_back(world: World) -> None:
