@@ -243,6 +243,30 @@ async def test_two_dispatchers_seeing_halves_of_a_storm_form_one_incident(pg_url
             await store.close()
 
 
+async def test_two_dispatchers_locking_first_still_form_one_incident(pg_url: str) -> None:
+    """A dispatcher whose last batch touched an incident locks before it reads: two such,
+    seeing halves of a new storm, still form one incident of it."""
+    stores = [await Store.open(pg_url, auto_migrate=True) for _ in range(2)]
+    try:
+        one, two = World(stores[0]), World(stores[1])
+        await one.send(*alike([f"a{n}@people.example" for n in range(6)], OUTAGE, T0))
+        await two.send(*alike([f"b{n}@people.example" for n in range(3)], OUTAGE, T0))
+        assert one.decider.intake.detector.touching and two.decider.intake.detector.touching
+        later = T0 + timedelta(hours=2)
+        cases = alike([f"c{n}@people.example" for n in range(12)], TV_FAULT, later)
+        halves = await asyncio.gather(one.send(*cases[0::2]), two.send(*cases[1::2]))
+        rows = await one.incidents()
+        assert [(r.status, r.size, r.customers) for r in rows] == [
+            ("formed", 9, 9),
+            ("formed", 12, 12),
+        ]
+        carried = {o.forward.incident.id for half in halves for o in half if o.forward.incident}
+        assert carried == {"I-2"}
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_triage_rules_see_the_incident(tmp_path: Path, store_url: str) -> None:
     settings = tmp_path / "settings.toml"
     settings.write_text(

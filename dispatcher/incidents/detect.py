@@ -16,10 +16,12 @@ An incident runs while similar messages keep coming within the window of its las
 With several dispatchers, a batch whose placement forms, joins or merges an incident takes an
 advisory lock (PostgreSQL; on SQLite the batch already holds the only write lock), reads its
 neighbours again and places its messages again: the second of two dispatchers seeing halves
-of one storm sees what the first decided, so they form one incident, not two. A batch that
-only remembers its messages takes no lock: most batches are such, and a lock held to the end
-of every batch's transaction would make dispatchers take turns. (Two such batches writing
-halves of a storm at once leave it to the next similar message to form the incident.)
+of one storm sees what the first decided, so they form one incident, not two. A dispatcher
+whose last batch did so takes the lock before its first read instead (a stream that keeps
+touching incidents, as batches of a few hundred do, then reads once, not twice). A batch that
+only remembers its messages takes no lock: a lock held to the end of every batch's transaction
+would make dispatchers take turns. (Two such batches writing halves of a storm at once leave
+it to the next similar message to form the incident.)
 
 Messages are decided in batch order, each seeing the ones before it, as if they had come
 apart; a message forwarded before its incident formed does not carry it (the notices on the
@@ -66,6 +68,8 @@ class IncidentDetector:
         self.window_s = self.window.total_seconds()
         self.remembered = records.Remembered()
         self.per_band = max(records.PER_BAND, 2 * settings.min_customers)
+        self.touching = False
+        """Whether the last batch formed, joined or merged an incident."""
 
     def batch(
         self,
@@ -79,13 +83,17 @@ class IncidentDetector:
         if not signed:
             return Found([None] * len(cases))
         windows = self._windows(cases, signed)
+        # Locked before reading when the last batch needed the lock: a stream that keeps
+        # touching incidents (most batches of a few hundred do) then reads once, not twice.
+        locked = self.touching and records.lock(session)
         near = records.nearby(session, windows, self.remembered, self.per_band)
         placed = self._place(session, cases, customers, signed, near, now)
-        if placed.placing.touched and records.lock(session):
+        if placed.placing.touched and not locked and records.lock(session):
             # It forms, joins or merges incidents: decide again, after any other dispatcher
             # that does so too, on what the store holds now.
             near = records.nearby(session, windows, self.remembered, self.per_band)
             placed = self._place(session, cases, customers, signed, near, now)
+        self.touching = bool(placed.placing.touched)
         placing = placed.placing
         touched = list(placing.touched.values())
         records.write(session, placed.fresh, placing.moved, touched, placing.merged)
