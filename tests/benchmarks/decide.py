@@ -28,7 +28,7 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -64,9 +64,16 @@ def decider_for(settings: Settings, path: Path, intake: bool) -> Decider:
 
 
 async def one_run(
-    url: str, decider: Decider, total: int, warmup: int, customers: int, batch: int
+    url: str,
+    decider: Decider,
+    total: int,
+    warmup: int,
+    customers: int,
+    batch: int,
+    measuring: Callable[[], None] = lambda: None,
 ) -> tuple[list[float], int]:
-    """CPU seconds of each measured batch, on a fresh store at `url`, and the messages."""
+    """CPU seconds of each measured batch, on a fresh store at `url`, and the messages;
+    `measuring` is called once the warm-up is done."""
     store = await Store.open(url, auto_migrate=True)
     try:
         warm = build(warmup, seed=3, customers=customers, tag="w-")
@@ -76,6 +83,7 @@ async def one_run(
         await feed(store, decider, warm.phase_one, batch, case_of)
         measured = build(total, seed=7, customers=customers, tag="m-")
         stream = measured.phase_one + warm.build_phase_two(case_of)
+        measuring()
         return await feed(store, decider, stream, batch, case_of), len(stream)
     finally:
         await store.close()
@@ -124,12 +132,17 @@ def fastest(options: argparse.Namespace, intake: bool, folder: Path) -> tuple[fl
     return sum(best), sum(totals) / len(totals), count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def stream_options(parser: argparse.ArgumentParser, batch: int) -> None:
+    """The traffic options of the benchmarks that feed the decide path."""
     parser.add_argument("-n", type=int, default=3000, help="measured messages (default 3000)")
     parser.add_argument("--warmup", type=int, default=3000, help="warm-up messages")
     parser.add_argument("--customers", type=int, default=1000, help="directory size")
-    parser.add_argument("--batch", type=int, default=100, help="messages per batch")
+    parser.add_argument("--batch", type=int, default=batch, help="messages per batch")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    stream_options(parser, batch=100)
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration")
     options = parser.parse_args()
     prepare()  # the daemon imports datasketch once it is up, before any batch

@@ -34,32 +34,33 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from dispatcher.directory import import_rows, read_directory
 from dispatcher.incidents.signature import prepare
-from dispatcher.store import Store
 from ingest.daemon import settle_garbage_collector
-from tests.benchmarks.decide import decider_for, feed, settings_in
+from tests.benchmarks.decide import decider_for, one_run, settings_in, stream_options
 from tests.daemon import postgres_database
-from tests.scenario import build
 
 KIND_CHARS = 160
 
 
 @dataclass
 class Tally:
-    """Statements seen while `on`, by their text: how many, and their seconds in all."""
+    """Statements seen while `on`, by kind: how many, and their seconds in all."""
 
     on: bool = False
+    began: float = 0.0
     seen: dict[str, list[float]] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
 
-    def watch(self, engine: Engine) -> None:
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
+    def measuring(self) -> None:
+        self.on, self.began = True, time.perf_counter()
 
-    def unwatch(self, engine: Engine) -> None:
-        event.remove(engine, "before_cursor_execute", self._before)
-        event.remove(engine, "after_cursor_execute", self._after)
+    def watch(self) -> None:
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
+
+    def unwatch(self) -> None:
+        event.remove(Engine, "before_cursor_execute", self._before)
+        event.remove(Engine, "after_cursor_execute", self._after)
 
     def _before(self, _conn: Any, cursor: Any, *_: Any) -> None:
         self.started[id(cursor)] = time.perf_counter()
@@ -88,29 +89,26 @@ async def fresh_store(kind: str) -> AsyncIterator[str]:
 
 async def measure(options: argparse.Namespace) -> None:
     tally = Tally()
-    async with fresh_store(options.store) as url:
-        store = await Store.open(url, auto_migrate=True)
-        tally.watch(store.engine)
-        try:
-            with tempfile.TemporaryDirectory(prefix="bench-statements-") as folder:
-                settings, path = settings_in(Path(folder))
-                decider = decider_for(settings, path, intake=True)
-                settle_garbage_collector()  # as the daemon does once it is up
-                warm = build(options.warmup, seed=3, customers=options.customers, tag="w-")
-                rows, _ = read_directory(warm.directory.splitlines(keepends=True))
-                await store.run(import_rows, rows, "bench")
-                case_of: dict[str, str] = {}
-                await feed(store, decider, warm.phase_one, options.batch, case_of)
-                measured = build(options.n, seed=7, customers=options.customers, tag="m-")
-                stream = measured.phase_one + warm.build_phase_two(case_of)
-                tally.on = True
-                began = time.perf_counter()
-                spent = await feed(store, decider, stream, options.batch, case_of)
-                wall_s = time.perf_counter() - began
-        finally:
-            tally.unwatch(store.engine)
-            await store.close()
-    report(tally, options, len(stream), len(spent), sum(spent), wall_s)
+    with tempfile.TemporaryDirectory(prefix="bench-statements-") as folder:
+        settings, path = settings_in(Path(folder))
+        decider = decider_for(settings, path, intake=True)
+        settle_garbage_collector()  # as the daemon does once it is up
+        async with fresh_store(options.store) as url:
+            tally.watch()
+            try:
+                spent, count = await one_run(
+                    url,
+                    decider,
+                    options.n,
+                    options.warmup,
+                    options.customers,
+                    options.batch,
+                    tally.measuring,
+                )
+            finally:
+                tally.unwatch()
+    wall_s = time.perf_counter() - tally.began
+    report(tally, options, count, len(spent), sum(spent), wall_s)
 
 
 def report(
@@ -141,10 +139,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="postgresql")
-    parser.add_argument("-n", type=int, default=3000, help="measured messages (default 3000)")
-    parser.add_argument("--warmup", type=int, default=3000, help="warm-up messages")
-    parser.add_argument("--customers", type=int, default=1000, help="directory size")
-    parser.add_argument("--batch", type=int, default=300, help="messages per batch")
+    stream_options(parser, batch=300)
     parser.add_argument("--top", type=int, default=25, help="statement kinds listed")
     options = parser.parse_args()
     prepare()  # the daemon imports datasketch once it is up, before any batch
