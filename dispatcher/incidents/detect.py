@@ -129,8 +129,7 @@ class IncidentDetector:
         found: list[Incident | None] = [None] * len(cases)
         held = {(m.incident_id, m.customer_id) for m in near.members.values() if m.incident_id}
         candidates = {*customers, *(m.customer_id for m in near.members.values())}
-        ids = {incident for incident, _ in held}
-        clusters = records.clusters(session, ids, candidates, held)
+        clusters = records.clusters(session, held, candidates)
         placing = _Placing(self, session, near, clusters, now)
         fresh = []
         for index, sig in signed:

@@ -278,18 +278,16 @@ def lock(session: Session) -> bool:
 
 
 def clusters(
-    session: Session,
-    ids: Collection[int],
-    candidates: Collection[int],
-    held: Iterable[tuple[int, int]],
+    session: Session, held: Collection[tuple[int, int]], candidates: Collection[int]
 ) -> dict[int, Cluster]:
-    """The incidents with these ids, each knowing which of the `candidates` (the customers
-    who may join an incident in this batch) it holds already. An incident of fewer messages
-    than there are candidates is read whole; of a larger one (a storm's holds thousands of
-    customers) only the candidates are looked up, but for the `held` (incident, customer)
-    pairs, which are known (the neighbours' own)."""
-    if not ids:
+    """The incidents of the `held` (incident, customer) pairs (the neighbours' own), each
+    knowing which of the `candidates` (the customers who may join an incident in this batch)
+    it holds already. An incident of fewer messages than there are candidates is read whole;
+    of a larger one (a storm's holds thousands of customers) only the candidates it is not
+    known to hold are looked up."""
+    if not held:
         return {}
+    ids = sorted({incident for incident, _ in held})
     found = {
         row.id: Cluster(
             row.id,
@@ -302,12 +300,13 @@ def clusters(
             sample_subject=row.sample_subject,
             merged_into=row.merged_into,
         )
-        for row in session.execute(_INCIDENTS, {"ids": sorted(ids)})
+        for row in session.execute(_INCIDENTS, {"ids": ids})
     }
     complete(session, [c for c in found.values() if c.size <= len(candidates)])
-    large = sorted(i for i, c in found.items() if not c.complete)
+    large = {i for i, c in found.items() if not c.complete}
     known = {(incident, customer) for incident, customer in held if incident in large}
-    asked = [(i, c) for i in large for c in sorted(candidates) if (i, c) not in known]
+    everyone = sorted(candidates)
+    asked = [(i, c) for i in sorted(large) for c in everyone if (i, c) not in known]
     for incident, customer in [*known, *_held_of(session, asked)]:
         found[incident].known.add(customer)
     return found
