@@ -13,8 +13,11 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from alembic import command
+from sqlalchemy import Engine
 from ulid import ULID
 
+from dispatcher.database import _config
 from normalizer.model import CaseOpen, Sender, Touchpoint
 from tests.daemon import BROKER_URL, Daemon, Names, delete_names, postgres_database
 from tests.local import LocalDaemon, route_logs_to_daemons
@@ -249,3 +252,9 @@ def provider() -> Iterator[OAuthProvider]:
     server = OAuthProvider().start()
     yield server
     server.stop()
+
+
+def migrate(engine: Engine, revision: str, down: bool = False) -> None:
+    """Bring the store to `revision`, up or down: the tests of one migration."""
+    with engine.begin() as connection:
+        (command.downgrade if down else command.upgrade)(_config(connection), revision)

@@ -28,6 +28,7 @@ from dispatcher.tables import Incident, IncidentBand, IncidentMessage
 from dispatcher.triage import DefaultQueue, RulesRouter, load_rules
 from dispatcher.triage.live import LiveRules
 from normalizer.model import CaseOpen, Flags, Sender, Touchpoint
+from tests.conftest import migrate
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 numbers = count(1)
@@ -350,10 +351,9 @@ def test_signatures_are_datasketch_minhashes_whatever_the_batch() -> None:
 def test_migration_0009_keys_the_bands_by_time_and_keeps_them(store_url: str) -> None:
     """Bands written before 0009 are kept, found by the key (band, received_at,
     case_open_id), and the downgrade brings the old key and index back with the rows."""
-    from alembic import command
     from sqlalchemy import func, insert, inspect, text
 
-    from dispatcher.database import _config, create_engine
+    from dispatcher.database import create_engine
 
     engine = create_engine(store_url)
     at = T0
@@ -366,16 +366,11 @@ def test_migration_0009_keys_the_bands_by_time_and_keeps_them(store_url: str) ->
         "SELECT band, case_open_id, received_at FROM incident_bands ORDER BY band, case_open_id"
     )
 
-    def migrate(revision: str, down: bool = False) -> None:
-        with engine.begin() as connection:
-            step = command.downgrade if down else command.upgrade
-            step(_config(connection), revision)
-
     try:
-        migrate("0008")
+        migrate(engine, "0008")
         with engine.begin() as connection:
             connection.execute(insert(IncidentBand.__table__), rows)
-        migrate("0009")
+        migrate(engine, "0009")
         with engine.connect() as connection:
             kept = [(band, name) for band, name, _ in connection.execute(listed)]
             assert kept == [(-(2**62), "01A"), (2**62, "01A"), (2**62, "01B")]
@@ -387,7 +382,7 @@ def test_migration_0009_keys_the_bands_by_time_and_keeps_them(store_url: str) ->
             key = found.get_pk_constraint("incident_bands")["constrained_columns"]
             assert key == ["band", "received_at", "case_open_id"]
             assert found.get_indexes("incident_bands") == []
-        migrate("0008", down=True)
+        migrate(engine, "0008", down=True)
         with engine.connect() as connection:
             assert len(connection.execute(listed).all()) == 3
             found = inspect(connection)
@@ -403,10 +398,9 @@ def test_migration_0009_keys_the_bands_by_time_and_keeps_them(store_url: str) ->
 def test_migration_0012_indexes_members_by_incident_and_customer(store_url: str) -> None:
     """0012 replaces the index on incident_id with one on (incident_id, customer_id), keeping
     the members; the downgrade brings the old index back."""
-    from alembic import command
     from sqlalchemy import insert, inspect
 
-    from dispatcher.database import _config, create_engine
+    from dispatcher.database import create_engine
 
     engine = create_engine(store_url)
     incident = {"id": 1, "status": "formed", "first_seen": T0, "last_seen": T0}
@@ -417,28 +411,24 @@ def test_migration_0012_indexes_members_by_incident_and_customer(store_url: str)
         for name, customer in (("01A", 7), ("01B", 8))
     ]
 
-    def migrate(revision: str, down: bool = False) -> None:
-        with engine.begin() as connection:
-            (command.downgrade if down else command.upgrade)(_config(connection), revision)
-
     def indexes() -> list[list[str]]:
         with engine.connect() as connection:
             found = inspect(connection).get_indexes("incident_messages")
             return sorted(index["column_names"] for index in found)
 
     try:
-        migrate("0011")
+        migrate(engine, "0011")
         with engine.begin() as connection:
             connection.execute(insert(Incident.__table__), [incident])
             connection.execute(insert(IncidentMessage.__table__), members)
-        migrate("0012")
+        migrate(engine, "0012")
         assert indexes() == [["incident_id", "customer_id"], ["received_at"]]
         with engine.connect() as connection:
             kept = connection.execute(
                 select(IncidentMessage.customer_id).where(IncidentMessage.incident_id == 1)
             )
             assert sorted(kept.scalars()) == [7, 8]
-        migrate("0011", down=True)
+        migrate(engine, "0011", down=True)
         assert indexes() == [["incident_id"], ["received_at"]]
     finally:
         engine.dispose()

@@ -9,10 +9,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from alembic import command
 from sqlalchemy import select, text
 
-from dispatcher.database import _config, create_engine, upgrade
+from dispatcher.database import create_engine, upgrade
 from dispatcher.decide import Decider, Incoming
 from dispatcher.feedback import CaseEventMessage, apply_event
 from dispatcher.reports.model import ReportError, window_for
@@ -22,6 +21,7 @@ from dispatcher.store import Store
 from dispatcher.tables import Case
 from dispatcher.topics import topic_of
 from normalizer.model import CaseOpen, SlaDue, Triage
+from tests.conftest import migrate
 from tests.test_decide import message
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -128,8 +128,8 @@ async def test_a_new_case_keeps_what_triage_decided_and_its_topic(store_url: str
 async def test_the_migration_fills_cases_opened_before_it(store_url: str) -> None:
     engine = create_engine(store_url)
     try:
+        migrate(engine, "0004")
         with engine.begin() as connection:
-            command.upgrade(_config(connection), "0004")
             _an_old_case(connection)
         upgrade(engine)
         with engine.connect() as connection:
