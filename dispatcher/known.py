@@ -25,6 +25,8 @@ from dispatcher.tables import Case, CaseParticipant, ContactCount, Customer, Mes
 from normalizer.model import CaseBrief, CaseOpen, CustomerInfo
 
 OPEN_STATES = ("open", "assigned")
+OPEN_CASES_SHOWN = 20
+"""The open cases a history lists, newest first: the most a batch reads of each customer."""
 CASES = Case.__table__
 MESSAGES = Message.__table__
 CASE_COLUMNS = tuple(
@@ -190,8 +192,13 @@ def customer_info(row: object) -> CustomerInfo:
 
 
 def _group_cases(session: Session, members: Sequence[int], recent: int) -> Iterable[object]:
-    """Every open case of these customers, their `recent` latest, and the one last written to."""
-    return session.execute(_GROUP_CASES, {"members": members, "recent": recent})
+    """Of each of these customers: the latest open cases a history can list, the `recent`
+    latest cases, and the one last written to. Not every open case: a sender that opens a
+    case with each message (an alerting system) would make every batch with it read them
+    all, and each of its messages go through them."""
+    return session.execute(
+        _GROUP_CASES, {"members": members, "recent": recent, "shown": OPEN_CASES_SHOWN}
+    )
 
 
 def _group_cases_statement() -> Select[Any]:
@@ -199,18 +206,27 @@ def _group_cases_statement() -> Select[Any]:
     by_opened = func.row_number().over(
         partition_by=CASES.c.customer_id, order_by=(CASES.c.opened_at.desc(), CASES.c.id.desc())
     )
+    by_open = func.row_number().over(
+        partition_by=(CASES.c.customer_id, CASES.c.status.in_(OPEN_STATES)),
+        order_by=(CASES.c.opened_at.desc(), CASES.c.id.desc()),
+    )
     by_message = func.row_number().over(
         partition_by=CASES.c.customer_id,
         order_by=(CASES.c.last_message_at.desc(), CASES.c.id.desc()),
     )
     ranked = (
-        select(*CASE_COLUMNS, by_opened.label("by_opened"), by_message.label("by_message"))
+        select(
+            *CASE_COLUMNS,
+            by_opened.label("by_opened"),
+            by_open.label("by_open"),
+            by_message.label("by_message"),
+        )
         .where(CASES.c.customer_id.in_(bindparam("members", expanding=True)))
         .subquery()
     )
     return select(ranked).where(
         or_(
-            ranked.c.status.in_(OPEN_STATES),
+            and_(ranked.c.status.in_(OPEN_STATES), ranked.c.by_open <= bindparam("shown")),
             ranked.c.by_opened <= bindparam("recent"),
             ranked.c.by_message == 1,
         )

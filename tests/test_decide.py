@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, func, select, text
+from sqlalchemy.orm import Session
 from ulid import ULID
 
 from dispatcher.database import create_engine
 from dispatcher.decide import Decider, Incoming, Outcome
 from dispatcher.directory import import_rows, read_directory
 from dispatcher.feedback import CaseEventMessage, EventRejected, apply_event
+from dispatcher.known import OPEN_CASES_SHOWN, load, wanted_for
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from dispatcher.tables import Customer, Message
@@ -355,6 +357,31 @@ async def test_history_is_attached_to_every_forward(world: World) -> None:
     assert third.forward is not None and third.forward.history is not None
     assert third.forward.history.repeat_contact is True
     assert third.forward.history.repeat_reason == "3 contacts in the last 7 days (threshold 3)"
+
+
+async def test_a_sender_with_many_open_cases_gets_the_latest_without_all_being_read(
+    world: World,
+) -> None:
+    shown, recent = OPEN_CASES_SHOWN, DispatcherSettings().history.recent_cases
+    refs = []
+    for n in range(shown + 6):  # each its own case, all left open
+        sent = await world.send(message(text=f"alert {n} fired", at=T0 + timedelta(minutes=n)))
+        assert sent.forward is not None and sent.forward.dedup is not None
+        refs.append(sent.forward.dedup.case_id)
+    latest = await world.send(message(text="one more alert", at=T0 + timedelta(hours=2)))
+    assert latest.forward is not None and latest.forward.history is not None
+    history = latest.forward.history
+    assert [c.id for c in history.open_cases] == refs[::-1][:shown]
+    assert [c.id for c in history.recent_cases] == refs[::-1][:recent]
+    assert history.last_queue == "support"
+
+    def read(session: Session) -> int:
+        [root] = session.scalars(select(Customer.id).where(Customer.external_id == "ACME-1"))
+        wanted = wanted_for([latest.case], [], "C-", 90, [None])
+        return len(load(session, [root], wanted, world.decider.windows).cases)
+
+    # The latest open ones (the last written to and the recent ones among them), not all.
+    assert await world.store.run(read) == shown
 
 
 async def test_retention_prunes_old_records_and_fingerprints(world: World) -> None:

@@ -1,0 +1,111 @@
+"""CPU of deciding a batch from one sender that keeps many cases open, next to a new sender.
+
+An alerting system that writes to support opens a case with each alert, and its cases stay
+open for days. Every batch with one of its messages reads what history needs of it; this
+benchmark shows whether that grows with its open cases. For each `--open` count K it opens K
+cases of one sender (one batch of `--batch` alerts at a time, all different), then decides
+`--measured` batches more of its alerts and prints the CPU of the decide path per message
+(the thread's CPU clock, each batch's fastest of `--repeat` runs), next to the same for K = 0
+from the same run: the baseline.
+
+    .venv/bin/python -m tests.benchmarks.busy_sender [--open 1000,10000]
+        [--store sqlite|postgresql] [--batch 300] [--measured 3] [--repeat 2]
+
+Run it from the repository root (PostgreSQL on 127.0.0.1 for `--store postgresql`). It is not
+a test (no `test_` prefix): pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ulid import ULID
+
+from dispatcher.decide import Decider, Incoming
+from dispatcher.incidents.signature import prepare
+from dispatcher.store import Store
+from ingest.daemon import settle_garbage_collector
+from normalizer.model import CaseOpen, Sender, Touchpoint
+from tests.benchmarks.decide import decider_for, settings_in, timed
+from tests.benchmarks.statements import fresh_store
+
+CHECKS = ("disk", "certificate", "queue depth", "backup", "latency", "memory", "replication")
+
+
+def alert(n: int, start: datetime, rng: random.Random) -> CaseOpen:
+    """Alert n of the monitoring system: each different, five seconds apart."""
+    check = rng.choice(CHECKS)
+    host = f"host-{rng.randrange(400)}.example.net"
+    return CaseOpen(
+        id=str(ULID()),
+        received_at=start + timedelta(seconds=5 * n),
+        channel="email",
+        adapter="smtp",
+        source_id=f"alert-{n}@monitor.example",
+        touchpoints=[Touchpoint(kind="mailbox", address="support@example.com")],
+        sender=Sender(kind="email", address="alerts@monitor.example", name="Monitoring"),
+        subject=f"[ALERT] {check} on {host}",
+        text=f"The {check} check failed on {host} at step {rng.randrange(10**6)}.",
+    )
+
+
+async def per_message_ms(
+    decider: Decider, kind: str, open_cases: int, options: argparse.Namespace
+) -> float:
+    """CPU milliseconds per measured message, with this many open cases before them."""
+    async with fresh_store(kind) as url:
+        store = await Store.open(url, auto_migrate=True)
+        try:
+            rng = random.Random(11)
+            start = datetime.now(UTC) - timedelta(days=3)
+            size = options.batch
+            total = open_cases + options.measured * size
+            alerts = [alert(n, start, rng) for n in range(total)]
+            spent = []
+            for first in range(0, total, size):
+                batch = [Incoming(case) for case in alerts[first : first + size]]
+                cpu_s, _ = await store.run(timed, decider, batch)
+                if first >= open_cases:
+                    spent.append(cpu_s)
+            return sum(spent) / (options.measured * size) * 1000
+        finally:
+            await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--open", default="1000,10000", help="open-case counts (comma-separated)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--batch", type=int, default=300, help="messages per batch")
+    parser.add_argument("--measured", type=int, default=3, help="measured batches")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per count")
+    options = parser.parse_args()
+    prepare()
+    with tempfile.TemporaryDirectory(prefix="bench-busy-") as folder:
+        settings, path = settings_in(Path(folder))
+        decider = decider_for(settings, path, intake=True)
+        settle_garbage_collector()
+        counts = [0, *(int(part) for part in options.open.split(","))]
+        print(f"{options.store}: one sender's alerts, batches of {options.batch}")
+        asyncio.run(per_message_ms(decider, options.store, 0, options))  # warm-up: not shown
+        baseline = None
+        for count in counts:
+            runs = [
+                asyncio.run(per_message_ms(decider, options.store, count, options))
+                for _ in range(options.repeat)
+            ]
+            best = min(runs)
+            baseline = best if baseline is None else baseline
+            print(
+                f"  {count:>6} open cases before: {best:.3f} ms CPU per message "
+                f"({best / baseline:.2f}x the new sender's)"
+            )
+
+
+if __name__ == "__main__":
+    main()
