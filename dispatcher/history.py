@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from dispatcher.known import OPEN_CASES_SHOWN, CaseState, Group, Known, utc_day
+from dispatcher.known import CaseState, Group, Known, utc_day
 from dispatcher.settings import HistorySettings
-from normalizer.model import CaseBrief, ContactCounts, History
+from normalizer.model import OPEN_CASES_LISTED, CaseBrief, ContactCounts, History
 
 WINDOWS_DAYS = (7, 30, 90)
 
@@ -44,7 +44,7 @@ def history(
     """Open cases, contact counts, the last queue, recent cases and the repeat-contact flag."""
     cases = [known.cases[case_id] for case_id in group.case_ids]
     newest_first = sorted(cases, key=lambda c: (c.opened_at, c.id), reverse=True)
-    open_cases = [case for case in newest_first if case.is_open][:OPEN_CASES_SHOWN]
+    open_cases = [case for case in newest_first if case.is_open][:OPEN_CASES_LISTED]
     last = max(cases, key=lambda c: (c.last_message_at, c.id), default=None)
     counts = contacts(group, at, sorted({*WINDOWS_DAYS, settings.repeat_contact_days}))
     repeats = counts[settings.repeat_contact_days].total

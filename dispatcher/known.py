@@ -22,11 +22,9 @@ from sqlalchemy.orm import Session
 
 from dispatcher.database import bound_pairs, pairs_in
 from dispatcher.tables import Case, CaseParticipant, ContactCount, Customer, Message
-from normalizer.model import CaseBrief, CaseOpen, CustomerInfo
+from normalizer.model import OPEN_CASES_LISTED, CaseBrief, CaseOpen, CustomerInfo
 
 OPEN_STATES = ("open", "assigned")
-OPEN_CASES_SHOWN = 20
-"""The open cases a history lists, newest first: the most a batch reads of each customer."""
 CASES = Case.__table__
 MESSAGES = Message.__table__
 CASE_COLUMNS = tuple(
@@ -197,7 +195,7 @@ def _group_cases(session: Session, members: Sequence[int], recent: int) -> Itera
     case with each message (an alerting system) would make every batch with it read them
     all, and each of its messages go through them."""
     return session.execute(
-        _GROUP_CASES, {"members": members, "recent": recent, "shown": OPEN_CASES_SHOWN}
+        _GROUP_CASES, {"members": members, "recent": recent, "shown": OPEN_CASES_LISTED}
     )
 
 

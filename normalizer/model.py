@@ -201,10 +201,14 @@ class ContactCounts(Part):
     by_channel: dict[str, int] = Field(default_factory=dict)
 
 
+OPEN_CASES_LISTED = 20
+"""The open cases a history lists: the customer's latest."""
+
+
 class History(Part):
     """What happened before this message: open cases, contacts, last queue, recent cases."""
 
-    open_cases: list[CaseBrief] = Field(default_factory=list)
+    open_cases: list[CaseBrief] = Field(default_factory=list, max_length=OPEN_CASES_LISTED)
     contacts: list[ContactCounts] = Field(default_factory=list)
     last_queue: str | None = None
     recent_cases: list[CaseBrief] = Field(default_factory=list)

@@ -21,14 +21,22 @@ from dispatcher.database import create_engine
 from dispatcher.decide import Decider, Incoming, Outcome
 from dispatcher.directory import import_rows, read_directory
 from dispatcher.feedback import CaseEventMessage, EventRejected, apply_event
-from dispatcher.known import OPEN_CASES_SHOWN, load, wanted_for
+from dispatcher.known import load, wanted_for
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from dispatcher.tables import Customer, Message
 from dispatcher.tables import Identity as IdentityRow
 from dispatcher.triage import DefaultQueue
 from dispatcher.writes import KeyTaken, Writes
-from normalizer.model import Attachment, CaseOpen, Identity, Sender, Thread, Touchpoint
+from normalizer.model import (
+    OPEN_CASES_LISTED,
+    Attachment,
+    CaseOpen,
+    Identity,
+    Sender,
+    Thread,
+    Touchpoint,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DIRECTORY = """external_id,name,organisation,emails,phones,tier,is_customer
@@ -362,7 +370,7 @@ async def test_history_is_attached_to_every_forward(world: World) -> None:
 async def test_a_sender_with_many_open_cases_gets_the_latest_without_all_being_read(
     world: World,
 ) -> None:
-    shown, recent = OPEN_CASES_SHOWN, DispatcherSettings().history.recent_cases
+    shown, recent = OPEN_CASES_LISTED, DispatcherSettings().history.recent_cases
     refs = []
     for n in range(shown + 6):  # each its own case, all left open
         sent = await world.send(message(text=f"alert {n} fired", at=T0 + timedelta(minutes=n)))

@@ -104,6 +104,10 @@ def test_a_valid_set_loads_in_file_order(tmp_path: Path) -> None:
             "unknown flag 'spamm'",
         ),
         (
+            '[[rules]]\nname = "a"\nwhen = { open_cases_at_least = 25 }\n',
+            "open_cases_at_least: Value error, at most 20: a history lists the customer's 20 latest",
+        ),
+        (
             '[[rules]]\nname = "a"\nwhen = {}\n',
             "an empty condition",
         ),

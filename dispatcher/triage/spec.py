@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from normalizer.model import OPEN_CASES_LISTED
+
 DEFAULT_BUCKETS = (
     "reference",
     "divert",
@@ -185,6 +187,16 @@ class ConditionSpec(Spec):
         for name in items:
             if isinstance(name, str) and name not in FLAG_NAMES:
                 raise ValueError(f"unknown flag {name!r}; known: {', '.join(FLAG_NAMES)}")
+        return value
+
+    @field_validator("open_cases_at_least")
+    @classmethod
+    def _countable(cls, value: int | None) -> int | None:
+        if value is not None and value > OPEN_CASES_LISTED:
+            raise ValueError(
+                f"at most {OPEN_CASES_LISTED}: a history lists the customer's"
+                f" {OPEN_CASES_LISTED} latest open cases, so more are never counted"
+            )
         return value
 
     @model_validator(mode="after")
