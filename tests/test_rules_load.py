@@ -105,7 +105,7 @@ def test_a_valid_set_loads_in_file_order(tmp_path: Path) -> None:
         ),
         (
             '[[rules]]\nname = "a"\nwhen = { open_cases_at_least = 25 }\n',
-            "open_cases_at_least: Value error, at most 20: a history lists the customer's 20 latest",
+            "open_cases_at_least: Value error, at most 20: a history lists the customer's",
         ),
         (
             '[[rules]]\nname = "a"\nwhen = {}\n',
