@@ -15,7 +15,7 @@ from typing import Literal
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from dispatcher.database import is_transient, text_of
@@ -59,8 +59,10 @@ def apply_event(session: Session, event: CaseEventMessage, prefix: str) -> bool:
     seen = session.scalars(select(CaseEvent.id).where(CaseEvent.external_id == event.id)).first()
     if seen is not None:
         return False
-    number = event.case[len(prefix) :] if event.case.upper().startswith(prefix.upper()) else ""
-    target = session.get(Case, int(number), with_for_update=True) if number.isdigit() else None
+    number = case_number(event, prefix)
+    # FOR NO KEY UPDATE: a dispatcher inserting a message of this case (its foreign key
+    # check) goes on meanwhile.
+    target = None if number is None else session.get(Case, number, with_for_update=NO_KEY)
     if target is None:
         raise EventRejected(f"no case {event.case}")
     _change(session, target, event)
@@ -105,11 +107,34 @@ def _change(session: Session, target: Case, event: CaseEventMessage) -> None:
             session.add(CaseParticipant(case_id=target.id, customer_id=customer))
 
 
+NO_KEY = {"key_share": True}
+"""FOR NO KEY UPDATE on PostgreSQL: the case changes, not its id."""
+
+
+def case_number(event: CaseEventMessage, prefix: str) -> int | None:
+    """The case's id in the store, from its reference (C-12: 12), if it is one of ours."""
+    reference = event.case
+    number = reference[len(prefix) :] if reference.upper().startswith(prefix.upper()) else ""
+    return int(number) if number.isdigit() else None
+
+
 def apply_events(
     session: Session, events: Sequence[CaseEventMessage], prefix: str
 ) -> list[bool | str]:
     """Apply events in order: True when applied, False when applied before, or the reason
-    an event can never be applied (it changes nothing then)."""
+    an event can never be applied (it changes nothing then).
+
+    What the events change is locked first, in the order a dispatcher locks it (the
+    participants' identities, then the cases by id): taken event by event, a batch of
+    events and a dispatcher's batch that joins messages to the same cases could each hold
+    one the other waits for."""
+    lock_identities(
+        session,
+        [normalise(e.participant.kind, e.participant.address) for e in events if e.participant],
+    )
+    numbers = sorted({n for e in events if (n := case_number(e, prefix)) is not None})
+    if numbers:
+        session.execute(_LOCK_CASES, {"ids": numbers})
     results: list[bool | str] = []
     for event in events:
         try:
@@ -117,6 +142,14 @@ def apply_events(
         except EventRejected as error:
             results.append(str(error))
     return results
+
+
+_LOCK_CASES = (
+    select(Case.id)
+    .where(Case.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Case.id)
+    .with_for_update(**NO_KEY)
+)
 
 
 class CaseEvents:

@@ -10,23 +10,25 @@ import asyncio
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import PIPE
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from dispatcher.database import create_engine, head_revision
 from dispatcher.decide import Decider, Incoming, Outcome
+from dispatcher.feedback import CaseEventMessage, apply_events
 from dispatcher.identity import lock_customers
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
-from dispatcher.tables import Customer, Identity, Message
+from dispatcher.tables import Case, Customer, Identity, Message
 from dispatcher.triage import DefaultQueue
 from tests.daemon import clean_environment
-from tests.test_decide import message
+from tests.test_decide import _until_a_lock_is_waited_for, message
 
 DISPATCHERS = 3
 
@@ -114,6 +116,49 @@ async def test_a_customer_held_by_one_dispatcher_holds_up_no_other_naming_it(
     assert repeat.repeat_of == first.id
     row = await stores[0].run(lambda s: s.execute(select(Message.forwarded, Message.repeats)).one())
     assert tuple(row) == (True, 1)
+
+
+async def test_case_events_and_a_dispatcher_take_two_cases_in_one_order(
+    stores: list[Store],
+) -> None:
+    """The helpdesk's events on two cases and a dispatcher batch writing to both wait for
+    each other in turn, never in a circle. The events used to lock each case as they came
+    (here the later case first) while a dispatcher updates its cases in id order, and
+    PostgreSQL broke the circle by failing one transaction after a second; events now lock
+    all their cases in id order before applying any."""
+    decider = Decider(DispatcherSettings(), "case-update", DefaultQueue("support"))
+    batch = [
+        Incoming(message("ann@acme.example", "one")),
+        Incoming(message("bob@b.example", "two")),
+    ]
+    refs = [o.forward.dedup.case_id for o in await decider.decided(stores[0], batch)]  # type: ignore[union-attr]
+    low, high = sorted(int(ref.removeprefix("C-")) for ref in refs)  # type: ignore[union-attr]
+    at = datetime.now(UTC)
+    events = [  # the later case first
+        CaseEventMessage(id=f"e{n}", case=f"C-{n}", event="resolved", at=at) for n in (high, low)
+    ]
+    url = stores[0].engine.url.render_as_string(hide_password=False)
+    engine = create_engine(url, lock_timeout_s=30)
+    joined = update(Case).values(last_message_at=at)
+
+    def helpdesk() -> list[bool | str]:
+        with Session(engine) as session, session.begin():
+            return apply_events(session, events, "C-")
+
+    try:
+        with engine.connect() as dispatcher, engine.connect() as watcher:
+            dispatcher.begin()
+            dispatcher.execute(joined.where(Case.id == low))
+            applying = asyncio.create_task(asyncio.to_thread(helpdesk))
+            await _until_a_lock_is_waited_for(watcher, low)
+            # The dispatcher's batch goes on to its next case, then commits.
+            await asyncio.to_thread(dispatcher.execute, joined.where(Case.id == high))
+            dispatcher.commit()
+        assert await applying == [True, True]
+    finally:
+        engine.dispose()
+    statuses = await stores[0].run(lambda s: set(s.scalars(select(Case.status))))
+    assert statuses == {"resolved"}
 
 
 async def test_three_upgrades_at_once_migrate_once(tmp_path: Path, pg_url: str) -> None:

@@ -465,8 +465,15 @@ async def _until_a_lock_is_waited_for(connection: Connection, customer: int) -> 
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     )
+    # A transaction sees pg_stat_activity as it was when it first looked, unless told.
+    forget = text("SELECT pg_stat_clear_snapshot()")
+
+    def waiting() -> int | None:
+        connection.execute(forget)
+        return connection.scalar(query)
+
     for _ in range(600):
-        if await asyncio.to_thread(connection.scalar, query):
+        if await asyncio.to_thread(waiting):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"no session waited for customer {customer}")
