@@ -419,9 +419,9 @@ class _Batch:
         order = NEWER_THAN_STORED + len(self.writes.messages)
         seen = Seen(case.received_at, order, case_id, case.channel, case.thread.conversation_key)
         if print_ is not None:
-            group.prints[print_].append(seen)
+            group.prints[print_].add(seen)
         if case.channel in self.d.settings.dedup.conversation_channels:
-            group.conversations.append(seen)
+            group.conversations[(case.channel, case.thread.conversation_key)].add(seen)
         if case.channel == "email":
             known.threads[case.source_id] = case_id
         day = utc_day(case.received_at)

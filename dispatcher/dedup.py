@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from dispatcher.known import CaseState, Group, Known, Seen, case_number
+from dispatcher.known import CaseState, Group, Known, case_number
 from dispatcher.settings import DedupSettings
 from normalizer.model import CaseOpen
 
@@ -46,12 +46,10 @@ def duplicate_of(
     known: Known, group: Group, print_: str | None, received_at: datetime, window: timedelta
 ) -> Match | None:
     """Level 2: the first message of this customer with the same content within the window."""
-    if print_ is None:
+    timeline = group.prints.get(print_) if print_ is not None else None
+    first = timeline.first_within(received_at, window) if timeline is not None else None
+    if first is None:
         return None
-    near = [s for s in group.prints.get(print_, ()) if abs(s.received_at - received_at) <= window]
-    if not near:
-        return None
-    first = min(near, key=lambda seen: (seen.received_at, seen.order))
     when = f"{first.received_at:%Y-%m-%d %H:%M}"
     how = f"same content as the customer's {first.channel} message of {when}"
     return Match(known.cases[first.case_id], 2, how)
@@ -96,20 +94,14 @@ def _by_conversation(
 ) -> Match | None:
     if message.channel not in settings.conversation_channels:
         return None
-    window = timedelta(minutes=settings.conversation_window_min)
-    key = message.thread.conversation_key
-    received = message.received_at
-    candidates = [
-        seen
-        for seen in group.conversations
-        if seen.channel == message.channel
-        and seen.conversation_key == key
-        and abs(seen.received_at - received) <= window
-        and known.cases[seen.case_id].is_open
-    ]
-    if not candidates:
+    timeline = group.conversations.get((message.channel, message.thread.conversation_key))
+    if timeline is None:
         return None
-    latest: Seen = max(candidates, key=lambda seen: (seen.received_at, seen.order))
+    window = timedelta(minutes=settings.conversation_window_min)
+    received = message.received_at
+    latest = timeline.latest_within(received, window, lambda s: known.cases[s.case_id].is_open)
+    if latest is None:
+        return None
     minutes = abs((received - latest.received_at).total_seconds()) / 60
     how = f"{message.channel} conversation, {minutes:.0f} min after the case's last message"
     return Match(known.cases[latest.case_id], 3, how)

@@ -10,8 +10,9 @@ batches. The customers' rows are locked before any of this is read (see `identit
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -90,6 +91,48 @@ class Seen:
     conversation_key: str | None = None
 
 
+def _arrival(seen: Seen) -> tuple[datetime, int]:
+    return seen.received_at, seen.order
+
+
+def _received(seen: Seen) -> datetime:
+    return seen.received_at
+
+
+@dataclass(slots=True)
+class Timeline:
+    """A group's earlier messages of one kind (one content; one conversation), in order of
+    arrival, so that a window of time is found by bisection: a sender flooding a channel has
+    thousands of them within the window, and each of its messages would otherwise go through
+    all of them."""
+
+    seen: list[Seen] = field(default_factory=list)
+
+    def add(self, seen: Seen) -> None:
+        insort(self.seen, seen, key=_arrival)  # at the end, but for a late arrival
+
+    def first_within(self, at: datetime, width: timedelta) -> Seen | None:
+        """The earliest received within `width` of `at`."""
+        seen = self.seen
+        index = bisect_left(seen, at - width, key=_received)
+        if index < len(seen) and seen[index].received_at <= at + width:
+            return seen[index]
+        return None
+
+    def latest_within(
+        self, at: datetime, width: timedelta, accepted: Callable[[Seen], bool]
+    ) -> Seen | None:
+        """The latest received within `width` of `at` that is `accepted`."""
+        seen = self.seen
+        since = at - width
+        for index in range(bisect_right(seen, at + width, key=_received) - 1, -1, -1):
+            if seen[index].received_at < since:
+                break
+            if accepted(seen[index]):
+                return seen[index]
+        return None
+
+
 @dataclass(slots=True)
 class Group:
     """A root customer with its merged members: whose history a message gets."""
@@ -99,8 +142,12 @@ class Group:
     customer: CustomerInfo
     case_ids: set[int] = field(default_factory=set)
     contacts: Counter[tuple[str, date]] = field(default_factory=Counter)
-    prints: dict[str, list[Seen]] = field(default_factory=lambda: defaultdict(list))
-    conversations: list[Seen] = field(default_factory=list)
+    prints: dict[str, Timeline] = field(default_factory=lambda: defaultdict(Timeline))
+    """By fingerprint."""
+    conversations: dict[tuple[str, str | None], Timeline] = field(
+        default_factory=lambda: defaultdict(Timeline)
+    )
+    """By channel and conversation key."""
 
 
 @dataclass(slots=True)
@@ -315,9 +362,9 @@ def _earlier_messages(
         group = known.groups[owner[row.customer_id]]
         seen = Seen(row.received_at, row.id, row.case_id, row.channel, row.conversation_key)
         if row.fingerprint in wanted.fingerprints:
-            group.prints[row.fingerprint].append(seen)
+            group.prints[row.fingerprint].add(seen)
         if row.channel in wanted.conversation_channels:
-            group.conversations.append(seen)
+            group.conversations[(row.channel, row.conversation_key)].add(seen)
         case_ids.add(row.case_id)
     return case_ids
 

@@ -6,6 +6,7 @@ Every test runs on SQLite and on a PostgreSQL database of its own.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -299,6 +300,39 @@ async def test_chat_within_the_conversation_window_continues_the_open_case(world
     late = await world.send(message("+4930123456", "new thing", at=T0 + timedelta(hours=2), **chat))
     assert dedup(soon) == ("follow-up", dedup(first)[1])
     assert dedup(late)[0] == "new"
+
+
+async def test_a_flood_from_one_number_joins_the_right_cases_in_any_order(world: World) -> None:
+    """Hundreds of SMS in one batch, some arriving late: each continues the conversation's
+    latest open case within the window, and a repeated text is a duplicate of its first."""
+    sms = dict(channel="sms")
+    flood = [
+        message("+4930123456", f"reading {n}", at=T0 + timedelta(seconds=5 * n), **sms)
+        for n in range(300)
+    ]
+    flood += [message("+4930123456", "STOP", at=T0 + timedelta(seconds=n), **sms) for n in (7, 3)]
+    decided = await world.store.run(world.decider.batch, [Incoming(m) for m in flood])
+    ref = dedup(decided[0])[1]
+    verdicts = Counter(dedup(outcome) for outcome in decided[1:])
+    # The STOP sent at 7 s continues the conversation; the one sent at 3 s, come after it,
+    # has the same content.
+    assert verdicts == {("follow-up", ref): 300, ("duplicate", ref): 1}
+    assert decided[-1].forward and decided[-1].forward.dedup
+    assert "same content as the customer's sms message of" in decided[-1].forward.dedup.reason
+
+    assert await world.event(ref or "", "closed", T0 + timedelta(minutes=26))
+    later = T0 + timedelta(minutes=26, seconds=30)
+    after = await world.store.run(
+        world.decider.batch,
+        [
+            Incoming(message("+4930123456", "still there?", at=later, **sms)),
+            # Arrived late: sent before the one above, after the case was closed.
+            Incoming(message("+4930123456", "hello?", at=later - timedelta(seconds=10), **sms)),
+        ],
+    )
+    reopened = dedup(after[0])
+    assert reopened[0] == "new" and reopened[1] != ref  # the conversation's case was closed
+    assert dedup(after[1]) == ("follow-up", reopened[1])
 
 
 async def test_a_follow_up_to_a_closed_case_reopens_it_or_opens_a_linked_case(world: World) -> None:
