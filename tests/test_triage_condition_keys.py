@@ -18,6 +18,7 @@ from dispatcher.triage.nodes import Context, Known
 from dispatcher.triage.policy_spec import CalendarSpec
 from dispatcher.triage.spec import ConditionSpec
 from dispatcher.triage.state import State
+from dispatcher.triage.text import CONDITION_CHARS
 from normalizer.model import CaseOpen
 from tests.triage_cases import PLAIN_MAIL
 
@@ -161,3 +162,21 @@ def test_a_key_alone_matches_what_has_the_fact_and_refuses_what_lacks_it(key: st
     hit, miss = example.hit, example.miss
     assert condition.test(hit.facts(), hit.state()) is not None, condition.wants
     assert condition.test(miss.facts(), miss.state()) is None, condition.wants
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text_keywords": ["invoice"]},
+        {"text_keywords": {"words": ["invoices"], "stem": "en"}},
+        {"text_regex": r"invoice \d+"},
+    ],
+)
+def test_text_conditions_read_the_first_20000_characters(value: dict[str, Any]) -> None:
+    """A mail near the size limit can hold megabytes of text: the conditions read the start."""
+    condition = compile_condition(ConditionSpec.model_validate(value), context())
+    filler = "lorem ipsum " * (CONDITION_CHARS // 12 + 1)
+    inside = Facet(case={"text": f"{filler[: CONDITION_CHARS - 20]} invoice 42"})
+    beyond = Facet(case={"text": f"{filler} invoice 42"})
+    assert condition.test(inside.facts(), inside.state()) is not None
+    assert condition.test(beyond.facts(), beyond.state()) is None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from dispatcher.triage.text import fold, stem_text
+from dispatcher.triage.text import CONDITION_CHARS, fold, stem_text
 
 if TYPE_CHECKING:
     from dispatcher.triage.calendar import Calendar
@@ -69,11 +69,11 @@ class Facts:
 
     @cached_property
     def subject(self) -> str:
-        return fold(self.case.subject or "")
+        return fold((self.case.subject or "")[:CONDITION_CHARS])
 
     @cached_property
     def text(self) -> str:
-        return fold(self.case.text)
+        return fold(self.case.text[:CONDITION_CHARS])
 
     def stemmed(self, field: str, language: str) -> str:
         """The folded subject or text with each word stemmed, computed once per language."""

@@ -28,6 +28,10 @@ UNSPACED = re.compile(
 )
 WORD_SPLIT = re.compile(r"(\w+)")
 PREFIX = "*"
+CONDITION_CHARS = 20_000
+"""How much of a subject or text the text conditions (keywords, stems, regexes) read: some
+eight pages. A mail near the size limit can carry megabytes of text, and stemming it all
+took a second per language while the rest of its batch waited."""
 
 
 def globs(patterns: Iterable[str]) -> list[tuple[str, re.Pattern[str]]]:

@@ -13,10 +13,9 @@ from dispatcher.triage.nodes import Condition, ConditionError, Context, shown
 from dispatcher.triage.spec import Keywords as KeywordsValue
 from dispatcher.triage.spec import MatchSpec, WordsSpec
 from dispatcher.triage.state import State
-from dispatcher.triage.text import PREFIX, Keywords, globs
+from dispatcher.triage.text import CONDITION_CHARS, PREFIX, Keywords, globs
 
 REGEX_TIMEOUT_S = 0.05
-REGEX_TEXT_LIMIT = 20_000
 SHOWN_CHARS = 60
 # A group that repeats and is itself repeated, e.g. (a+)+ or (\w*)*: catastrophic backtracking.
 NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
@@ -35,7 +34,7 @@ def compile_regex(pattern: str) -> regex.Pattern[str]:
 def search(compiled: regex.Pattern[str], text: str) -> regex.Match[str] | None:
     """A match within the time bound; a pattern that takes too long does not match."""
     try:
-        return compiled.search(text[:REGEX_TEXT_LIMIT], timeout=REGEX_TIMEOUT_S)
+        return compiled.search(text[:CONDITION_CHARS], timeout=REGEX_TIMEOUT_S)
     except TimeoutError:
         return None
 
