@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from dispatcher.known import CaseState, Group, Known, case_number
+from dispatcher.known import CaseState, Group, Known, case_number, replied_to
 from dispatcher.settings import DedupSettings
 from normalizer.model import CaseOpen
 
@@ -76,11 +76,9 @@ def _by_reference(known: Known, group: Group, message: CaseOpen, prefix: str) ->
 
 
 def _by_thread(known: Known, group: Group, message: CaseOpen) -> Match | None:
-    thread = message.thread
     if message.channel != "email":
         return None
-    replied = [thread.in_reply_to] if thread.in_reply_to else []
-    for source_id in dict.fromkeys([*replied, *thread.references]):
+    for source_id in replied_to(message.thread):
         case_id = known.threads.get(source_id)  # In-Reply-To first, then the references
         if case_id is not None:
             found = known.cases[case_id]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher.database import bound_pairs, pairs_in
 from dispatcher.tables import Case, CaseParticipant, ContactCount, Customer, Message
-from normalizer.model import OPEN_CASES_LISTED, CaseBrief, CaseOpen, CustomerInfo
+from normalizer.model import OPEN_CASES_LISTED, CaseBrief, CaseOpen, CustomerInfo, Thread
 
 OPEN_STATES = ("open", "assigned")
 CASES = Case.__table__
@@ -448,10 +448,7 @@ def wanted_for(
         if number is not None:
             numbers.add(number)
         if case.channel == "email":
-            thread = case.thread
-            email_ids.update(thread.references)
-            if thread.in_reply_to:
-                email_ids.add(thread.in_reply_to)
+            email_ids.update(replied_to(case.thread))
     return Wanted(
         since=min(received),
         until=max(received),
@@ -461,6 +458,22 @@ def wanted_for(
         email_ids=email_ids,
         first_day=utc_day(min(received)) - timedelta(days=max_days - 1),
     )
+
+
+THREAD_IDS = 100
+"""How many of a reply's Message-IDs a follow-up is looked for by (see `replied_to`)."""
+
+
+def replied_to(thread: Thread) -> list[str]:
+    """The Message-IDs a reply names, In-Reply-To first, then its References from the
+    thread's first message, each once; of a long References list, the first and the latest
+    (`THREAD_IDS` in all): a mail can list thousands, and a batch reads what they name."""
+    named = [thread.in_reply_to] if thread.in_reply_to else []
+    named += thread.references
+    if len(named) > THREAD_IDS:
+        keep = THREAD_IDS - 2
+        named = [*named[:2], *named[-keep:]]
+    return list(dict.fromkeys(named))
 
 
 def utc_day(at: datetime) -> date:

@@ -272,6 +272,32 @@ async def test_level_3_an_email_reply_is_a_follow_up(world: World) -> None:
     assert reply.routing_key == "case-update"
 
 
+async def test_replies_naming_thousands_of_messages_are_followed_by_the_first_and_latest(
+    world: World,
+) -> None:
+    """A batch of replies whose References name 2,000 messages each (a mail can list that
+    many, and the batch looked all of them up: half a second for 60 such mails): a follow-up
+    is found by the thread's first message or its latest ones, of which 100 are looked up."""
+    root = dedup(await world.send(message(source_id="root@acme.example")))[1]
+    latest = dedup(await world.send(message("bob@beta.example", "Our side", source_id="l@b")))[1]
+    unheard = [f"gone-{n}@elsewhere.example" for n in range(2000)]
+    replies = [
+        message(
+            f"person{n}@acme.example",
+            f"Same here ({n})",
+            at=T0 + timedelta(days=1),
+            thread=Thread(references=["root@acme.example", *unheard])
+            if n % 2
+            else Thread(in_reply_to="l@b", references=[*unheard, "l@b"]),
+        )
+        for n in range(60)
+    ]
+    decided = await world.store.run(world.decider.batch, [Incoming(m) for m in replies])
+    # Strangers to the cases' customers: each opens a case linked to the one it follows.
+    linked = [o.forward.dedup.linked_case for o in decided if o.forward and o.forward.dedup]
+    assert linked == [latest if n % 2 == 0 else root for n in range(60)]
+
+
 async def test_a_case_reference_from_a_stranger_opens_a_new_linked_case(world: World) -> None:
     first = await world.send(message())
     ref = dedup(first)[1]
