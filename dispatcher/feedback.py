@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from dispatcher.database import is_transient, text_of
 from dispatcher.handling import DeadLetter, Delivery, Done, Unavailable, Verdict, invalid
 from dispatcher.identity import lock_identities, normalise, resolve_sender
+from dispatcher.known import case_number
 from dispatcher.store import Store
 from dispatcher.tables import Case, CaseEvent, CaseParticipant
 from normalizer.model import Identity
@@ -59,7 +60,7 @@ def apply_event(session: Session, event: CaseEventMessage, prefix: str) -> bool:
     seen = session.scalars(select(CaseEvent.id).where(CaseEvent.external_id == event.id)).first()
     if seen is not None:
         return False
-    number = case_number(event, prefix)
+    number = case_number(event.case, prefix)
     # FOR NO KEY UPDATE: a dispatcher inserting a message of this case (its foreign key
     # check) goes on meanwhile.
     target = None if number is None else session.get(Case, number, with_for_update=NO_KEY)
@@ -111,13 +112,6 @@ NO_KEY = {"key_share": True}
 """FOR NO KEY UPDATE on PostgreSQL: the case changes, not its id."""
 
 
-def case_number(event: CaseEventMessage, prefix: str) -> int | None:
-    """The case's id in the store, from its reference (C-12: 12), if it is one of ours."""
-    reference = event.case
-    number = reference[len(prefix) :] if reference.upper().startswith(prefix.upper()) else ""
-    return int(number) if number.isdigit() else None
-
-
 def apply_events(
     session: Session, events: Sequence[CaseEventMessage], prefix: str
 ) -> list[bool | str]:
@@ -132,7 +126,7 @@ def apply_events(
         session,
         [normalise(e.participant.kind, e.participant.address) for e in events if e.participant],
     )
-    numbers = sorted({n for e in events if (n := case_number(e, prefix)) is not None})
+    numbers = sorted({n for e in events if (n := case_number(e.case, prefix)) is not None})
     if numbers:
         session.execute(_LOCK_CASES, {"ids": numbers})
     results: list[bool | str] = []
