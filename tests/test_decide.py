@@ -22,7 +22,7 @@ from dispatcher.database import create_engine
 from dispatcher.decide import Decider, Incoming, Outcome
 from dispatcher.directory import import_rows, read_directory
 from dispatcher.feedback import CaseEventMessage, EventRejected, apply_event
-from dispatcher.known import load, wanted_for
+from dispatcher.known import THREAD_IDS, load, replied_to, wanted_for
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store import Store
 from dispatcher.tables import Customer, Message
@@ -292,6 +292,9 @@ async def test_replies_naming_thousands_of_messages_are_followed_by_the_first_an
         )
         for n in range(60)
     ]
+    looked_up = replied_to(replies[1].thread)
+    assert len(looked_up) == THREAD_IDS
+    assert (looked_up[0], looked_up[-1]) == ("root@acme.example", unheard[-1])
     decided = await world.store.run(world.decider.batch, [Incoming(m) for m in replies])
     # Strangers to the cases' customers: each opens a case linked to the one it follows.
     linked = [o.forward.dedup.linked_case for o in decided if o.forward and o.forward.dedup]
